@@ -1,0 +1,104 @@
+//! Server configuration. The binary fills it from CLI flags and `OAUTH_*` environment variables;
+//! tests and the demo build it in code, usually from [`Config::demo`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the state lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// Volatile in-process maps.
+    Memory,
+    /// A SQLite database file (`:memory:` for a private in-memory database).
+    Sqlite {
+        /// Database file path; its parent directory is created if missing.
+        path: PathBuf,
+    },
+}
+
+/// Credential lifetimes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Authorization code lifetime (default 10 minutes, the maximum OAuth 2.1 recommends).
+    pub authorization_code: Duration,
+    /// Access token lifetime (default 1 hour).
+    pub access_token: Duration,
+    /// Refresh token lifetime (default 30 days). Each rotation issues a refresh token with a full
+    /// lifetime, so an actively used grant stays alive; an idle one expires.
+    pub refresh_token: Duration,
+    /// How long a user has to log in and consent (default 10 minutes).
+    pub interaction: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            authorization_code: Duration::from_secs(600),
+            access_token: Duration::from_secs(3600),
+            refresh_token: Duration::from_secs(30 * 24 * 3600),
+            interaction: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The demo resource server's client id (seeded by `--demo`; used to call `/introspect`).
+pub const DEMO_RESOURCE_SERVER_ID: &str = "mcp-resource-server";
+/// The demo resource server's client secret.
+pub const DEMO_RESOURCE_SERVER_SECRET: &str = "resource-server-secret";
+/// A public demo client (seeded by `--demo`) with loopback redirect URIs
+/// `http://127.0.0.1/callback` and `http://localhost/callback` (any port).
+pub const DEMO_PUBLIC_CLIENT_ID: &str = "demo-client";
+
+/// Everything the server needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The issuer identifier (RFC 8414). `None` derives `http://<bound address>`. Must be an
+    /// `http`/`https` URL without query or fragment; a trailing slash is removed.
+    pub issuer: Option<String>,
+    /// Storage backend.
+    pub storage: StorageConfig,
+    /// Credential lifetimes.
+    pub lifetimes: Lifetimes,
+    /// Scopes the server knows (`scopes_supported`); default `read write admin`.
+    pub scopes_supported: Vec<String>,
+    /// A users file to load (see [`crate::users`]).
+    pub users_file: Option<PathBuf>,
+    /// Seed the demo accounts and demo clients. Never enabled implicitly.
+    pub demo: bool,
+    /// How often expired rows are purged (default 60 s).
+    pub cleanup_interval: Duration,
+    /// Largest accepted request body in bytes (default 16 KiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    /// Memory storage, default lifetimes and scopes, no users, issuer derived from the address.
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            storage: StorageConfig::Memory,
+            lifetimes: Lifetimes::default(),
+            scopes_supported: ["read", "write", "admin"].map(String::from).to_vec(),
+            users_file: None,
+            demo: false,
+            cleanup_interval: Duration::from_secs(60),
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration with the demo accounts and clients, in memory.
+    pub fn demo() -> Self {
+        Self {
+            demo: true,
+            ..Self::default()
+        }
+    }
+
+    /// Same configuration with another storage backend.
+    pub fn with_storage(mut self, storage: StorageConfig) -> Self {
+        self.storage = storage;
+        self
+    }
+}

@@ -1,0 +1,91 @@
+//! `POST /introspect` (RFC 7662).
+//!
+//! Only confidential clients (resource servers) may introspect, with `client_secret_basic` or
+//! `client_secret_post`; anything else is `401 invalid_client`. Any authenticated confidential
+//! client may introspect any token: resource servers must see tokens issued to other clients,
+//! and the answer reveals nothing a holder of the token could not already use.
+//!
+//! An active token answers `active, scope, client_id, sub, username (users only), token_type, exp,
+//! iat, nbf, iss, aud (the RFC 8707 resource, if any), jti`. `token_type` is `Bearer` for access
+//! tokens and `refresh_token` for refresh tokens, so a resource server can refuse a refresh token
+//! presented as a bearer token. Unknown, expired, revoked and rotated tokens all answer exactly
+//! `{"active":false}`. `token_type_hint` is ignored: tokens of both kinds live in one table keyed
+//! by hash, so the hint cannot save a lookup.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::client_auth::{self, Accept};
+use crate::endpoints::token::no_store;
+use crate::error::OAuthError;
+use crate::model::TokenKind;
+use crate::params::{self, Params};
+use crate::state::{AppState, now};
+use crate::tokens::hash_secret;
+
+/// `POST /introspect`.
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match handle(&state, &headers, &body).await {
+        Ok(body) => no_store(Json(body).into_response()),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+    let params = Params::parse(if params::is_form(headers) { body } else { b"" });
+    let credentials = client_auth::extract(headers, &params)?;
+    client_auth::authenticate(
+        state.storage().as_ref(),
+        credentials,
+        Accept::ConfidentialOnly,
+    )
+    .await?;
+    if !params::is_form(headers) {
+        return Err(OAuthError::invalid_request(
+            "body must be application/x-www-form-urlencoded",
+        ));
+    }
+    if params.is_repeated("token") {
+        return Err(OAuthError::invalid_request("parameter token is repeated"));
+    }
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let inactive = json!({ "active": false });
+    let Some(record) = state
+        .storage()
+        .get_token(&hash_secret(token), now())
+        .await?
+    else {
+        return Ok(inactive);
+    };
+    if record.consumed {
+        return Ok(inactive);
+    }
+    let mut body = json!({
+        "active": true,
+        "scope": record.scope,
+        "client_id": record.client_id,
+        "sub": record.subject.as_deref().unwrap_or(&record.client_id),
+        "token_type": match record.kind {
+            TokenKind::Access => "Bearer",
+            TokenKind::Refresh => "refresh_token",
+        },
+        "exp": record.expires_at,
+        "iat": record.issued_at,
+        "nbf": record.issued_at,
+        "iss": state.issuer(),
+        "jti": record.jti,
+    });
+    if let Some(user) = &record.subject {
+        body["username"] = Value::String(user.clone());
+    }
+    if let Some(aud) = &record.resource {
+        body["aud"] = Value::String(aud.clone());
+    }
+    Ok(body)
+}

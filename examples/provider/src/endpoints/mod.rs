@@ -1,0 +1,8 @@
+//! One module per HTTP endpoint.
+
+pub mod authorize;
+pub mod introspect;
+pub mod metadata;
+pub mod register;
+pub mod revoke;
+pub mod token;

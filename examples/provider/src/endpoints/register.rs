@@ -1,0 +1,185 @@
+//! `POST /register` (RFC 7591 dynamic client registration), open registration (no initial
+//! access token), as MCP clients expect.
+//!
+//! Accepted metadata: `redirect_uris` (see [`crate::redirect`] for the rules),
+//! `token_endpoint_auth_method` (`none` → public client; `client_secret_basic` (the RFC 7591
+//! default) or `client_secret_post` → confidential client with a generated secret),
+//! `grant_types` (default `["authorization_code"]`; `client_credentials` only for confidential
+//! clients), `response_types` (only `code`), `client_name`, `scope` (default: all supported
+//! scopes; must be a subset of them). Other members are ignored. The secret is returned once and
+//! stored only as a hash; it does not expire (`client_secret_expires_at: 0`).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::endpoints::token::no_store;
+use crate::error::{ErrorCode, OAuthError};
+use crate::model::{AuthMethod, Client};
+use crate::redirect;
+use crate::scope;
+use crate::state::{AppState, now};
+use crate::tokens::{self, hash_secret};
+
+/// Most redirect URIs one client may register.
+const MAX_REDIRECT_URIS: usize = 10;
+/// Longest `client_name`.
+const MAX_NAME_LEN: usize = 200;
+
+#[derive(Deserialize)]
+struct Request {
+    redirect_uris: Option<Vec<String>>,
+    token_endpoint_auth_method: Option<String>,
+    grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+    client_name: Option<String>,
+    scope: Option<String>,
+}
+
+/// `POST /register`.
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match handle(&state, &headers, &body).await {
+        Ok(body) => no_store((StatusCode::CREATED, Json(body)).into_response()),
+        Err(err) => err.into_response(),
+    }
+}
+
+fn metadata_error(description: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClientMetadata, description)
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(metadata_error("body must be application/json"));
+    }
+    let req: Request = serde_json::from_slice(body)
+        .map_err(|e| metadata_error(format!("invalid client metadata: {e}")))?;
+
+    let auth_method_name = req
+        .token_endpoint_auth_method
+        .as_deref()
+        .unwrap_or("client_secret_basic");
+    let auth_method = AuthMethod::parse(auth_method_name)
+        .ok_or_else(|| metadata_error("unsupported token_endpoint_auth_method"))?;
+    let confidential = auth_method != AuthMethod::None;
+
+    let mut grant_types: Vec<String> = Vec::new();
+    for g in req
+        .grant_types
+        .unwrap_or_else(|| vec!["authorization_code".to_owned()])
+    {
+        if !matches!(
+            g.as_str(),
+            "authorization_code" | "refresh_token" | "client_credentials"
+        ) {
+            return Err(metadata_error(format!("unsupported grant type {g:?}")));
+        }
+        if g == "client_credentials" && !confidential {
+            return Err(metadata_error(
+                "client_credentials requires a confidential client",
+            ));
+        }
+        if !grant_types.contains(&g) {
+            grant_types.push(g);
+        }
+    }
+    if grant_types.is_empty() {
+        return Err(metadata_error("grant_types must not be empty"));
+    }
+    let uses_code = grant_types.iter().any(|g| g == "authorization_code");
+
+    let response_types = req.response_types.unwrap_or_else(|| {
+        if uses_code {
+            vec!["code".to_owned()]
+        } else {
+            Vec::new()
+        }
+    });
+    if response_types.iter().any(|r| r != "code") {
+        return Err(metadata_error("only response_type code is supported"));
+    }
+    if uses_code != response_types.iter().any(|r| r == "code") {
+        return Err(metadata_error(
+            "response_types code and grant_types authorization_code go together",
+        ));
+    }
+
+    let redirect_uris = req.redirect_uris.unwrap_or_default();
+    if uses_code && redirect_uris.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRedirectUri,
+            "redirect_uris are required for the authorization code grant",
+        ));
+    }
+    if redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRedirectUri,
+            "too many redirect_uris",
+        ));
+    }
+    for uri in &redirect_uris {
+        redirect::validate_for_registration(uri)
+            .map_err(|why| OAuthError::new(ErrorCode::InvalidRedirectUri, why))?;
+    }
+
+    if let Some(name) = &req.client_name
+        && (name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control))
+    {
+        return Err(metadata_error(
+            "client_name is too long or has control characters",
+        ));
+    }
+
+    let supported = scope::join(state.scopes_supported());
+    let scope = match &req.scope {
+        None => supported.clone(),
+        Some(s) => {
+            let set = scope::parse(s).ok_or_else(|| metadata_error("scope is malformed"))?;
+            if !scope::is_subset(&set, &supported) {
+                return Err(metadata_error("scope contains unsupported values"));
+            }
+            scope::join(&set)
+        }
+    };
+
+    let secret = confidential.then(|| tokens::random_token(tokens::CLIENT_SECRET_PREFIX));
+    let client = Client {
+        client_id: tokens::random_id(),
+        secret_hash: secret.as_deref().map(hash_secret),
+        client_name: req.client_name,
+        redirect_uris,
+        grant_types,
+        scope,
+        auth_method,
+        issued_at: now(),
+    };
+    state.storage().put_client(&client).await?;
+    tracing::info!(client_id = %client.client_id, method = auth_method.as_str(), "client registered");
+
+    let mut body = json!({
+        "client_id": client.client_id,
+        "client_id_issued_at": client.issued_at,
+        "redirect_uris": client.redirect_uris,
+        "token_endpoint_auth_method": auth_method.as_str(),
+        "grant_types": client.grant_types,
+        "response_types": response_types,
+        "scope": client.scope,
+    });
+    if let Some(name) = &client.client_name {
+        body["client_name"] = Value::String(name.clone());
+    }
+    if let Some(secret) = secret {
+        body["client_secret"] = Value::String(secret);
+        body["client_secret_expires_at"] = json!(0);
+    }
+    Ok(body)
+}

@@ -1,0 +1,58 @@
+//! `POST /revoke` (RFC 7009).
+//!
+//! Confidential clients authenticate with their secret, public clients with their `client_id`.
+//! Revoking either token of a grant revokes the whole grant family (its access and refresh
+//! tokens), as RFC 7009 §2.1 recommends. A client can only revoke its own tokens; for any other
+//! token, unknown or foreign, the answer is the same `200` and nothing changes, so the endpoint
+//! cannot be used to probe for tokens.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::client_auth::{self, Accept};
+use crate::endpoints::token::no_store;
+use crate::error::OAuthError;
+use crate::params::{self, Params};
+use crate::state::{AppState, now};
+use crate::tokens::hash_secret;
+
+/// `POST /revoke`.
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match handle(&state, &headers, &body).await {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
+    if !params::is_form(headers) {
+        return Err(OAuthError::invalid_request(
+            "body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let params = Params::parse(body);
+    let credentials = client_auth::extract(headers, &params)?;
+    let client =
+        client_auth::authenticate(state.storage().as_ref(), credentials, Accept::Any).await?;
+    if params.is_repeated("token") {
+        return Err(OAuthError::invalid_request("parameter token is repeated"));
+    }
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let now = now();
+    let Some(record) = state.storage().get_token(&hash_secret(token), now).await? else {
+        return Ok(());
+    };
+    if record.client_id != client.client_id {
+        return Ok(());
+    }
+    state
+        .storage()
+        .revoke_family(&record.family_id, state.revocation_memory(now))
+        .await?;
+    tracing::info!(client_id = %client.client_id, family = %record.family_id, "grant revoked");
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! `POST /token`: authorization code (with PKCE), refresh token (with rotation) and client
+//! credentials grants.
+//!
+//! Every check that can fail runs *before* the single atomic state change of a grant (consuming
+//! the code, rotating the refresh token), so a rejected request changes nothing. The exception is
+//! deliberate: presenting an already used code or refresh token is treated as theft and revokes the
+//! whole grant family (RFC 9700 §2.2.2, §4.14.2).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::client_auth::{self, Accept};
+use crate::endpoints::authorize::is_valid_resource;
+use crate::error::{ErrorCode, OAuthError};
+use crate::model::{Client, TokenKind, TokenRecord, UnixTime};
+use crate::params::{self, Params};
+use crate::pkce;
+use crate::scope;
+use crate::state::{AppState, now, secs};
+use crate::tokens::{self, hash_secret};
+
+/// `POST /token`.
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match handle(&state, &headers, &body).await {
+        Ok(body) => no_store(Json(body).into_response()),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Adds `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
+pub fn no_store(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+    if !params::is_form(headers) {
+        return Err(OAuthError::invalid_request(
+            "body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let params = Params::parse(body);
+    let credentials = client_auth::extract(headers, &params)?;
+    let client =
+        client_auth::authenticate(state.storage().as_ref(), credentials, Accept::Any).await?;
+    if let Some(name) = params.first_repeated() {
+        return Err(OAuthError::invalid_request(format!(
+            "parameter {name} is repeated"
+        )));
+    }
+    let grant_type = params
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    let known = matches!(
+        grant_type,
+        "authorization_code" | "refresh_token" | "client_credentials"
+    );
+    if !known {
+        return Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "unsupported grant_type",
+        ));
+    }
+    if !client.allows_grant(grant_type)
+        || (grant_type == "client_credentials" && !client.is_confidential())
+    {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client may not use this grant type",
+        ));
+    }
+    let resource = params.get("resource");
+    if resource.is_some_and(|r| !is_valid_resource(r)) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "resource must be an absolute URI without fragment",
+        ));
+    }
+    match grant_type {
+        "authorization_code" => authorization_code(state, &client, &params, resource).await,
+        "refresh_token" => refresh_token(state, &client, &params, resource).await,
+        _ => client_credentials(state, &client, &params, resource).await,
+    }
+}
+
+async fn authorization_code(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+    resource: Option<&str>,
+) -> Result<Value, OAuthError> {
+    let code = required(params, "code")?;
+    let redirect_uri = required(params, "redirect_uri")?;
+    let verifier = required(params, "code_verifier")?;
+    let code_hash = hash_secret(code);
+    let now = now();
+    let storage = state.storage();
+    let record = storage
+        .get_code(&code_hash, now)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("authorization code is invalid or expired"))?;
+    if record.consumed {
+        revoke_after_replay(state, &record.family_id, "authorization code replayed").await?;
+        return Err(OAuthError::invalid_grant(
+            "authorization code was already used",
+        ));
+    }
+    if record.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "authorization code was issued to another client",
+        ));
+    }
+    if record.redirect_uri != redirect_uri {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    if !pkce::verify(verifier, &record.code_challenge) {
+        return Err(OAuthError::invalid_grant("PKCE verification failed"));
+    }
+    if resource.is_some_and(|r| Some(r) != record.resource.as_deref()) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "resource does not match the authorization request",
+        ));
+    }
+    if !storage.consume_code(&code_hash, now).await? {
+        // Lost a race against a concurrent redemption: that is a replay too.
+        revoke_after_replay(
+            state,
+            &record.family_id,
+            "authorization code redeemed concurrently",
+        )
+        .await?;
+        return Err(OAuthError::invalid_grant(
+            "authorization code was already used",
+        ));
+    }
+    let grant = Grant {
+        family_id: &record.family_id,
+        client_id: &client.client_id,
+        subject: Some(&record.subject),
+        resource: record.resource.as_deref(),
+        grant_scope: &record.scope,
+        access_scope: &record.scope,
+        refresh: client.allows_grant("refresh_token"),
+    };
+    issue(state, &grant, now).await
+}
+
+async fn refresh_token(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+    resource: Option<&str>,
+) -> Result<Value, OAuthError> {
+    let presented = required(params, "refresh_token")?;
+    let token_hash = hash_secret(presented);
+    let now = now();
+    let storage = state.storage();
+    let record = storage
+        .get_token(&token_hash, now)
+        .await?
+        .filter(|t| t.kind == TokenKind::Refresh)
+        .ok_or_else(|| OAuthError::invalid_grant("refresh token is invalid, expired or revoked"))?;
+    if record.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "refresh token was issued to another client",
+        ));
+    }
+    if record.consumed {
+        revoke_after_replay(state, &record.family_id, "rotated refresh token reused").await?;
+        return Err(OAuthError::invalid_grant("refresh token was already used"));
+    }
+    let access_scope = match params.get("scope") {
+        None => record.scope.clone(),
+        Some(s) => {
+            let requested = scope::parse(s)
+                .ok_or_else(|| OAuthError::new(ErrorCode::InvalidScope, "scope is malformed"))?;
+            if requested.is_empty() || !scope::is_subset(&requested, &record.scope) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "scope exceeds the original grant",
+                ));
+            }
+            scope::join(&requested)
+        }
+    };
+    if resource.is_some_and(|r| Some(r) != record.resource.as_deref()) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "resource does not match the original grant",
+        ));
+    }
+    if !storage.rotate_refresh_token(&token_hash, now).await? {
+        revoke_after_replay(
+            state,
+            &record.family_id,
+            "refresh token rotated concurrently",
+        )
+        .await?;
+        return Err(OAuthError::invalid_grant("refresh token was already used"));
+    }
+    let grant = Grant {
+        family_id: &record.family_id,
+        client_id: &client.client_id,
+        subject: record.subject.as_deref(),
+        resource: record.resource.as_deref(),
+        // RFC 6749 §6: the new refresh token keeps the original scope even when the access token
+        // is narrowed.
+        grant_scope: &record.scope,
+        access_scope: &access_scope,
+        refresh: true,
+    };
+    issue(state, &grant, now).await
+}
+
+async fn client_credentials(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+    resource: Option<&str>,
+) -> Result<Value, OAuthError> {
+    let supported = scope::join(state.scopes_supported());
+    let scope = match params.get("scope") {
+        None => client.scope.clone(),
+        Some(s) => {
+            let requested = scope::parse(s)
+                .ok_or_else(|| OAuthError::new(ErrorCode::InvalidScope, "scope is malformed"))?;
+            if !scope::is_subset(&requested, &client.scope)
+                || !scope::is_subset(&requested, &supported)
+            {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "scope is not allowed for this client",
+                ));
+            }
+            scope::join(&requested)
+        }
+    };
+    let family_id = tokens::random_id();
+    let grant = Grant {
+        family_id: &family_id,
+        client_id: &client.client_id,
+        subject: None,
+        resource,
+        grant_scope: &scope,
+        access_scope: &scope,
+        refresh: false,
+    };
+    issue(state, &grant, now()).await
+}
+
+fn required<'a>(params: &'a Params, name: &'static str) -> Result<&'a str, OAuthError> {
+    params
+        .get(name)
+        .ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
+}
+
+async fn revoke_after_replay(
+    state: &AppState,
+    family_id: &str,
+    reason: &'static str,
+) -> Result<(), OAuthError> {
+    tracing::warn!(family = %family_id, reason, "revoking grant family");
+    let now = now();
+    state
+        .storage()
+        .revoke_family(family_id, state.revocation_memory(now))
+        .await?;
+    Ok(())
+}
+
+/// What to issue.
+struct Grant<'a> {
+    family_id: &'a str,
+    client_id: &'a str,
+    subject: Option<&'a str>,
+    resource: Option<&'a str>,
+    grant_scope: &'a str,
+    access_scope: &'a str,
+    refresh: bool,
+}
+
+fn record(
+    grant: &Grant<'_>,
+    kind: TokenKind,
+    raw: &str,
+    scope: &str,
+    now: UnixTime,
+    ttl: i64,
+) -> TokenRecord {
+    TokenRecord {
+        token_hash: hash_secret(raw),
+        kind,
+        family_id: grant.family_id.to_owned(),
+        client_id: grant.client_id.to_owned(),
+        subject: grant.subject.map(str::to_owned),
+        scope: scope.to_owned(),
+        resource: grant.resource.map(str::to_owned),
+        jti: tokens::random_id(),
+        issued_at: now,
+        expires_at: now + ttl,
+        consumed: false,
+    }
+}
+
+async fn issue(state: &AppState, grant: &Grant<'_>, now: UnixTime) -> Result<Value, OAuthError> {
+    let access_ttl = secs(state.lifetimes().access_token);
+    let access_token = tokens::random_token(tokens::ACCESS_TOKEN_PREFIX);
+    let mut records = vec![record(
+        grant,
+        TokenKind::Access,
+        &access_token,
+        grant.access_scope,
+        now,
+        access_ttl,
+    )];
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": access_ttl,
+        "scope": grant.access_scope,
+    });
+    if grant.refresh {
+        let refresh_token = tokens::random_token(tokens::REFRESH_TOKEN_PREFIX);
+        let refresh_ttl = secs(state.lifetimes().refresh_token);
+        records.push(record(
+            grant,
+            TokenKind::Refresh,
+            &refresh_token,
+            grant.grant_scope,
+            now,
+            refresh_ttl,
+        ));
+        body["refresh_token"] = Value::String(refresh_token);
+    }
+    state.storage().put_tokens(&records).await?;
+    tracing::info!(client_id = %grant.client_id, family = %grant.family_id, jti = %records[0].jti, "tokens issued");
+    Ok(body)
+}

@@ -1,0 +1,73 @@
+//! A reference OAuth 2.1 authorization server, the counterpart `tower-introspect` introspects
+//! against.
+//!
+//! It implements the authorization code grant with mandatory PKCE S256 (login and consent pages),
+//! refresh-token rotation with family revocation on reuse, client credentials, RFC 7662
+//! introspection, RFC 7009 revocation, RFC 7591 dynamic registration, RFC 8414 metadata,
+//! RFC 8707 resource indicators and RFC 9207 `iss`. State lives in memory or in SQLite.
+//!
+//! # Running it in-process
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), oauth_provider::Error> {
+//! use oauth_provider::{Config, Server};
+//!
+//! // Demo accounts (alice/password123, …) and the `mcp-resource-server` client, in memory.
+//! let server = Server::bind(Config::demo(), "127.0.0.1:0".parse().unwrap()).await?;
+//! println!("issuer: {}", server.issuer());
+//! // … point the middleware at format!("{}/introspect", server.issuer()) …
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! For tests that want the bare router, build an [`AppState`] and call [`router`].
+
+#![deny(missing_docs)]
+
+pub mod cleanup;
+pub mod client_auth;
+pub mod config;
+pub mod endpoints;
+pub mod error;
+pub mod html;
+pub mod model;
+pub mod params;
+pub mod pkce;
+pub mod redirect;
+pub mod scope;
+pub mod seed;
+pub mod server;
+pub mod state;
+pub mod storage;
+pub mod tokens;
+pub mod users;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use config::{
+    Config, DEMO_PUBLIC_CLIENT_ID, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET, Lifetimes,
+    StorageConfig,
+};
+pub use server::{Error, Server};
+pub use state::AppState;
+
+/// The HTTP routes of the authorization server, with request bodies bounded by
+/// [`Config::max_body_bytes`] (larger bodies get `413`).
+pub fn router(state: AppState) -> Router {
+    use endpoints::{authorize, introspect, metadata, register, revoke, token};
+    let limit = state.max_body_bytes();
+    Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::get),
+        )
+        .route("/authorize", get(authorize::get).post(authorize::post))
+        .route("/token", post(token::post))
+        .route("/introspect", post(introspect::post))
+        .route("/revoke", post(revoke::post))
+        .route("/register", post(register::post))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}

@@ -1,0 +1,189 @@
+//! `oauth-provider`: the reference authorization server binary.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use oauth_provider::{Config, Lifetimes, Server, StorageConfig};
+
+/// Reference OAuth 2.1 authorization server (PKCE, refresh rotation, introspection, revocation,
+/// dynamic registration) with memory or SQLite storage.
+#[derive(Parser, Debug)]
+#[command(name = "oauth-provider", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "OAUTH_BIND", default_value = "127.0.0.1:9000")]
+    bind: SocketAddr,
+
+    /// Issuer identifier; default `http://<bound address>`.
+    #[arg(long, env = "OAUTH_ISSUER")]
+    issuer: Option<String>,
+
+    /// Storage backend.
+    #[arg(long = "storage", env = "OAUTH_STORAGE_BACKEND", value_enum, default_value_t = Backend::Sqlite)]
+    storage: Backend,
+
+    /// SQLite database file (`:memory:` for a private in-memory database).
+    #[arg(long, env = "OAUTH_SQLITE_PATH", default_value = "./data/oauth.db")]
+    sqlite_path: PathBuf,
+
+    /// Users file (TOML, or JSON when it ends in .json).
+    #[arg(long, env = "OAUTH_USERS_FILE")]
+    users_file: Option<PathBuf>,
+
+    /// Seed the demo accounts and demo clients (never use in production).
+    #[arg(long, env = "OAUTH_DEMO")]
+    demo: bool,
+
+    /// Space-separated supported scopes.
+    #[arg(long, env = "OAUTH_SCOPES", default_value = "read write admin")]
+    scopes: String,
+
+    /// Authorization code lifetime in seconds.
+    #[arg(long, env = "OAUTH_CODE_TTL", default_value_t = 600)]
+    code_ttl: u64,
+
+    /// Access token lifetime in seconds.
+    #[arg(long, env = "OAUTH_ACCESS_TOKEN_TTL", default_value_t = 3600)]
+    access_token_ttl: u64,
+
+    /// Refresh token lifetime in seconds.
+    #[arg(long, env = "OAUTH_REFRESH_TOKEN_TTL", default_value_t = 2_592_000)]
+    refresh_token_ttl: u64,
+
+    /// Time allowed for login and consent, in seconds.
+    #[arg(long, env = "OAUTH_INTERACTION_TTL", default_value_t = 600)]
+    interaction_ttl: u64,
+
+    /// Interval of the expired-row cleanup, in seconds.
+    #[arg(long, env = "OAUTH_CLEANUP_INTERVAL", default_value_t = 60)]
+    cleanup_interval: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read a password from stdin (first line) and print its argon2id PHC string for the users file.
+    HashPassword,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Backend {
+    Memory,
+    Sqlite,
+}
+
+impl Cli {
+    fn config(&self) -> Config {
+        Config {
+            issuer: self.issuer.clone(),
+            storage: match self.storage {
+                Backend::Memory => StorageConfig::Memory,
+                Backend::Sqlite => StorageConfig::Sqlite {
+                    path: self.sqlite_path.clone(),
+                },
+            },
+            lifetimes: Lifetimes {
+                authorization_code: Duration::from_secs(self.code_ttl),
+                access_token: Duration::from_secs(self.access_token_ttl),
+                refresh_token: Duration::from_secs(self.refresh_token_ttl),
+                interaction: Duration::from_secs(self.interaction_ttl),
+            },
+            scopes_supported: self.scopes.split_whitespace().map(String::from).collect(),
+            users_file: self.users_file.clone(),
+            demo: self.demo,
+            cleanup_interval: Duration::from_secs(self.cleanup_interval),
+            ..Config::default()
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        eprintln!("cannot read the password from stdin");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("empty password");
+        return ExitCode::FAILURE;
+    }
+    match oauth_provider::users::hash_password(password) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hashing failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::HashPassword) = cli.command {
+        return hash_password();
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = cli.config();
+    if config.demo {
+        tracing::warn!("demo accounts and clients are enabled; never use --demo in production");
+    }
+    let server = match Server::bind(config, cli.bind).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("oauth-provider: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // A stable line on stdout so scripts and tests can find the (possibly ephemeral) port.
+    println!(
+        "oauth-provider listening on http://{} (issuer {})",
+        server.addr(),
+        server.issuer()
+    );
+    let _ = std::io::stdout().flush();
+    shutdown_signal().await;
+    match server.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oauth-provider: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Demo clients, seeded only when the demo switch is on.
+
+use crate::config::{DEMO_PUBLIC_CLIENT_ID, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET};
+use crate::model::{AuthMethod, Client};
+use crate::storage::{Storage, StorageResult};
+use crate::tokens::hash_secret;
+
+/// The demo clients:
+/// - `mcp-resource-server` / `resource-server-secret`: confidential, for introspection (and the
+///   `client_credentials` grant with scope `read`);
+/// - `demo-client`: public, authorization code + refresh token, redirect URIs
+///   `http://127.0.0.1/callback` and `http://localhost/callback` (any port), scopes
+///   `read write admin`.
+pub fn demo_clients(now: i64) -> Vec<Client> {
+    vec![
+        Client {
+            client_id: DEMO_RESOURCE_SERVER_ID.to_owned(),
+            secret_hash: Some(hash_secret(DEMO_RESOURCE_SERVER_SECRET)),
+            client_name: Some("MCP resource server (demo)".to_owned()),
+            redirect_uris: Vec::new(),
+            grant_types: vec!["client_credentials".to_owned()],
+            scope: "read".to_owned(),
+            auth_method: AuthMethod::ClientSecretBasic,
+            issued_at: now,
+        },
+        Client {
+            client_id: DEMO_PUBLIC_CLIENT_ID.to_owned(),
+            secret_hash: None,
+            client_name: Some("Demo client".to_owned()),
+            redirect_uris: vec![
+                "http://127.0.0.1/callback".to_owned(),
+                "http://localhost/callback".to_owned(),
+            ],
+            grant_types: vec!["authorization_code".to_owned(), "refresh_token".to_owned()],
+            scope: "read write admin".to_owned(),
+            auth_method: AuthMethod::None,
+            issued_at: now,
+        },
+    ]
+}
+
+/// Stores the demo clients (idempotent: an existing client with the same id is updated, its
+/// tokens are kept).
+pub async fn seed_demo_clients(storage: &dyn Storage, now: i64) -> StorageResult<()> {
+    for client in demo_clients(now) {
+        storage.put_client(&client).await?;
+    }
+    Ok(())
+}

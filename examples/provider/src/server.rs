@@ -1,0 +1,181 @@
+//! Running the server: storage, users, router, cleanup task and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::config::{Config, StorageConfig};
+use crate::state::AppState;
+use crate::storage::{MemoryStorage, SqliteStorage, Storage, StorageError};
+use crate::users::{UserDirectory, UsersError};
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding or serving failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The storage backend could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The users file is invalid.
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Checks and normalises the issuer: an `http`/`https` URL without path, query or fragment; the
+/// trailing slash is removed. `None` gives `http://<addr>`.
+pub fn normalise_issuer(issuer: Option<&str>, addr: SocketAddr) -> Result<String, Error> {
+    let Some(issuer) = issuer else {
+        return Ok(format!("http://{addr}"));
+    };
+    let url = Url::parse(issuer).map_err(|e| Error::Config(format!("issuer: {e}")))?;
+    let ok = matches!(url.scheme(), "http" | "https")
+        && url.host().is_some()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if !ok {
+        return Err(Error::Config(
+            "issuer must be an http(s) URL without path, query or fragment".to_owned(),
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Opens the configured storage backend.
+pub async fn open_storage(config: &StorageConfig) -> Result<Arc<dyn Storage>, StorageError> {
+    Ok(match config {
+        StorageConfig::Memory => Arc::new(MemoryStorage::new()),
+        StorageConfig::Sqlite { path } => Arc::new(SqliteStorage::open(path).await?),
+    })
+}
+
+/// Builds the user directory from the users file and (if enabled) the demo accounts.
+pub fn load_users(config: &Config) -> Result<UserDirectory, UsersError> {
+    let mut users = UserDirectory::new();
+    if let Some(path) = &config.users_file {
+        users.add(UserDirectory::load_file(path)?)?;
+    }
+    if config.demo {
+        users.add(UserDirectory::demo_users())?;
+    }
+    Ok(users)
+}
+
+/// A running authorization server.
+///
+/// Dropping it starts a graceful shutdown in the background; call [`Server::shutdown`] to wait for
+/// it (and close the storage).
+pub struct Server {
+    addr: SocketAddr,
+    state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    serve: Option<JoinHandle<std::io::Result<()>>>,
+    cleanup: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port) and starts serving.
+    pub async fn bind(config: Config, addr: SocketAddr) -> Result<Self, Error> {
+        let listener = TcpListener::bind(addr).await?;
+        Self::start(config, listener).await
+    }
+
+    /// Starts serving on `listener` with the configured storage backend.
+    pub async fn start(config: Config, listener: TcpListener) -> Result<Self, Error> {
+        let storage = open_storage(&config.storage).await?;
+        Self::start_with_storage(config, listener, storage).await
+    }
+
+    /// Starts serving on `listener` with a storage the caller opened (tests use this to inspect
+    /// or share it). `config.storage` is ignored.
+    pub async fn start_with_storage(
+        config: Config,
+        listener: TcpListener,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Self, Error> {
+        let addr = listener.local_addr()?;
+        let issuer = normalise_issuer(config.issuer.as_deref(), addr)?;
+        let users = load_users(&config)?;
+        if config.demo {
+            crate::seed::seed_demo_clients(storage.as_ref(), crate::state::now()).await?;
+        }
+        let state = AppState::new(&config, storage.clone(), users, issuer);
+        let app = crate::router(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serve = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    // A dropped sender also means "stop".
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let cleanup = crate::cleanup::spawn(storage, config.cleanup_interval);
+        tracing::info!(%addr, issuer = state.issuer(), "authorization server started");
+        Ok(Self {
+            addr,
+            state,
+            stop: Some(stop),
+            serve: Some(serve),
+            cleanup,
+        })
+    }
+
+    /// The bound socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The issuer identifier (no trailing slash); endpoint URLs are `issuer + "/token"` etc.
+    pub fn issuer(&self) -> &str {
+        self.state.issuer()
+    }
+
+    /// `http://<addr>`: where to send requests (differs from the issuer when one was configured).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The handlers' state (storage access for tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops accepting connections, waits for in-flight requests, stops the cleanup task and
+    /// closes the storage.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.cleanup.abort();
+        let result = match self.serve.take() {
+            Some(handle) => match handle.await {
+                Ok(r) => r.map_err(Error::from),
+                Err(e) => Err(Error::Io(std::io::Error::other(e))),
+            },
+            None => Ok(()),
+        };
+        self.state.storage().close().await;
+        result
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.cleanup.abort();
+    }
+}

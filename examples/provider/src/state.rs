@@ -1,0 +1,99 @@
+//! Shared state of the HTTP handlers.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, Lifetimes};
+use crate::model::UnixTime;
+use crate::storage::Storage;
+use crate::users::UserDirectory;
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Arc<dyn Storage>,
+    users: UserDirectory,
+    issuer: String,
+    lifetimes: Lifetimes,
+    scopes_supported: Vec<String>,
+    max_body_bytes: usize,
+}
+
+impl AppState {
+    /// Builds the state. `issuer` must already be normalised (no trailing slash); see
+    /// [`crate::server::normalise_issuer`].
+    pub fn new(
+        config: &Config,
+        storage: Arc<dyn Storage>,
+        users: UserDirectory,
+        issuer: String,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                storage,
+                users,
+                issuer,
+                lifetimes: config.lifetimes,
+                scopes_supported: config.scopes_supported.clone(),
+                max_body_bytes: config.max_body_bytes,
+            }),
+        }
+    }
+
+    /// The storage backend.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
+    /// The user directory.
+    pub fn users(&self) -> &UserDirectory {
+        &self.inner.users
+    }
+
+    /// The issuer identifier.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// An absolute URL of an endpoint of this server.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.inner.issuer)
+    }
+
+    /// Credential lifetimes.
+    pub fn lifetimes(&self) -> &Lifetimes {
+        &self.inner.lifetimes
+    }
+
+    /// `scopes_supported`.
+    pub fn scopes_supported(&self) -> &[String] {
+        &self.inner.scopes_supported
+    }
+
+    /// Request body limit.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
+    }
+
+    /// How long a revoked family is remembered: longer than any token of it can live.
+    pub fn revocation_memory(&self, now: UnixTime) -> UnixTime {
+        now + secs(self.inner.lifetimes.refresh_token) + secs(self.inner.lifetimes.access_token)
+    }
+}
+
+/// The current time in Unix seconds.
+pub fn now() -> UnixTime {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as UnixTime)
+        .unwrap_or(0)
+}
+
+/// A lifetime in whole seconds (saturating).
+pub fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+}

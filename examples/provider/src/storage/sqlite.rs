@@ -1,0 +1,460 @@
+//! SQLite backend (sqlx): survives restarts and can be shared by several server processes.
+//!
+//! Connection settings: WAL journal (readers never block the writer), `synchronous = NORMAL`
+//! (durable across application crashes; a power loss may drop the last transactions, which for
+//! short-lived credentials is the usual trade-off), `busy_timeout` so concurrent writers from
+//! other connections or processes wait instead of failing, and foreign keys on. The schema is
+//! created and upgraded by the versioned migrations in `migrations/` (sqlx keeps the applied
+//! versions in `_sqlx_migrations`).
+//!
+//! Every compare-and-set is one SQL statement (`UPDATE … WHERE consumed = 0`, `DELETE …
+//! RETURNING`), whose `rows_affected` tells the single winner; no transaction ever reads before
+//! it writes, so SQLite's busy handler applies and no `SQLITE_BUSY_SNAPSHOT` can occur.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+
+use super::{Storage, StorageError, StorageResult};
+use crate::model::{
+    AuthMethod, AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats,
+    TokenKind, TokenRecord, UnixTime,
+};
+
+/// How long a connection waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pool size for file databases. SQLite serialises writers anyway; a few connections let reads
+/// proceed in parallel under WAL.
+const FILE_POOL_SIZE: u32 = 4;
+
+/// Durable storage in a SQLite database file.
+pub struct SqliteStorage {
+    pool: SqlitePool,
+}
+
+impl SqliteStorage {
+    /// Opens (creating it and its parent directory if needed) the database at `path` and applies
+    /// pending migrations. The special path `:memory:` gives a private in-memory database.
+    pub async fn open(path: impl AsRef<Path>) -> StorageResult<Self> {
+        let path = path.as_ref();
+        if path.as_os_str() == ":memory:" {
+            return Self::in_memory().await;
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(FILE_POOL_SIZE)
+            .connect_with(options)
+            .await?;
+        Self::with_pool(pool).await
+    }
+
+    /// A private in-memory database (one connection, since every SQLite in-memory connection
+    /// would otherwise see its own empty database).
+    pub async fn in_memory() -> StorageResult<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        Self::with_pool(pool).await
+    }
+
+    async fn with_pool(pool: SqlitePool) -> StorageResult<Self> {
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The underlying pool (for diagnostics and tests).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn corrupt(what: &str) -> StorageError {
+    StorageError::Corrupt(what.to_owned())
+}
+
+fn client_from_row(row: &SqliteRow) -> StorageResult<Client> {
+    let redirect_uris: String = row.try_get("redirect_uris")?;
+    let grant_types: String = row.try_get("grant_types")?;
+    let auth_method: String = row.try_get("auth_method")?;
+    Ok(Client {
+        client_id: row.try_get("client_id")?,
+        secret_hash: row.try_get("secret_hash")?,
+        client_name: row.try_get("client_name")?,
+        redirect_uris: serde_json::from_str(&redirect_uris)
+            .map_err(|_| corrupt("clients.redirect_uris"))?,
+        grant_types: serde_json::from_str(&grant_types)
+            .map_err(|_| corrupt("clients.grant_types"))?,
+        scope: row.try_get("scope")?,
+        auth_method: AuthMethod::parse(&auth_method)
+            .ok_or_else(|| corrupt("clients.auth_method"))?,
+        issued_at: row.try_get("issued_at")?,
+    })
+}
+
+fn pending_from_row(row: &SqliteRow) -> StorageResult<PendingAuthorization> {
+    let stage: String = row.try_get("stage")?;
+    Ok(PendingAuthorization {
+        id_hash: row.try_get("id_hash")?,
+        browser_hash: row.try_get("browser_hash")?,
+        csrf_hash: row.try_get("csrf_hash")?,
+        client_id: row.try_get("client_id")?,
+        redirect_uri: row.try_get("redirect_uri")?,
+        scope: row.try_get("scope")?,
+        state: row.try_get("state")?,
+        code_challenge: row.try_get("code_challenge")?,
+        resource: row.try_get("resource")?,
+        stage: InteractionStage::parse(&stage).ok_or_else(|| corrupt("pending.stage"))?,
+        subject: row.try_get("subject")?,
+        granted_scope: row.try_get("granted_scope")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn code_from_row(row: &SqliteRow) -> StorageResult<AuthorizationCode> {
+    Ok(AuthorizationCode {
+        code_hash: row.try_get("code_hash")?,
+        client_id: row.try_get("client_id")?,
+        redirect_uri: row.try_get("redirect_uri")?,
+        subject: row.try_get("subject")?,
+        scope: row.try_get("scope")?,
+        resource: row.try_get("resource")?,
+        code_challenge: row.try_get("code_challenge")?,
+        family_id: row.try_get("family_id")?,
+        issued_at: row.try_get("issued_at")?,
+        expires_at: row.try_get("expires_at")?,
+        consumed: row.try_get("consumed")?,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> StorageResult<TokenRecord> {
+    let kind: String = row.try_get("kind")?;
+    Ok(TokenRecord {
+        token_hash: row.try_get("token_hash")?,
+        kind: TokenKind::parse(&kind).ok_or_else(|| corrupt("tokens.kind"))?,
+        family_id: row.try_get("family_id")?,
+        client_id: row.try_get("client_id")?,
+        subject: row.try_get("subject")?,
+        scope: row.try_get("scope")?,
+        resource: row.try_get("resource")?,
+        jti: row.try_get("jti")?,
+        issued_at: row.try_get("issued_at")?,
+        expires_at: row.try_get("expires_at")?,
+        consumed: row.try_get("consumed")?,
+    })
+}
+
+fn to_json(values: &[String]) -> String {
+    serde_json::Value::from(values.to_vec()).to_string()
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn put_client(&self, client: &Client) -> StorageResult<()> {
+        // An upsert, not `INSERT OR REPLACE`: a replace deletes the row first, which would
+        // cascade to the client's codes and tokens.
+        sqlx::query(
+            "INSERT INTO clients (client_id, secret_hash, client_name, redirect_uris, grant_types, \
+             scope, auth_method, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (client_id) DO UPDATE SET secret_hash = excluded.secret_hash, \
+             client_name = excluded.client_name, redirect_uris = excluded.redirect_uris, \
+             grant_types = excluded.grant_types, scope = excluded.scope, \
+             auth_method = excluded.auth_method, issued_at = excluded.issued_at",
+        )
+        .bind(&client.client_id)
+        .bind(&client.secret_hash)
+        .bind(&client.client_name)
+        .bind(to_json(&client.redirect_uris))
+        .bind(to_json(&client.grant_types))
+        .bind(&client.scope)
+        .bind(client.auth_method.as_str())
+        .bind(client.issued_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_client(&self, client_id: &str) -> StorageResult<Option<Client>> {
+        sqlx::query("SELECT * FROM clients WHERE client_id = ?")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(client_from_row)
+            .transpose()
+    }
+
+    async fn put_pending(&self, p: &PendingAuthorization) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO pending_authorizations (id_hash, browser_hash, csrf_hash, client_id, \
+             redirect_uri, scope, state, code_challenge, resource, stage, subject, granted_scope, \
+             expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&p.id_hash)
+        .bind(&p.browser_hash)
+        .bind(&p.csrf_hash)
+        .bind(&p.client_id)
+        .bind(&p.redirect_uri)
+        .bind(&p.scope)
+        .bind(&p.state)
+        .bind(&p.code_challenge)
+        .bind(&p.resource)
+        .bind(p.stage.as_str())
+        .bind(&p.subject)
+        .bind(&p.granted_scope)
+        .bind(p.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_pending(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+    ) -> StorageResult<Option<PendingAuthorization>> {
+        sqlx::query("SELECT * FROM pending_authorizations WHERE id_hash = ? AND expires_at > ?")
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(pending_from_row)
+            .transpose()
+    }
+
+    async fn complete_login(
+        &self,
+        id_hash: &str,
+        subject: &str,
+        granted_scope: &str,
+        new_csrf_hash: &str,
+        now: UnixTime,
+    ) -> StorageResult<bool> {
+        let done = sqlx::query(
+            "UPDATE pending_authorizations SET stage = 'consent', subject = ?, granted_scope = ?, \
+             csrf_hash = ? WHERE id_hash = ? AND stage = 'login' AND expires_at > ?",
+        )
+        .bind(subject)
+        .bind(granted_scope)
+        .bind(new_csrf_hash)
+        .bind(id_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn take_pending(
+        &self,
+        id_hash: &str,
+        stage: InteractionStage,
+        now: UnixTime,
+    ) -> StorageResult<Option<PendingAuthorization>> {
+        sqlx::query(
+            "DELETE FROM pending_authorizations WHERE id_hash = ? AND stage = ? AND expires_at > ? \
+             RETURNING *",
+        )
+        .bind(id_hash)
+        .bind(stage.as_str())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(pending_from_row)
+        .transpose()
+    }
+
+    async fn put_code(&self, c: &AuthorizationCode) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, subject, scope, \
+             resource, code_challenge, family_id, issued_at, expires_at, consumed) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.code_hash)
+        .bind(&c.client_id)
+        .bind(&c.redirect_uri)
+        .bind(&c.subject)
+        .bind(&c.scope)
+        .bind(&c.resource)
+        .bind(&c.code_challenge)
+        .bind(&c.family_id)
+        .bind(c.issued_at)
+        .bind(c.expires_at)
+        .bind(c.consumed)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_code(
+        &self,
+        code_hash: &str,
+        now: UnixTime,
+    ) -> StorageResult<Option<AuthorizationCode>> {
+        sqlx::query("SELECT * FROM authorization_codes WHERE code_hash = ? AND expires_at > ?")
+            .bind(code_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(code_from_row)
+            .transpose()
+    }
+
+    async fn consume_code(&self, code_hash: &str, now: UnixTime) -> StorageResult<bool> {
+        let done = sqlx::query(
+            "UPDATE authorization_codes SET consumed = 1 \
+             WHERE code_hash = ? AND consumed = 0 AND expires_at > ?",
+        )
+        .bind(code_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_tokens(&self, tokens: &[TokenRecord]) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for t in tokens {
+            sqlx::query(
+                "INSERT INTO tokens (token_hash, kind, family_id, client_id, subject, scope, \
+                 resource, jti, issued_at, expires_at, consumed) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&t.token_hash)
+            .bind(t.kind.as_str())
+            .bind(&t.family_id)
+            .bind(&t.client_id)
+            .bind(&t.subject)
+            .bind(&t.scope)
+            .bind(&t.resource)
+            .bind(&t.jti)
+            .bind(t.issued_at)
+            .bind(t.expires_at)
+            .bind(t.consumed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_token(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> StorageResult<Option<TokenRecord>> {
+        sqlx::query(
+            "SELECT * FROM tokens t WHERE t.token_hash = ? AND t.expires_at > ? AND NOT EXISTS \
+             (SELECT 1 FROM revoked_families f WHERE f.family_id = t.family_id)",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
+    }
+
+    async fn rotate_refresh_token(&self, token_hash: &str, now: UnixTime) -> StorageResult<bool> {
+        let done = sqlx::query(
+            "UPDATE tokens SET consumed = 1 WHERE token_hash = ? AND kind = 'refresh' \
+             AND consumed = 0 AND expires_at > ? AND NOT EXISTS \
+             (SELECT 1 FROM revoked_families f WHERE f.family_id = tokens.family_id)",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_family(&self, family_id: &str, remember_until: UnixTime) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO revoked_families (family_id, expires_at) VALUES (?, ?) \
+             ON CONFLICT (family_id) DO UPDATE SET \
+             expires_at = max(expires_at, excluded.expires_at)",
+        )
+        .bind(family_id)
+        .bind(remember_until)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM tokens WHERE family_id = ?")
+            .bind(family_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = 0;
+        for sql in [
+            "DELETE FROM pending_authorizations WHERE expires_at <= ?",
+            "DELETE FROM authorization_codes WHERE expires_at <= ?",
+            "DELETE FROM tokens WHERE expires_at <= ?",
+            "DELETE FROM revoked_families WHERE expires_at <= ?",
+        ] {
+            deleted += sqlx::query(sql)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn stats(&self) -> StorageResult<StorageStats> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM clients) AS clients, \
+             (SELECT count(*) FROM pending_authorizations) AS pending, \
+             (SELECT count(*) FROM authorization_codes) AS codes, \
+             (SELECT count(*) FROM tokens) AS tokens, \
+             (SELECT count(*) FROM revoked_families) AS revoked_families",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let get = |name: &str| -> StorageResult<u64> {
+            let n: i64 = row.try_get(name)?;
+            u64::try_from(n).map_err(|_| corrupt("count"))
+        };
+        Ok(StorageStats {
+            clients: get("clients")?,
+            pending: get("pending")?,
+            codes: get("codes")?,
+            tokens: get("tokens")?,
+            revoked_families: get("revoked_families")?,
+        })
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,106 @@
+//! Why a token was not accepted.
+
+use std::fmt;
+
+/// The outcome of a failed verification.
+///
+/// The distinction matters for the response and for caching: an [`Invalid`](Self::Invalid) token
+/// is the client's problem (401 `invalid_token`, cached briefly as a negative verdict), while an
+/// [`Unavailable`](Self::Unavailable) authorization server is ours (503 without a challenge, never
+/// cached, so the next request asks again).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VerifyError {
+    /// The token is not acceptable for this resource.
+    #[error("invalid token: {0}")]
+    Invalid(InvalidToken),
+    /// The token could not be checked: the authorization server failed, timed out, or answered
+    /// something that is not an introspection response.
+    #[error("token could not be verified: {0}")]
+    Unavailable(String),
+}
+
+/// Why an otherwise well-formed token was refused.
+///
+/// Each reason maps to a fixed, non-revealing `error_description` (see [`description`](Self::description)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InvalidToken {
+    /// The authorization server says `active: false` (unknown, revoked or expired there).
+    Inactive,
+    /// `exp` is in the past (beyond the leeway).
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    NotYetValid,
+    /// `aud` is missing or does not contain this resource.
+    WrongAudience,
+    /// `iss` is missing or not the expected issuer.
+    WrongIssuer,
+    /// The token is not an access token (e.g. a refresh token was presented).
+    NotAnAccessToken,
+}
+
+impl InvalidToken {
+    /// The `error_description` sent to the client.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Inactive => "The access token is not active",
+            Self::Expired => "The access token expired",
+            Self::NotYetValid => "The access token is not valid yet",
+            Self::WrongAudience => "The access token is not meant for this resource",
+            Self::WrongIssuer => "The access token was issued by an untrusted issuer",
+            Self::NotAnAccessToken => "The presented token is not an access token",
+        }
+    }
+
+    /// A short, stable identifier for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inactive => "inactive",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongAudience => "wrong_audience",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::NotAnAccessToken => "not_an_access_token",
+        }
+    }
+}
+
+impl fmt::Display for InvalidToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<InvalidToken> for VerifyError {
+    fn from(reason: InvalidToken) -> Self {
+        Self::Invalid(reason)
+    }
+}
+
+/// A configuration error found while building a component.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A URL could not be parsed or is not usable here.
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The offending value.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("could not build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// RFC 8414 discovery failed.
+    #[error("authorization server discovery failed: {0}")]
+    Discovery(String),
+    /// A value cannot be used in an HTTP header.
+    #[error("invalid header value for {name}: {reason}")]
+    InvalidHeader {
+        /// Which setting.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,140 @@
+//! The response future of [`BearerAuth`](crate::BearerAuth).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::layer::Settings;
+use crate::{Principal, Rejection, VerifyError};
+
+/// A verification in flight: boxed because the verifier's future type cannot be named.
+pub(crate) type Verification = Pin<Box<dyn Future<Output = Result<Principal, VerifyError>> + Send>>;
+
+pin_project! {
+    /// Response future of [`BearerAuth`](crate::BearerAuth).
+    ///
+    /// Rejections decided from the header alone are ready at once, with no allocation; a token is
+    /// first verified, then the inner service is called with the [`Principal`] in the request
+    /// extensions.
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Rejected { response: Option<S::Response> },
+        Verifying {
+            verification: Verification,
+            inner: Option<S>,
+            request: Option<Request<ReqBody>>,
+            settings: Arc<Settings>,
+        },
+        Calling { #[pin] future: S::Future },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn rejected(response: S::Response) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn calling(future: S::Future) -> Self {
+        Self {
+            state: State::Calling { future },
+        }
+    }
+
+    pub(crate) fn verifying(
+        verification: Verification,
+        inner: S,
+        request: Request<ReqBody>,
+        settings: Arc<Settings>,
+    ) -> Self {
+        Self {
+            state: State::Verifying {
+                verification,
+                inner: Some(inner),
+                request: Some(request),
+                settings,
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Rejected { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Verifying {
+                    verification,
+                    inner,
+                    request,
+                    settings,
+                } => {
+                    let verdict = ready!(verification.as_mut().poll(cx));
+                    let mut request = request
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let rejection = match verdict {
+                        Ok(principal) => {
+                            tracing::debug!(
+                                subject = principal.subject().unwrap_or_default(),
+                                client_id = principal.client_id().unwrap_or_default(),
+                                "bearer token accepted"
+                            );
+                            request.extensions_mut().insert(principal);
+                            let mut inner = inner
+                                .take()
+                                .expect("ResponseFuture polled after completion");
+                            let future = inner.call(request);
+                            state.set(State::Calling { future });
+                            continue;
+                        }
+                        Err(VerifyError::Invalid(reason)) => {
+                            tracing::debug!(%reason, "bearer token rejected");
+                            Rejection::InvalidToken(reason)
+                        }
+                        Err(VerifyError::Unavailable(_)) => Rejection::Unavailable,
+                    };
+                    let response = settings.challenger.response(&rejection, request.headers());
+                    return Poll::Ready(Ok(response));
+                }
+            }
+        }
+    }
+}

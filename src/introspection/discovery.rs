@@ -1,0 +1,121 @@
+//! RFC 8414 authorization server metadata discovery, to find the introspection endpoint.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::http::read_capped;
+use crate::ConfigError;
+
+/// The members of the metadata document discovery needs.
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    issuer: String,
+    introspection_endpoint: Option<String>,
+}
+
+/// Where RFC 8414 §3.1 puts the metadata of `issuer`, and the OpenID Connect Discovery location that
+/// servers such as Keycloak serve, in the order they are tried.
+fn metadata_urls(issuer: &Url) -> Vec<Url> {
+    let path = issuer.path().trim_end_matches('/');
+    let mut urls = Vec::with_capacity(2);
+    let mut rfc8414 = issuer.clone();
+    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    urls.push(rfc8414);
+    let mut oidc = issuer.clone();
+    oidc.set_path(&format!("{path}/.well-known/openid-configuration"));
+    urls.push(oidc);
+    urls
+}
+
+/// Fetches the metadata of `issuer` and returns its introspection endpoint.
+///
+/// The document's `issuer` must equal the configured one exactly (RFC 8414 §3.3): otherwise an
+/// attacker able to serve a document could point us at their own introspection endpoint.
+pub(crate) async fn introspection_endpoint(
+    client: &reqwest::Client,
+    issuer: &str,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Url, ConfigError> {
+    let parsed = Url::parse(issuer).map_err(|e| ConfigError::InvalidUrl {
+        url: issuer.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(ConfigError::InvalidUrl {
+            url: issuer.to_owned(),
+            reason: "an issuer has no query or fragment".into(),
+        });
+    }
+    let mut failures = Vec::new();
+    for url in metadata_urls(&parsed) {
+        match fetch(client, url.clone(), timeout, limit).await {
+            Ok(metadata) => {
+                if metadata.issuer != issuer {
+                    return Err(ConfigError::Discovery(format!(
+                        "{url} names issuer {:?}, expected {issuer:?}",
+                        metadata.issuer
+                    )));
+                }
+                let endpoint = metadata.introspection_endpoint.ok_or_else(|| {
+                    ConfigError::Discovery(format!("{url} has no introspection_endpoint"))
+                })?;
+                return Url::parse(&endpoint).map_err(|e| ConfigError::InvalidUrl {
+                    url: endpoint,
+                    reason: e.to_string(),
+                });
+            }
+            Err(reason) => failures.push(format!("{url}: {reason}")),
+        }
+    }
+    Err(ConfigError::Discovery(failures.join("; ")))
+}
+
+async fn fetch(
+    client: &reqwest::Client,
+    url: Url,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Metadata, String> {
+    let response = client
+        .get(url)
+        .header(http::header::ACCEPT, "application/json")
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("status {}", response.status()));
+    }
+    let body = read_capped(response, limit).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("not a metadata document: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_locations() {
+        let urls = metadata_urls(&Url::parse("https://as.example/realms/demo").unwrap());
+        assert_eq!(
+            urls[0].as_str(),
+            "https://as.example/.well-known/oauth-authorization-server/realms/demo"
+        );
+        assert_eq!(
+            urls[1].as_str(),
+            "https://as.example/realms/demo/.well-known/openid-configuration"
+        );
+        let urls = metadata_urls(&Url::parse("https://as.example").unwrap());
+        assert_eq!(
+            urls[0].as_str(),
+            "https://as.example/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(
+            urls[1].as_str(),
+            "https://as.example/.well-known/openid-configuration"
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! The RFC 7662 token introspection client.
+//!
+//! [`Introspector`] asks the authorization server whether a token is active, validates the answer
+//! (expiry, not-before, audience, issuer, token type) and turns it into a [`Principal`]. It does not
+//! cache: wrap it in a [`CachedVerifier`](crate::CachedVerifier) (as
+//! [`BearerAuthLayer::introspect`](crate::BearerAuthLayer::introspect) does) so that the
+//! authorization server sees one call per token per cache lifetime, not one per request.
+
+mod client_auth;
+mod discovery;
+mod http;
+mod response;
+mod validation;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use url::Url;
+
+pub use self::client_auth::ClientAuth;
+pub use self::http::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT,
+};
+pub use self::response::IntrospectionResponse;
+pub use self::validation::DEFAULT_LEEWAY;
+use self::validation::Validation;
+use crate::{ConfigError, Principal, TokenVerifier, VerifyError};
+
+/// An RFC 7662 introspection client that validates what the server answers.
+///
+/// Cheap to clone (shared state behind an `Arc`).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), tower_introspect::ConfigError> {
+/// use tower_introspect::Introspector;
+///
+/// let introspector = Introspector::builder()
+///     .endpoint("https://auth.example.com/oauth/introspect")
+///     .client_secret_basic("mcp-server", "s3cret")
+///     .audience("https://mcp.example.com/mcp")
+///     .issuer("https://auth.example.com")
+///     .build()?;
+///
+/// // Or find the endpoint in the server's RFC 8414 metadata:
+/// let introspector = Introspector::builder()
+///     .client_secret_basic("mcp-server", "s3cret")
+///     .audience("https://mcp.example.com/mcp")
+///     .discover("https://auth.example.com")
+///     .await?
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Introspector {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: reqwest::Client,
+    endpoint: Url,
+    auth: ClientAuth,
+    request_timeout: Duration,
+    max_response_bytes: usize,
+    validation: Validation,
+}
+
+impl Introspector {
+    /// Starts configuring an introspector.
+    pub fn builder() -> IntrospectorBuilder {
+        IntrospectorBuilder::default()
+    }
+
+    /// The introspection endpoint in use (configured or discovered).
+    pub fn endpoint(&self) -> &Url {
+        &self.inner.endpoint
+    }
+
+    /// The configured clock-skew allowance, which a cache in front of this introspector should also
+    /// subtract from `exp`.
+    pub fn leeway(&self) -> Duration {
+        self.inner.validation.leeway
+    }
+
+    /// Asks the authorization server about `token` and returns its raw answer, without validation.
+    ///
+    /// Fails with [`VerifyError::Unavailable`] on any transport error, timeout, non-2xx status,
+    /// oversized body or a body that is not an introspection response.
+    pub async fn introspect(&self, token: &str) -> Result<IntrospectionResponse, VerifyError> {
+        let inner = &*self.inner;
+        let mut form: Vec<(&'static str, &str)> =
+            vec![("token", token), ("token_type_hint", "access_token")];
+        let request = inner
+            .client
+            .post(inner.endpoint.clone())
+            .header(::http::header::ACCEPT, "application/json")
+            .timeout(inner.request_timeout);
+        let request = inner.auth.apply(request, &mut form).form(&form);
+        // reqwest errors name the URL, never the form body, so they are safe to keep.
+        let response = request
+            .send()
+            .await
+            .map_err(|e| VerifyError::Unavailable(format!("introspection request failed: {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(VerifyError::Unavailable(format!(
+                "introspection endpoint answered {status}"
+            )));
+        }
+        let body = http::read_capped(response, inner.max_response_bytes)
+            .await
+            .map_err(VerifyError::Unavailable)?;
+        serde_json::from_slice(&body)
+            .map_err(|e| VerifyError::Unavailable(format!("not an introspection response: {e}")))
+    }
+}
+
+impl TokenVerifier for Introspector {
+    async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
+        let claims = self.introspect(token).await?;
+        self.inner.validation.check(&claims, unix_now())?;
+        Ok(Principal::new(claims))
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Configures an [`Introspector`]. Every setting has a safe default except the endpoint.
+#[derive(Debug)]
+#[must_use]
+pub struct IntrospectorBuilder {
+    endpoint: Option<String>,
+    auth: ClientAuth,
+    client: Option<reqwest::Client>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    max_response_bytes: usize,
+    validation: Validation,
+}
+
+impl Default for IntrospectorBuilder {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            auth: ClientAuth::None,
+            client: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            validation: Validation::default(),
+        }
+    }
+}
+
+impl IntrospectorBuilder {
+    /// The introspection endpoint URL (`https://…/introspect`).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// Authenticates with HTTP Basic (`client_secret_basic`, the RFC 7662 default).
+    pub fn client_secret_basic(
+        self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        self.client_auth(ClientAuth::SecretBasic {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        })
+    }
+
+    /// Authenticates with credentials in the form body (`client_secret_post`).
+    pub fn client_secret_post(
+        self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        self.client_auth(ClientAuth::SecretPost {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        })
+    }
+
+    /// Authenticates with a static bearer credential.
+    pub fn bearer_credential(self, credential: impl Into<String>) -> Self {
+        self.client_auth(ClientAuth::Bearer(credential.into()))
+    }
+
+    /// Sets the client authentication directly.
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Uses your own HTTP client (proxies, custom roots, mTLS, connection pool sharing).
+    ///
+    /// The request timeout below still applies to every introspection call; the connect timeout is
+    /// then yours to set on the client.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Connect timeout of the default client (default [`DEFAULT_CONNECT_TIMEOUT`], 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for one whole introspection call (default [`DEFAULT_REQUEST_TIMEOUT`], 5 s).
+    /// A call that takes longer fails as unavailable (503) and is not cached.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Largest response body accepted (default [`DEFAULT_MAX_RESPONSE_BYTES`], 64 KiB).
+    pub fn max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = limit;
+        self
+    }
+
+    /// Clock-skew allowance for `exp` and `nbf` (default [`DEFAULT_LEEWAY`], 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.validation.leeway = leeway;
+        self
+    }
+
+    /// Requires `aud` to contain exactly this value, normally the resource's own URL (RFC 8707).
+    ///
+    /// Strongly recommended: without it, any active token of the same authorization server is
+    /// accepted, including tokens minted for other APIs. A response without `aud` then fails.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.validation.audience = Some(audience.into());
+        self
+    }
+
+    /// Requires `iss` to equal this value exactly. A response without `iss` then fails.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.validation.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Finds the introspection endpoint in the RFC 8414 metadata of `issuer` (falling back to the
+    /// OpenID Connect discovery document), using this builder's client and timeouts.
+    pub async fn discover(mut self, issuer: &str) -> Result<Self, ConfigError> {
+        let client = self.client_or_default()?;
+        let endpoint = discovery::introspection_endpoint(
+            &client,
+            issuer,
+            self.request_timeout,
+            self.max_response_bytes,
+        )
+        .await?;
+        self.client = Some(client);
+        self.endpoint = Some(endpoint.into());
+        Ok(self)
+    }
+
+    /// Builds the introspector. Fails when no endpoint was set or it is not an http(s) URL.
+    pub fn build(mut self) -> Result<Introspector, ConfigError> {
+        let raw = self
+            .endpoint
+            .take()
+            .ok_or_else(|| ConfigError::InvalidUrl {
+                url: String::new(),
+                reason: "no introspection endpoint configured (call endpoint() or discover())"
+                    .into(),
+            })?;
+        let endpoint = Url::parse(&raw).map_err(|e| ConfigError::InvalidUrl {
+            url: raw.clone(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(endpoint.scheme(), "http" | "https") {
+            return Err(ConfigError::InvalidUrl {
+                url: raw,
+                reason: "the introspection endpoint must be an http(s) URL".into(),
+            });
+        }
+        let client = self.client_or_default()?;
+        Ok(Introspector {
+            inner: Arc::new(Inner {
+                client,
+                endpoint,
+                auth: self.auth,
+                request_timeout: self.request_timeout,
+                max_response_bytes: self.max_response_bytes,
+                validation: self.validation,
+            }),
+        })
+    }
+
+    fn client_or_default(&self) -> Result<reqwest::Client, ConfigError> {
+        match &self.client {
+            Some(client) => Ok(client.clone()),
+            None => http::default_client(self.connect_timeout),
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! [`BearerAuthLayer`] and its service [`BearerAuth`].
+
+use std::fmt;
+use std::mem;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::cache::{CacheConfig, CachedVerifier};
+use crate::challenge::{Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection};
+use crate::future::ResponseFuture;
+use crate::header::{Credentials, DEFAULT_MAX_TOKEN_LENGTH, bearer_token};
+use crate::{Introspector, TokenVerifier};
+
+/// What every [`BearerAuth`] clone shares besides the verifier.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) challenger: Challenger,
+    realm: Option<String>,
+    resource_metadata: Option<String>,
+    challenge_scope: Option<String>,
+    retry_after_secs: u32,
+    allow_missing_token: bool,
+    max_token_length: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            challenger: Challenger::default(),
+            realm: None,
+            resource_metadata: None,
+            challenge_scope: None,
+            retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
+            allow_missing_token: false,
+            max_token_length: DEFAULT_MAX_TOKEN_LENGTH,
+        }
+    }
+}
+
+impl Settings {
+    fn rebuild_challenger(&mut self) {
+        self.challenger = Challenger::new(
+            self.realm.clone(),
+            self.resource_metadata.clone(),
+            self.challenge_scope.clone(),
+            self.retry_after_secs,
+        );
+    }
+}
+
+/// Validates the bearer token of every request and hands the caller's
+/// [`Principal`](crate::Principal) to the inner service as a request extension.
+///
+/// See the [crate documentation](crate) for the request path and the rejection table.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use tower_introspect::{BearerAuthLayer, Introspector};
+///
+/// let introspector = Introspector::builder()
+///     .endpoint("https://auth.example.com/oauth/introspect")
+///     .client_secret_basic("api", "s3cret")
+///     .audience("https://api.example.com")
+///     .build()?;
+/// let auth = BearerAuthLayer::introspect(introspector)
+///     .resource_metadata("https://api.example.com/.well-known/oauth-protected-resource");
+/// // Keep a handle on the cache: statistics, invalidation after a revocation.
+/// let cache = auth.verifier().clone();
+/// # let _ = cache;
+/// # Ok(()) }
+/// ```
+pub struct BearerAuthLayer<V> {
+    verifier: Arc<V>,
+    settings: Arc<Settings>,
+}
+
+impl<V> Clone for BearerAuthLayer<V> {
+    fn clone(&self) -> Self {
+        Self {
+            verifier: self.verifier.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl<V> fmt::Debug for BearerAuthLayer<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerAuthLayer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BearerAuthLayer<CachedVerifier<Introspector>> {
+    /// Introspects tokens with `introspector`, behind a cache with the default settings (5 min
+    /// positive, 10 s negative, 100,000 entries) and the introspector's leeway.
+    pub fn introspect(introspector: Introspector) -> Self {
+        let config = CacheConfig::default().leeway(introspector.leeway());
+        Self::introspect_with_cache(introspector, config)
+    }
+
+    /// Introspects tokens with `introspector`, behind a cache configured by `config`.
+    pub fn introspect_with_cache(introspector: Introspector, config: CacheConfig) -> Self {
+        Self::new(CachedVerifier::new(introspector, config))
+    }
+}
+
+impl<V: TokenVerifier> BearerAuthLayer<V> {
+    /// Verifies tokens with `verifier` as it is (no cache is added: wrap it in a
+    /// [`CachedVerifier`] if it is expensive).
+    pub fn new(verifier: V) -> Self {
+        Self {
+            verifier: Arc::new(verifier),
+            settings: Arc::default(),
+        }
+    }
+}
+
+impl<V> BearerAuthLayer<V> {
+    /// The verifier, e.g. the [`CachedVerifier`] whose statistics and invalidation you want.
+    pub fn verifier(&self) -> &V {
+        &self.verifier
+    }
+
+    fn configure(mut self, change: impl FnOnce(&mut Settings)) -> Self {
+        let settings = Arc::make_mut(&mut self.settings);
+        change(settings);
+        settings.rebuild_challenger();
+        self
+    }
+
+    /// The `realm` parameter of challenges (omitted by default).
+    #[must_use]
+    pub fn realm(self, realm: impl Into<String>) -> Self {
+        let realm = realm.into();
+        self.configure(|s| s.realm = Some(realm))
+    }
+
+    /// The `resource_metadata` parameter of challenges: the URL of this resource's RFC 9728
+    /// metadata, from which MCP clients discover the authorization server.
+    #[must_use]
+    pub fn resource_metadata(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.configure(|s| s.resource_metadata = Some(url))
+    }
+
+    /// The `scope` parameter of the no-token challenge: what a client should ask for
+    /// (space-separated, as the MCP specification recommends).
+    #[must_use]
+    pub fn challenge_scope(self, scope: impl Into<String>) -> Self {
+        let scope = scope.into();
+        self.configure(|s| s.challenge_scope = Some(scope))
+    }
+
+    /// `Retry-After` seconds of the 503 sent when the authorization server is unavailable
+    /// (default 5).
+    #[must_use]
+    pub fn retry_after(self, seconds: u32) -> Self {
+        self.configure(|s| s.retry_after_secs = seconds)
+    }
+
+    /// Lets requests without a bearer token through, without a `Principal` (default: refused with
+    /// 401). A token that is present is still verified, and a bad one is still refused: a client
+    /// that sends a token wants to be authenticated and must learn that it was not.
+    #[must_use]
+    pub fn allow_missing_token(self, allow: bool) -> Self {
+        self.configure(|s| s.allow_missing_token = allow)
+    }
+
+    /// Longest token accepted, in bytes (default 4096); longer ones are `invalid_request`.
+    #[must_use]
+    pub fn max_token_length(self, bytes: usize) -> Self {
+        self.configure(|s| s.max_token_length = bytes)
+    }
+}
+
+impl<S, V> Layer<S> for BearerAuthLayer<V> {
+    type Service = BearerAuth<S, V>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuth {
+            inner,
+            verifier: self.verifier.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// The service built by [`BearerAuthLayer`].
+pub struct BearerAuth<S, V> {
+    inner: S,
+    verifier: Arc<V>,
+    settings: Arc<Settings>,
+}
+
+impl<S: Clone, V> Clone for BearerAuth<S, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            verifier: self.verifier.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, V> fmt::Debug for BearerAuth<S, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerAuth")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for BearerAuth<S, V>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    V: TokenVerifier,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let settings = &self.settings;
+        let rejection = match bearer_token(request.headers(), settings.max_token_length) {
+            Credentials::Bearer(token) => {
+                let token = token.to_owned();
+                let verifier = self.verifier.clone();
+                let verification = Box::pin(async move { verifier.verify(&token).await });
+                // `self.inner` is the service that was driven to readiness: take it, leave a clone.
+                let clone = self.inner.clone();
+                let inner = mem::replace(&mut self.inner, clone);
+                return ResponseFuture::verifying(verification, inner, request, settings.clone());
+            }
+            Credentials::Missing if settings.allow_missing_token => {
+                return ResponseFuture::calling(self.inner.call(request));
+            }
+            Credentials::Missing => Rejection::MissingToken,
+            Credentials::Malformed(reason) => Rejection::InvalidRequest(reason),
+        };
+        tracing::debug!(
+            reason = rejection.description(),
+            "request refused before verification"
+        );
+        ResponseFuture::rejected(settings.challenger.response(&rejection, request.headers()))
+    }
+}

@@ -1,0 +1,43 @@
+//! The seam between the layer, the cache and the introspection client.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::{Principal, VerifyError};
+
+/// Turns a bearer token into a [`Principal`] or says why it cannot.
+///
+/// [`Introspector`](crate::Introspector) implements it by asking the authorization server;
+/// [`CachedVerifier`](crate::CachedVerifier) wraps any verifier with a cache; tests and unusual
+/// deployments can implement it directly (e.g. a static token table in development).
+///
+/// Implementations must fail closed: anything that is not a positive, validated answer is an error.
+///
+/// ```
+/// use tower_introspect::{IntrospectionResponse, InvalidToken, Principal, TokenVerifier, VerifyError};
+///
+/// /// Accepts exactly one development token.
+/// struct DevToken;
+///
+/// impl TokenVerifier for DevToken {
+///     async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
+///         if token != "dev-token" {
+///             return Err(InvalidToken::Inactive.into());
+///         }
+///         let mut claims = IntrospectionResponse::default();
+///         claims.active = true;
+///         claims.sub = Some("developer".into());
+///         Ok(Principal::new(claims))
+///     }
+/// }
+/// ```
+pub trait TokenVerifier: Send + Sync + 'static {
+    /// Verifies `token`. The token is secret: implementations must not log or store it in clear.
+    fn verify(&self, token: &str) -> impl Future<Output = Result<Principal, VerifyError>> + Send;
+}
+
+impl<V: TokenVerifier> TokenVerifier for Arc<V> {
+    fn verify(&self, token: &str) -> impl Future<Output = Result<Principal, VerifyError>> + Send {
+        (**self).verify(token)
+    }
+}

@@ -1,0 +1,307 @@
+//! The cache's promises, counted at the authorization server with wiremock's `.expect(n)`.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use common::*;
+use http::Request;
+use serde_json::json;
+use tower::ServiceExt;
+use tower_introspect::{CacheConfig, CacheStats};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn request(token: &str) -> Request<Body> {
+    Request::get("/mcp")
+        .header("authorization", bearer(token))
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// Sleeps until the wall clock has passed `epoch_secs` by `margin`.
+async fn sleep_past(epoch_secs: i64, margin: Duration) {
+    let target = UNIX_EPOCH + Duration::from_secs(epoch_secs as u64) + margin;
+    if let Ok(wait) = target.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_concurrent_requests_cause_one_introspection() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(FormParam("token", "herd".into()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(active("alice", "read"))
+                // Long enough that every request arrives while the call is in flight.
+                .set_delay(Duration::from_millis(300)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let router = app.router.clone();
+            tokio::spawn(async move { router.oneshot(request("herd")).await.unwrap().status() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert_eq!(app.seen.calls(), 1000);
+    assert!(
+        app.seen
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|p| p.as_ref().unwrap().subject() == Some("alice"))
+    );
+    let stats = app.cache.stats();
+    assert_eq!(stats.introspection_calls, 1);
+    assert_eq!(stats.hits + stats.misses, 1000);
+}
+
+#[tokio::test]
+async fn positive_verdict_is_reused_and_counted() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "good", active("alice", "read"), 1).await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+    for _ in 0..5 {
+        let response = app.router.clone().oneshot(request("good")).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let expected = {
+        let mut s = CacheStats::default();
+        s.hits = 4;
+        s.misses = 1;
+        s.introspection_calls = 1;
+        s
+    };
+    assert_eq!(app.cache.stats(), expected);
+}
+
+#[tokio::test]
+async fn negative_verdict_is_reused_within_negative_ttl_and_asked_again_after() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "revoked", json!({"active": false}), 2).await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default().negative_ttl(Duration::from_millis(800)),
+        |l| l,
+    );
+    for _ in 0..3 {
+        let response = app
+            .router
+            .clone()
+            .oneshot(request("revoked"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    assert_eq!(app.cache.stats().negative_hits, 2);
+    assert_eq!(app.cache.stats().introspection_calls, 1);
+
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let response = app
+        .router
+        .clone()
+        .oneshot(request("revoked"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(app.cache.stats().introspection_calls, 2);
+    assert_eq!(app.seen.calls(), 0);
+}
+
+#[tokio::test]
+async fn positive_entry_ends_at_exp_even_when_max_ttl_is_longer() {
+    let server = MockServer::start().await;
+    let exp = now() + 2;
+    let mut body = active("alice", "read");
+    body["exp"] = json!(exp);
+    expect_introspection(&server, "short-lived", body, 2).await;
+    let app = protected(
+        introspector_for(&server)
+            .leeway(Duration::ZERO)
+            .build()
+            .unwrap(),
+        CacheConfig::default()
+            .max_ttl(Duration::from_secs(3600))
+            .leeway(Duration::ZERO),
+        |l| l,
+    );
+    // Before exp: one call, then served from the cache.
+    for _ in 0..2 {
+        let response = app
+            .router
+            .clone()
+            .oneshot(request("short-lived"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(app.cache.stats().introspection_calls, 1);
+
+    sleep_past(exp, Duration::from_millis(1100)).await;
+    // After exp: the entry is gone, the server is asked again, and the answer is now expired.
+    let response = app
+        .router
+        .clone()
+        .oneshot(request("short-lived"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(app.cache.stats().introspection_calls, 2);
+    assert_eq!(app.seen.calls(), 2);
+}
+
+#[tokio::test]
+async fn leeway_ends_entries_early() {
+    let server = MockServer::start().await;
+    // exp is 30 s away but within the 60 s leeway: valid, yet never cached.
+    let mut body = active("alice", "read");
+    body["exp"] = json!(now() + 30);
+    expect_introspection(&server, "near-expiry", body, 3).await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+    for _ in 0..3 {
+        let response = app
+            .router
+            .clone()
+            .oneshot(request("near-expiry"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn server_failures_are_not_cached() {
+    let server = MockServer::start().await;
+    // First a 500, then garbage, then a timeout, then a good answer: each request asks again.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("not json"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(active("alice", "read"))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    expect_introspection(&server, "flaky", active("alice", "read"), 1).await;
+    let app = protected(
+        introspector_for(&server)
+            .request_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+    for expected in [503, 503, 503, 200, 200] {
+        let response = app.router.clone().oneshot(request("flaky")).await.unwrap();
+        assert_eq!(response.status(), expected);
+    }
+    let stats = app.cache.stats();
+    assert_eq!(stats.introspection_calls, 4);
+    assert_eq!(stats.server_errors, 3);
+    assert_eq!(stats.hits, 1);
+    assert_eq!(app.seen.calls(), 2);
+}
+
+#[tokio::test]
+async fn invalidate_forgets_a_token() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "tok", active("alice", "read"), 2).await;
+    expect_introspection(&server, "other", active("bob", "read"), 2).await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+    for token in ["tok", "other", "tok", "other"] {
+        app.router.clone().oneshot(request(token)).await.unwrap();
+    }
+    assert_eq!(app.cache.stats().introspection_calls, 2);
+    app.cache.invalidate("tok").await;
+    app.router.clone().oneshot(request("tok")).await.unwrap();
+    app.router.clone().oneshot(request("other")).await.unwrap();
+    assert_eq!(
+        app.cache.stats().introspection_calls,
+        3,
+        "only the invalidated token asks again"
+    );
+    app.cache.invalidate_all();
+    app.router.clone().oneshot(request("other")).await.unwrap();
+    assert_eq!(app.cache.stats().introspection_calls, 4);
+}
+
+#[tokio::test]
+async fn capacity_bounds_the_entries() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(active("u", "read")))
+        .mount(&server)
+        .await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default().max_capacity(10),
+        |l| l,
+    );
+    for i in 0..50 {
+        let response = app
+            .router
+            .clone()
+            .oneshot(request(&format!("t{i}")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    app.cache.run_pending_tasks().await;
+    assert!(app.cache.entry_count() <= 10, "{}", app.cache.entry_count());
+}
+
+#[tokio::test]
+async fn distinct_tokens_are_introspected_separately() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "a", active("alice", "read"), 1).await;
+    expect_introspection(&server, "b", active("bob", "write"), 1).await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+    for (token, sub) in [("a", "alice"), ("b", "bob"), ("a", "alice"), ("b", "bob")] {
+        app.router.clone().oneshot(request(token)).await.unwrap();
+        assert_eq!(app.seen.last().unwrap().subject(), Some(sub));
+    }
+}

@@ -1,0 +1,201 @@
+//! Shared fixtures: a wiremock authorization server, a protected axum app on loopback, a client.
+#![allow(dead_code)] // each test crate uses a different part
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::routing::any;
+use serde_json::{Value, json};
+use tower_introspect::{
+    BearerAuthLayer, CacheConfig, CachedVerifier, Introspector, IntrospectorBuilder, Principal,
+};
+use wiremock::matchers::{method, path};
+use wiremock::{Match, Mock, MockServer, ResponseTemplate};
+
+pub const RESOURCE: &str = "https://rs.example/mcp";
+pub const ISSUER: &str = "https://as.example";
+pub const METADATA: &str = "https://rs.example/.well-known/oauth-protected-resource/mcp";
+
+/// Installs the ring provider once, as an application would before making a reqwest client.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Matches a form-encoded request body that has `name=value`.
+pub struct FormParam(pub &'static str, pub String);
+
+impl Match for FormParam {
+    fn matches(&self, request: &wiremock::Request) -> bool {
+        form_urlencoded::parse(&request.body).any(|(k, v)| k == self.0 && v == self.1.as_str())
+    }
+}
+
+/// The parsed form of a request the mock AS received.
+pub fn form_of(request: &wiremock::Request) -> Vec<(String, String)> {
+    form_urlencoded::parse(&request.body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// A valid introspection answer for our resource and issuer, expiring in an hour.
+pub fn active(sub: &str, scope: &str) -> Value {
+    json!({
+        "active": true,
+        "sub": sub,
+        "username": format!("{sub}-name"),
+        "client_id": "client-1",
+        "scope": scope,
+        "aud": RESOURCE,
+        "iss": ISSUER,
+        "token_type": "Bearer",
+        "exp": now() + 3600,
+        "iat": now(),
+        "tenant": "acme",
+    })
+}
+
+/// Mounts `/introspect` answering `body` for `token`, expecting exactly `calls` calls.
+pub async fn expect_introspection(server: &MockServer, token: &str, body: Value, calls: u64) {
+    Mock::given(method("POST"))
+        .and(path("/introspect"))
+        .and(FormParam("token", token.to_owned()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .expect(calls)
+        .mount(server)
+        .await;
+}
+
+/// An introspector builder for `server` with the validation our tests assume.
+pub fn introspector_for(server: &MockServer) -> IntrospectorBuilder {
+    install_crypto();
+    Introspector::builder()
+        .endpoint(format!("{}/introspect", server.uri()))
+        .client_secret_basic("rs-client", "rs-secret")
+        .audience(RESOURCE)
+        .issuer(ISSUER)
+}
+
+/// What the protected handler observed.
+#[derive(Clone, Default)]
+pub struct Seen(pub Arc<Mutex<Vec<Option<Principal>>>>);
+
+impl Seen {
+    pub fn calls(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    pub fn last(&self) -> Option<Principal> {
+        self.0.lock().unwrap().last().cloned().flatten()
+    }
+}
+
+/// An axum router whose every route records the principal it was given and answers 200 "ok".
+pub fn recording_app(seen: &Seen) -> Router {
+    let seen = seen.clone();
+    Router::new().route(
+        "/{*path}",
+        any(move |request: Request| {
+            let seen = seen.clone();
+            async move {
+                seen.0
+                    .lock()
+                    .unwrap()
+                    .push(request.extensions().get::<Principal>().cloned());
+                "ok"
+            }
+        }),
+    )
+}
+
+/// The standard protected app: recording handler behind a cached introspection layer.
+pub struct Protected {
+    pub seen: Seen,
+    pub cache: CachedVerifier<Introspector>,
+    pub router: Router,
+}
+
+pub fn protected(
+    introspector: Introspector,
+    cache: CacheConfig,
+    configure: impl FnOnce(
+        BearerAuthLayer<CachedVerifier<Introspector>>,
+    ) -> BearerAuthLayer<CachedVerifier<Introspector>>,
+) -> Protected {
+    let seen = Seen::default();
+    let layer = configure(BearerAuthLayer::introspect_with_cache(introspector, cache));
+    let cache = layer.verifier().clone();
+    let router = recording_app(&seen).layer(layer);
+    Protected {
+        seen,
+        cache,
+        router,
+    }
+}
+
+/// Serves `router` on a free loopback port until the test ends.
+pub async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+pub fn client() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// A response reduced to what the tests assert.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub challenge: Option<String>,
+    pub retry_after: Option<String>,
+    pub body: String,
+}
+
+/// GETs `path` on `addr` with the given raw `Authorization` header values.
+pub async fn get(addr: SocketAddr, path: &str, authorization: &[&str]) -> Answer {
+    let mut request = client().get(format!("http://{addr}{path}"));
+    for value in authorization {
+        request = request.header("authorization", *value);
+    }
+    let response = request.send().await.unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    Answer {
+        status: response.status().as_u16(),
+        challenge: header("www-authenticate"),
+        retry_after: header("retry-after"),
+        body: String::new(),
+    }
+    .with_body(response)
+    .await
+}
+
+impl Answer {
+    async fn with_body(mut self, response: reqwest::Response) -> Self {
+        self.body = response.text().await.unwrap();
+        self
+    }
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}

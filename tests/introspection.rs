@@ -1,0 +1,274 @@
+//! The introspection client as the authorization server sees it, and how it reads answers.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+use serde_json::json;
+use tower_introspect::{ConfigError, Introspector, InvalidToken, TokenVerifier, VerifyError};
+use wiremock::matchers::{body_string, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+#[tokio::test]
+async fn client_secret_basic_form_encodes_credentials() {
+    let server = MockServer::start().await;
+    // RFC 6749 §2.3.1: "my client:1" / "p@ss w%rd" are form-encoded before base64.
+    let expected = format!("Basic {}", STANDARD.encode("my+client%3A1:p%40ss+w%25rd"));
+    Mock::given(method("POST"))
+        .and(path("/introspect"))
+        .and(header("authorization", expected.as_str()))
+        .and(header("accept", "application/json"))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .and(body_string("token=tok-1&token_type_hint=access_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"active": false})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    install_crypto();
+    let introspector = Introspector::builder()
+        .endpoint(format!("{}/introspect", server.uri()))
+        .client_secret_basic("my client:1", "p@ss w%rd")
+        .build()
+        .unwrap();
+    let answer = introspector.introspect("tok-1").await.unwrap();
+    assert!(!answer.active);
+}
+
+#[tokio::test]
+async fn client_secret_post_sends_credentials_in_the_form() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/introspect"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"active": false})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    install_crypto();
+    let introspector = Introspector::builder()
+        .endpoint(format!("{}/introspect", server.uri()))
+        .client_secret_post("rs", "s&cret=1")
+        .build()
+        .unwrap();
+    introspector.introspect("tok-2").await.unwrap();
+
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    assert!(!requests[0].headers.contains_key("authorization"));
+    assert_eq!(
+        form_of(&requests[0]),
+        [
+            ("token".to_owned(), "tok-2".to_owned()),
+            ("token_type_hint".to_owned(), "access_token".to_owned()),
+            ("client_id".to_owned(), "rs".to_owned()),
+            ("client_secret".to_owned(), "s&cret=1".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bearer_credential_is_sent_as_authorization() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(header("authorization", "Bearer admin-credential"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"active": false})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    install_crypto();
+    Introspector::builder()
+        .endpoint(format!("{}/introspect", server.uri()))
+        .bearer_credential("admin-credential")
+        .build()
+        .unwrap()
+        .introspect("tok-3")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn audience_as_string_or_array() {
+    let server = MockServer::start().await;
+    let mut as_array = active("u", "read");
+    as_array["aud"] = json!(["https://first.example", RESOURCE]);
+    expect_introspection(&server, "string-aud", active("u", "read"), 1).await;
+    expect_introspection(&server, "array-aud", as_array, 1).await;
+    let introspector = introspector_for(&server).build().unwrap();
+
+    let p = introspector.verify("string-aud").await.unwrap();
+    assert_eq!(p.audiences(), [RESOURCE]);
+    let p = introspector.verify("array-aud").await.unwrap();
+    assert_eq!(p.audiences(), ["https://first.example", RESOURCE]);
+}
+
+#[tokio::test]
+async fn tolerant_parsing_of_real_server_answers() {
+    let server = MockServer::start().await;
+    // No scope at all, float timestamps, unknown members.
+    expect_introspection(
+        &server,
+        "odd",
+        json!({"active": true, "aud": RESOURCE, "iss": ISSUER, "exp": (now() + 60) as f64 + 0.5,
+               "scope": "", "ext": {"k": 1}}),
+        1,
+    )
+    .await;
+    let p = introspector_for(&server)
+        .build()
+        .unwrap()
+        .verify("odd")
+        .await
+        .unwrap();
+    assert!(p.scopes().is_empty());
+    assert_eq!(p.claim("ext"), Some(&json!({"k": 1})));
+    assert_eq!(p.subject(), None);
+}
+
+#[tokio::test]
+async fn garbage_and_oversized_answers_are_unavailable() {
+    let server = MockServer::start().await;
+    let cases = [
+        (
+            "html",
+            ResponseTemplate::new(200).set_body_string("<html>login</html>"),
+        ),
+        (
+            "no-active",
+            ResponseTemplate::new(200).set_body_json(json!({"scope": "read"})),
+        ),
+        (
+            "server-error",
+            ResponseTemplate::new(500).set_body_json(json!({"active": true})),
+        ),
+        ("unauthorized", ResponseTemplate::new(401)),
+        (
+            "redirect",
+            ResponseTemplate::new(302).insert_header("location", "https://elsewhere.example/"),
+        ),
+        (
+            "huge",
+            ResponseTemplate::new(200).set_body_string(format!(
+                r#"{{"active":true,"pad":"{}"}}"#,
+                "x".repeat(70_000)
+            )),
+        ),
+    ];
+    for (token, template) in cases {
+        Mock::given(method("POST"))
+            .and(FormParam("token", token.to_owned()))
+            .respond_with(template)
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let introspector = introspector_for(&server).build().unwrap();
+    for token in [
+        "html",
+        "no-active",
+        "server-error",
+        "unauthorized",
+        "redirect",
+        "huge",
+    ] {
+        match introspector.verify(token).await {
+            Err(VerifyError::Unavailable(reason)) => {
+                assert!(!reason.contains(token) || token == "huge", "{reason}")
+            }
+            other => panic!("{token}: expected unavailable, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn response_size_limit_is_configurable() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "t", active("u", "read"), 2).await;
+    let small = introspector_for(&server)
+        .max_response_bytes(64)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        small.verify("t").await,
+        Err(VerifyError::Unavailable(_))
+    ));
+    let large = introspector_for(&server)
+        .max_response_bytes(4096)
+        .build()
+        .unwrap();
+    assert!(large.verify("t").await.is_ok());
+}
+
+#[tokio::test]
+async fn validation_reasons() {
+    let server = MockServer::start().await;
+    let mut refresh = active("u", "read");
+    refresh.as_object_mut().unwrap().remove("token_type");
+    refresh["typ"] = json!("Refresh");
+    expect_introspection(&server, "kc-refresh", refresh, 1).await;
+    let introspector = introspector_for(&server).build().unwrap();
+    assert!(matches!(
+        introspector.verify("kc-refresh").await,
+        Err(VerifyError::Invalid(InvalidToken::NotAnAccessToken))
+    ));
+}
+
+#[tokio::test]
+async fn discovery_finds_the_endpoint_and_pins_the_issuer() {
+    let server = MockServer::start().await;
+    let issuer = format!("{}/realms/demo", server.uri());
+    Mock::given(method("GET"))
+        .and(path("/.well-known/oauth-authorization-server/realms/demo"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": issuer,
+            "introspection_endpoint": format!("{}/realms/demo/introspect", server.uri()),
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/realms/demo/introspect"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"active": false})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    install_crypto();
+    let introspector = Introspector::builder()
+        .client_secret_basic("rs", "secret")
+        .discover(&issuer)
+        .await
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(
+        introspector.endpoint().as_str(),
+        format!("{}/realms/demo/introspect", server.uri())
+    );
+    assert!(!introspector.introspect("t").await.unwrap().active);
+}
+
+#[tokio::test]
+async fn discovery_falls_back_to_openid_configuration_and_rejects_issuer_mismatch() {
+    let server = MockServer::start().await;
+    let issuer = server.uri();
+    Mock::given(method("GET"))
+        .and(path("/.well-known/openid-configuration"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": "https://impostor.example",
+            "introspection_endpoint": "https://impostor.example/introspect",
+        })))
+        .mount(&server)
+        .await;
+    install_crypto();
+    let err = Introspector::builder().discover(&issuer).await.unwrap_err();
+    match err {
+        ConfigError::Discovery(reason) => assert!(reason.contains("impostor"), "{reason}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let err = Introspector::builder().build().unwrap_err();
+    assert!(matches!(err, ConfigError::InvalidUrl { .. }));
+    let err = Introspector::builder()
+        .endpoint("ftp://as/introspect")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::InvalidUrl { .. }));
+}
