@@ -12,9 +12,10 @@
 //! dropped, so no configured or derived value can inject a header or a parameter.
 
 use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 
 use crate::{InvalidToken, Scopes};
 
@@ -118,6 +119,22 @@ impl Challenger {
         challenger
     }
 
+    /// The challenger of the [`BearerAuth`](crate::BearerAuth) that let `request` through, so that
+    /// layers inside it (scope checks, extractors) word their challenges the same way; a bare one
+    /// when there is none.
+    pub fn of<B>(request: &Request<B>) -> &Challenger {
+        Self::from_extensions(request.extensions())
+    }
+
+    /// Like [`of`](Self::of), from request extensions (e.g. `http::request::Parts::extensions`).
+    pub fn from_extensions(extensions: &http::Extensions) -> &Challenger {
+        static BARE: OnceLock<Challenger> = OnceLock::new();
+        match extensions.get::<ChallengeContext>() {
+            Some(context) => &context.0,
+            None => BARE.get_or_init(Challenger::default),
+        }
+    }
+
     /// The `resource_metadata` URL advertised in challenges, if any.
     pub fn resource_metadata(&self) -> Option<&str> {
         self.resource_metadata.as_deref()
@@ -193,6 +210,10 @@ impl Challenger {
         response
     }
 }
+
+/// The request extension by which [`BearerAuth`](crate::BearerAuth) passes its challenger inward.
+#[derive(Clone)]
+pub(crate) struct ChallengeContext(pub(crate) Arc<Challenger>);
 
 /// Appends `, name="value"` parameters to a challenge.
 struct Params<'a>(&'a mut String);

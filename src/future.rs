@@ -9,6 +9,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use crate::challenge::ChallengeContext;
 use crate::layer::Settings;
 use crate::{Principal, Rejection, VerifyError};
 
@@ -117,7 +118,9 @@ where
                                 client_id = principal.client_id().unwrap_or_default(),
                                 "bearer token accepted"
                             );
-                            request.extensions_mut().insert(principal);
+                            let extensions = request.extensions_mut();
+                            extensions.insert(principal);
+                            extensions.insert(ChallengeContext(settings.challenger.clone()));
                             let mut inner = inner
                                 .take()
                                 .expect("ResponseFuture polled after completion");
@@ -135,6 +138,55 @@ where
                     return Poll::Ready(Ok(response));
                 }
             }
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`RequireScope`](crate::RequireScope): the inner service's future, or a
+    /// rejection that is ready at once.
+    pub struct ScopeFuture<F, B> {
+        #[pin]
+        state: ScopeState<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = ScopeStateProj]
+    enum ScopeState<F, B> {
+        Inner { #[pin] future: F },
+        Rejected { response: Option<Response<B>> },
+    }
+}
+
+impl<F, B> ScopeFuture<F, B> {
+    pub(crate) fn inner(future: F) -> Self {
+        Self {
+            state: ScopeState::Inner { future },
+        }
+    }
+
+    pub(crate) fn rejected(response: Response<B>) -> Self {
+        Self {
+            state: ScopeState::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<F, B, E> Future for ScopeFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            ScopeStateProj::Inner { future } => future.poll(cx),
+            ScopeStateProj::Rejected { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ScopeFuture polled after completion"))),
         }
     }
 }

@@ -10,15 +10,15 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::cache::{CacheConfig, CachedVerifier};
-use crate::challenge::{Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection};
+use crate::challenge::{ChallengeContext, Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection};
 use crate::future::ResponseFuture;
 use crate::header::{Credentials, DEFAULT_MAX_TOKEN_LENGTH, bearer_token};
-use crate::{Introspector, TokenVerifier};
+use crate::{Introspector, ProtectedResourceMetadata, TokenVerifier};
 
 /// What every [`BearerAuth`] clone shares besides the verifier.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub(crate) challenger: Challenger,
+    pub(crate) challenger: Arc<Challenger>,
     realm: Option<String>,
     resource_metadata: Option<String>,
     challenge_scope: Option<String>,
@@ -30,7 +30,7 @@ pub(crate) struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            challenger: Challenger::default(),
+            challenger: Arc::default(),
             realm: None,
             resource_metadata: None,
             challenge_scope: None,
@@ -43,12 +43,12 @@ impl Default for Settings {
 
 impl Settings {
     fn rebuild_challenger(&mut self) {
-        self.challenger = Challenger::new(
+        self.challenger = Arc::new(Challenger::new(
             self.realm.clone(),
             self.resource_metadata.clone(),
             self.challenge_scope.clone(),
             self.retry_after_secs,
-        );
+        ));
     }
 }
 
@@ -148,6 +148,14 @@ impl<V> BearerAuthLayer<V> {
         self.configure(|s| s.resource_metadata = Some(url))
     }
 
+    /// Points `resource_metadata` at the document `metadata` describes (its
+    /// [`metadata_url`](ProtectedResourceMetadata::metadata_url)), so the challenge and the served
+    /// document come from one configuration.
+    #[must_use]
+    pub fn protected_resource(self, metadata: &ProtectedResourceMetadata) -> Self {
+        self.resource_metadata(metadata.metadata_url())
+    }
+
     /// The `scope` parameter of the no-token challenge: what a client should ask for
     /// (space-separated, as the MCP specification recommends).
     #[must_use]
@@ -242,6 +250,10 @@ where
                 return ResponseFuture::verifying(verification, inner, request, settings.clone());
             }
             Credentials::Missing if settings.allow_missing_token => {
+                let mut request = request;
+                request
+                    .extensions_mut()
+                    .insert(ChallengeContext(settings.challenger.clone()));
                 return ResponseFuture::calling(self.inner.call(request));
             }
             Credentials::Missing => Rejection::MissingToken,

@@ -72,11 +72,19 @@
 mod cache;
 mod challenge;
 mod error;
+#[cfg(feature = "axum")]
+mod extract;
 mod future;
 mod header;
 pub mod introspection;
 mod layer;
+#[cfg(feature = "mcp")]
+pub mod mcp;
+mod metadata;
 mod principal;
+#[cfg(feature = "rmcp")]
+mod rmcp_ext;
+mod scope;
 mod verifier;
 
 pub use crate::cache::{
@@ -85,11 +93,15 @@ pub use crate::cache::{
 };
 pub use crate::challenge::{Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection};
 pub use crate::error::{ConfigError, InvalidToken, VerifyError};
-pub use crate::future::ResponseFuture;
+pub use crate::future::{ResponseFuture, ScopeFuture};
 pub use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
 pub use crate::introspection::{
     ClientAuth, IntrospectionResponse, Introspector, IntrospectorBuilder,
 };
 pub use crate::layer::{BearerAuth, BearerAuthLayer};
+pub use crate::metadata::{MetadataService, ProtectedResourceMetadata, WELL_KNOWN_PREFIX};
 pub use crate::principal::{Principal, Scopes};
+#[cfg(feature = "rmcp")]
+pub use crate::rmcp_ext::PrincipalExt;
+pub use crate::scope::{RequireScope, RequireScopeLayer};
 pub use crate::verifier::TokenVerifier;

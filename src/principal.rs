@@ -114,6 +114,9 @@ pub(crate) fn epoch_to_system_time(seconds: i64) -> SystemTime {
 pub struct Scopes(BTreeSet<Box<str>>);
 
 impl Scopes {
+    /// The empty set, usable in constants.
+    pub const EMPTY: Scopes = Scopes(BTreeSet::new());
+
     /// An empty set.
     pub fn new() -> Self {
         Self::default()
@@ -161,6 +164,11 @@ impl Scopes {
     /// Whether no scope was granted.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The union of `self` and `other`.
+    pub fn union(&self, other: &Scopes) -> Scopes {
+        Scopes(self.0.union(&other.0).cloned().collect())
     }
 }
 

@@ -1,0 +1,27 @@
+//! MCP-specific enforcement (feature `mcp`): per-operation scopes and session binding.
+//!
+//! ```
+//! use axum::Router;
+//! use tower::ServiceBuilder;
+//! use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer};
+//!
+//! let policy = McpScopePolicy::new()
+//!     .tool("read_data", ["read"])
+//!     .tool("admin_operation", ["admin"]);
+//! let mcp_guards = ServiceBuilder::new()
+//!     .layer(McpSessionBindingLayer::default())
+//!     .layer(McpScopeLayer::new(policy));
+//! // router.layer(mcp_guards).layer(bearer_auth_layer)
+//! # let _: Router = Router::new().layer(mcp_guards);
+//! ```
+
+mod policy;
+mod scope_layer;
+mod session;
+
+pub use self::policy::McpScopePolicy;
+pub use self::scope_layer::{DEFAULT_MAX_BODY_BYTES, McpScope, McpScopeFuture, McpScopeLayer};
+pub use self::session::{
+    DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE, MCP_SESSION_ID, McpSessionBinding,
+    McpSessionBindingLayer,
+};

@@ -1,0 +1,168 @@
+//! [`RequireScopeLayer`]: per-route scope enforcement after [`BearerAuthLayer`](crate::BearerAuthLayer).
+//!
+//! The bearer layer answers "who is calling"; this layer answers "may they do this". It runs on
+//! every request, also when the principal came from the cache, so a cached token never carries
+//! more rights than the route allows.
+//!
+//! ```
+//! use axum::{Router, routing::{get, post}};
+//! use tower_introspect::RequireScopeLayer;
+//!
+//! let app: Router = Router::new()
+//!     .route("/items", get(|| async { "list" }))
+//!     .route_layer(RequireScopeLayer::all(["read"]))
+//!     .route("/admin", post(|| async { "done" }).route_layer(RequireScopeLayer::all(["admin", "write"])));
+//! // … then `.layer(bearer_auth_layer)` around the whole router.
+//! # let _ = app;
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::challenge::{Challenger, Rejection};
+use crate::future::ScopeFuture;
+use crate::{Principal, Scopes};
+
+/// How the required scopes combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    All,
+    Any,
+}
+
+/// Requires the request's [`Principal`] to hold scopes, answering RFC 6750 challenges otherwise.
+///
+/// - No principal (the bearer layer is missing, placed inside this one, or let an anonymous
+///   request through): 401 with the no-token challenge. Never a pass: the layer fails closed.
+/// - Scopes missing: 403 `insufficient_scope` whose `scope` parameter names every required scope
+///   (for [`any`](Self::any), every acceptable one), so the client can ask for them in one step.
+///
+/// The challenge parameters (`realm`, `resource_metadata`) are the bearer layer's, read from the
+/// request, so the two layers cannot disagree.
+#[derive(Clone)]
+pub struct RequireScopeLayer {
+    required: Arc<Scopes>,
+    mode: Mode,
+}
+
+impl RequireScopeLayer {
+    /// Requires every one of `scopes`.
+    pub fn all<I, T>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        Self {
+            required: Arc::new(scopes.into_iter().collect()),
+            mode: Mode::All,
+        }
+    }
+
+    /// Requires at least one of `scopes` (an empty list is never satisfied).
+    pub fn any<I, T>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        Self {
+            required: Arc::new(scopes.into_iter().collect()),
+            mode: Mode::Any,
+        }
+    }
+
+    /// The scopes this layer names in its challenges.
+    pub fn scopes(&self) -> &Scopes {
+        &self.required
+    }
+}
+
+impl fmt::Debug for RequireScopeLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScopeLayer")
+            .field("required", &self.required)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for RequireScopeLayer {
+    type Service = RequireScope<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireScope {
+            inner,
+            required: self.required.clone(),
+            mode: self.mode,
+        }
+    }
+}
+
+/// The service built by [`RequireScopeLayer`].
+#[derive(Clone)]
+pub struct RequireScope<S> {
+    inner: S,
+    required: Arc<Scopes>,
+    mode: Mode,
+}
+
+impl<S: fmt::Debug> fmt::Debug for RequireScope<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScope")
+            .field("inner", &self.inner)
+            .field("required", &self.required)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decides whether `principal` satisfies a requirement; `None` when it does.
+pub(crate) fn check_scopes(
+    principal: Option<&Principal>,
+    required: &Scopes,
+    any: bool,
+) -> Option<Rejection> {
+    let Some(principal) = principal else {
+        return Some(Rejection::MissingToken);
+    };
+    let granted = principal.scopes();
+    let satisfied = if any {
+        granted.contains_any(required.iter())
+    } else {
+        granted.contains_all(required.iter())
+    };
+    (!satisfied).then(|| Rejection::InsufficientScope(required.clone()))
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScope<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ScopeFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let rejection = check_scopes(
+            request.extensions().get::<Principal>(),
+            &self.required,
+            self.mode == Mode::Any,
+        );
+        match rejection {
+            None => ScopeFuture::inner(self.inner.call(request)),
+            Some(rejection) => {
+                tracing::debug!(required = %self.required, "request lacks a required scope");
+                let response = Challenger::of(&request).response(&rejection, request.headers());
+                ScopeFuture::rejected(response)
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! A real tonic server (the standard health service) behind the layers, called by a tonic client.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use serde_json::json;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Code, Request};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tower_introspect::{BearerAuthLayer, RequireScopeLayer};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn grpc_server(server: &MockServer) -> SocketAddr {
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let auth = BearerAuthLayer::introspect(introspector_for(server).build().unwrap())
+        .resource_metadata(METADATA);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(auth)
+            .layer(RequireScopeLayer::all(["health"]))
+            .add_service(health)
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    addr
+}
+
+async fn check(addr: SocketAddr, token: Option<&str>) -> Result<(), tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    let mut request = Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", bearer(token).parse().unwrap());
+    }
+    client.check(request).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn tonic_client_sees_the_right_codes() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "healthy", active("ops", "health read"), 1).await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    expect_introspection(&server, "revoked", json!({"active": false}), 1).await;
+    Mock::given(method("POST"))
+        .and(FormParam("token", "unlucky".into()))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let addr = grpc_server(&server).await;
+
+    assert!(check(addr, Some("healthy")).await.is_ok());
+
+    let status = check(addr, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "A bearer token is required");
+
+    let status = check(addr, Some("revoked")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "The access token is not active");
+    assert_eq!(
+        status.metadata().get("www-authenticate").unwrap(),
+        &format!(
+            r#"Bearer error="invalid_token", error_description="The access token is not active", resource_metadata="{METADATA}""#
+        )
+    );
+
+    let status = check(addr, Some("reader")).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status
+            .metadata()
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains(r#"error="insufficient_scope""#)
+    );
+
+    let status = check(addr, Some("unlucky")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+}
