@@ -1,21 +1,4 @@
 //! A verdict cache in front of any [`TokenVerifier`].
-//!
-//! Without a cache, every request costs the authorization server an introspection call. With a
-//! naive one, a revoked or expired token keeps working, raw tokens sit in memory as keys, and a
-//! flood of garbage tokens still reaches the server. This cache:
-//!
-//! - keys entries by the SHA-256 of the token, never the token itself;
-//! - keeps a positive verdict until `min(exp − leeway, now + max_ttl)`, so never past the token's
-//!   expiry (RFC 7662 §4), and a token without `exp` at most `max_ttl`;
-//! - keeps a negative verdict (inactive, wrong audience, …) for `negative_ttl`, so repeated bad
-//!   tokens cost the server one call each per `negative_ttl`;
-//! - coalesces concurrent lookups of the same new token into one call (single flight);
-//! - never caches a failure of the server itself (timeout, 5xx, garbage), so the next request asks
-//!   again;
-//! - is bounded by `max_capacity` entries (least recently used evicted first).
-//!
-//! Revocation is the price of any cache: a token revoked at the server keeps working here until its
-//! entry ends (at most `max_ttl`), unless you call [`CachedVerifier::invalidate`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -164,7 +147,24 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Wraps a [`TokenVerifier`] with the cache described in the [module docs](self).
+/// Wraps a [`TokenVerifier`] with a verdict cache.
+///
+/// Without a cache, every request costs the authorization server an introspection call. With a
+/// naive one, a revoked or expired token keeps working, raw tokens sit in memory as keys, and a
+/// flood of garbage tokens still reaches the server. This cache:
+///
+/// - keys entries by the SHA-256 of the token, never the token itself;
+/// - keeps a positive verdict until `min(exp − leeway, now + max_ttl)`, so never past the token's
+///   expiry (RFC 7662 §4), and a token without `exp` at most `max_ttl`;
+/// - keeps a negative verdict (inactive, wrong audience, …) for `negative_ttl`, so repeated bad
+///   tokens cost the server one call each per `negative_ttl`;
+/// - coalesces concurrent lookups of the same new token into one call (single flight);
+/// - never caches a failure of the server itself (timeout, 5xx, garbage), so the next request asks
+///   again;
+/// - is bounded by `max_capacity` entries (least recently used evicted first).
+///
+/// Revocation is the price of any cache: a token revoked at the server keeps working here until its
+/// entry ends (at most `max_ttl`), unless you call [`CachedVerifier::invalidate`].
 ///
 /// Clones share the cache and the counters: keep one as a handle to invalidate entries or read
 /// statistics while the layer uses another.

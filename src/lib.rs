@@ -34,6 +34,136 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Integrations
+//!
+//! ## axum
+//!
+//! Put [`BearerAuthLayer`] around the router, [`RequireScopeLayer`] on routes, serve the RFC 9728
+//! document outside the bearer layer, and take [`Principal`] as an extractor (feature `axum`).
+//!
+//! ```
+//! # #[cfg(feature = "axum")]
+//! # fn main() -> Result<(), tower_introspect::ConfigError> {
+//! use axum::{Router, routing::{get, post}};
+//! use tower_introspect::{
+//!     BearerAuthLayer, Introspector, Principal, ProtectedResourceMetadata, RequireScopeLayer,
+//! };
+//!
+//! async fn list(principal: Principal) -> String {
+//!     format!("items for {}", principal.subject().unwrap_or("?"))
+//! }
+//!
+//! let metadata = ProtectedResourceMetadata::new("https://api.example.com", "https://auth.example.com")?
+//!     .scopes_supported(["read", "write"]);
+//! let auth = BearerAuthLayer::introspect(
+//!     Introspector::builder()
+//!         .endpoint("https://auth.example.com/introspect")
+//!         .client_secret_basic("api", "s3cret")
+//!         .audience("https://api.example.com")
+//!         .build()?,
+//! )
+//! .protected_resource(&metadata)
+//! .challenge_scope("read");
+//!
+//! let app: Router = Router::new()
+//!     .route("/items", get(list).route_layer(RequireScopeLayer::all(["read"])))
+//!     .route("/items/new", post(list).route_layer(RequireScopeLayer::all(["write"])))
+//!     .layer(auth)
+//!     .merge(metadata.into_router());
+//! # let _ = app;
+//! # Ok(()) }
+//! # #[cfg(not(feature = "axum"))]
+//! # fn main() {}
+//! ```
+//!
+//! ## tonic (gRPC)
+//!
+//! The same layers go on a tonic server. Rejections become trailers-only responses, so clients see
+//! `Code::Unauthenticated`, `Code::PermissionDenied` or `Code::Unavailable`; handlers read the
+//! principal with `request.extensions().get::<Principal>()`.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use tower_introspect::{BearerAuthLayer, Introspector, RequireScopeLayer};
+//!
+//! let (_reporter, health) = tonic_health::server::health_reporter();
+//! let auth = BearerAuthLayer::introspect(
+//!     Introspector::builder()
+//!         .endpoint("https://auth.example.com/introspect")
+//!         .client_secret_basic("grpc-api", "s3cret")
+//!         .build()?,
+//! );
+//! tonic::transport::Server::builder()
+//!     .layer(auth)
+//!     .layer(RequireScopeLayer::all(["health"]))
+//!     .add_service(health)
+//!     .serve("127.0.0.1:50051".parse()?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## rmcp (MCP servers)
+//!
+//! rmcp's `StreamableHttpService` is a tower service: nest it in axum behind the bearer layer.
+//! [`mcp::McpScopeLayer`] (feature `mcp`) gives each tool its own scopes with step-up 403
+//! challenges, [`mcp::McpSessionBindingLayer`] binds sessions to their creator, and
+//! [`PrincipalExt`] (feature `rmcp`) hands tools the caller.
+//!
+//! ```
+//! # #[cfg(all(feature = "rmcp", feature = "mcp"))]
+//! # mod example {
+//! use std::sync::Arc;
+//!
+//! use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ServerConfig};
+//! use rmcp::service::RequestContext;
+//! use rmcp::transport::streamable_http_server::{
+//!     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+//! };
+//! use rmcp::{ErrorData, RoleServer, ServerHandler};
+//! use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer};
+//! use tower_introspect::{BearerAuthLayer, Introspector, PrincipalExt};
+//!
+//! #[derive(Clone)]
+//! struct Tools;
+//!
+//! impl ServerHandler for Tools {
+//!     fn get_info(&self) -> ServerConfig {
+//!         ServerConfig::default()
+//!     }
+//!
+//!     async fn call_tool(
+//!         &self,
+//!         request: CallToolRequestParams,
+//!         ctx: RequestContext<RoleServer>,
+//!     ) -> Result<CallToolResponse, ErrorData> {
+//!         let caller = ctx.principal().and_then(|p| p.subject()).unwrap_or("anonymous");
+//!         let text = format!("{} called by {caller}", request.name);
+//!         Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
+//!     }
+//! }
+//!
+//! pub fn app(introspector: Introspector) -> axum::Router {
+//!     let mcp = StreamableHttpService::new(
+//!         || Ok(Tools),
+//!         Arc::new(LocalSessionManager::default()),
+//!         StreamableHttpServerConfig::default(),
+//!     );
+//!     let policy = McpScopePolicy::new()
+//!         .tool("read_data", ["read"])
+//!         .tool("admin_operation", ["admin"]);
+//!     axum::Router::new()
+//!         .nest_service("/mcp", mcp)
+//!         .layer(McpScopeLayer::new(policy))
+//!         .layer(McpSessionBindingLayer::default())
+//!         .layer(
+//!             BearerAuthLayer::introspect(introspector)
+//!                 .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
+//!                 .challenge_scope("read"),
+//!         )
+//! }
+//! # }
+//! ```
+//!
 //! # The request path
 //!
 //! 1. The `Authorization` header is parsed (RFC 6750 §2.1: case-insensitive scheme, `b64token`
@@ -52,7 +182,7 @@
 //! | no token | 401 | `Bearer realm=…, scope=…, resource_metadata=…` (no `error`) |
 //! | malformed header, two headers, bad token syntax | 400 | `Bearer error="invalid_request", …` |
 //! | inactive, expired, not yet valid, wrong audience or issuer, refresh token | 401 | `Bearer error="invalid_token", error_description=…, resource_metadata=…` |
-//! | missing scope | 403 | `Bearer error="insufficient_scope", scope=…, resource_metadata=…` |
+//! | missing scope ([`RequireScopeLayer`], [`mcp::McpScopeLayer`]) | 403 | `Bearer error="insufficient_scope", scope=…, resource_metadata=…` |
 //! | authorization server unreachable, 5xx, timeout, garbage | 503 + `Retry-After` | none |
 //!
 //! gRPC requests (`content-type: application/grpc…`) get the same decisions as trailers-only
@@ -67,6 +197,7 @@
 //!   request headers; never forward it upstream (use token exchange instead).
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod cache;

@@ -44,12 +44,20 @@ impl ServerHandler for Tools {
 }
 
 async fn mcp_server(server: &MockServer) -> SocketAddr {
+    mcp_server_with(server, McpScopePolicy::new(), false).await
+}
+
+async fn mcp_server_with(
+    server: &MockServer,
+    base: McpScopePolicy,
+    allow_anonymous: bool,
+) -> SocketAddr {
     let service = StreamableHttpService::new(
         || Ok(Tools),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
-    let policy = McpScopePolicy::new()
+    let policy = base
         .tool("whoami", [] as [&str; 0])
         .tool("read_data", ["read"])
         .tool("admin_operation", ["admin"])
@@ -60,7 +68,8 @@ async fn mcp_server(server: &MockServer) -> SocketAddr {
         .layer(McpSessionBindingLayer::default())
         .layer(
             BearerAuthLayer::introspect(introspector_for(server).build().unwrap())
-                .resource_metadata(METADATA),
+                .resource_metadata(METADATA)
+                .allow_missing_token(allow_anonymous),
         );
     serve(router).await
 }
@@ -73,12 +82,15 @@ struct Reply {
     message: Option<Value>,
 }
 
+/// POSTs a JSON-RPC message; an empty `token` sends no `Authorization` header.
 async fn post(addr: SocketAddr, token: &str, session: Option<&str>, body: Value) -> Reply {
     let mut request = client()
         .post(format!("http://{addr}/mcp"))
-        .header("authorization", bearer(token))
         .header("accept", "application/json, text/event-stream")
         .json(&body);
+    if !token.is_empty() {
+        request = request.header("authorization", bearer(token));
+    }
     if let Some(session) = session {
         request = request.header("mcp-session-id", session);
     }
@@ -213,4 +225,44 @@ async fn malformed_json_reaches_the_mcp_service() {
     // rmcp answers it (with its own error), not the scope layer.
     assert_ne!(response.status(), 403);
     assert!(response.headers().get("www-authenticate").is_none());
+}
+
+#[tokio::test]
+async fn anonymous_callers_get_public_tools_and_a_challenge_for_the_rest() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    expect_introspection(&server, "thief", active("mallory", "read"), 1).await;
+    let policy = McpScopePolicy::new()
+        .public_handshake()
+        .public_tool("public_info");
+    let addr = mcp_server_with(&server, policy, true).await;
+
+    let session = open_session(addr, "").await;
+    let reply = post(addr, "", Some(&session), call(2, "public_info")).await;
+    assert_eq!(tool_text(&reply), "public_info by nobody");
+
+    // Not public: the 401 challenge that starts the client's OAuth flow.
+    let reply = post(addr, "", Some(&session), call(3, "whoami")).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.challenge.as_deref(),
+        Some(format!(r#"Bearer resource_metadata="{METADATA}""#).as_str())
+    );
+
+    // The first authenticated use binds the session…
+    let reply = post(addr, "reader", Some(&session), call(4, "whoami")).await;
+    assert_eq!(tool_text(&reply), "whoami by rita");
+    // …after which neither another principal nor an anonymous caller may use it.
+    assert_eq!(
+        post(addr, "thief", Some(&session), call(5, "whoami"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        post(addr, "", Some(&session), call(6, "public_info"))
+            .await
+            .status,
+        403
+    );
 }

@@ -19,7 +19,7 @@ mod policy;
 mod scope_layer;
 mod session;
 
-pub use self::policy::McpScopePolicy;
+pub use self::policy::{McpScopePolicy, Requirement};
 pub use self::scope_layer::{DEFAULT_MAX_BODY_BYTES, McpScope, McpScopeFuture, McpScopeLayer};
 pub use self::session::{
     DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE, MCP_SESSION_ID, McpSessionBinding,

@@ -15,10 +15,11 @@ use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::McpScopePolicy;
+use super::{McpScopePolicy, Requirement};
+use crate::Principal;
 use crate::challenge::Challenger;
+use crate::challenge::Rejection;
 use crate::scope::check_scopes;
-use crate::{Principal, Scopes};
 
 /// Default largest JSON-RPC body the layer reads.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -29,7 +30,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// `admin_operation`. This layer reads the JSON-RPC body (up to a bound), finds the operation,
 /// and answers a call whose principal lacks the operation's scopes with 403
 /// `insufficient_scope` naming exactly those scopes: the client can then obtain a token with more
-/// scope and retry. A batch requires every scope any of its messages requires.
+/// scope and retry. An anonymous call of a non-public operation gets the 401 challenge. A batch
+/// requires every scope any of its messages requires.
 ///
 /// - Requests other than `POST`, and bodies that are not JSON, reach the inner service untouched
 ///   (it owns JSON-RPC errors).
@@ -92,15 +94,23 @@ pub struct McpScope<S> {
 /// The boxed response future of [`McpScope`] (reading the body is asynchronous).
 pub type McpScopeFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
 
-/// The scopes `body` requires under `policy`, or `None` when it is not JSON.
-fn required_scopes(policy: &McpScopePolicy, body: &[u8]) -> Option<Scopes> {
+/// What `body` requires under `policy`, or `None` when it is not JSON.
+fn requirement(policy: &McpScopePolicy, body: &[u8]) -> Option<Requirement> {
     let message: Value = serde_json::from_slice(body).ok()?;
     Some(match &message {
         Value::Array(batch) => batch
             .iter()
-            .fold(Scopes::new(), |acc, m| acc.union(policy.required(m))),
+            .fold(Requirement::Public, |acc, m| acc.and(policy.required(m))),
         single => policy.required(single).clone(),
     })
+}
+
+/// Why `principal` may not make a request with `requirement`, if it may not.
+fn refuse(requirement: &Requirement, principal: Option<&Principal>) -> Option<Rejection> {
+    match requirement {
+        Requirement::Public => None,
+        Requirement::Scopes(required) => check_scopes(principal, required, false),
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for McpScope<S>
@@ -143,12 +153,10 @@ where
                     return Ok(response);
                 }
             };
-            if let Some(required) = required_scopes(&policy, &bytes)
-                && !required.is_empty()
-                && let Some(rejection) =
-                    check_scopes(parts.extensions.get::<Principal>(), &required, false)
+            if let Some(requirement) = requirement(&policy, &bytes)
+                && let Some(rejection) = refuse(&requirement, parts.extensions.get::<Principal>())
             {
-                tracing::debug!(%required, "MCP operation lacks a required scope");
+                tracing::debug!(?requirement, "MCP operation refused");
                 let challenger = Challenger::from_extensions(&parts.extensions);
                 return Ok(challenger.response(&rejection, &parts.headers));
             }

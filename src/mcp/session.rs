@@ -46,6 +46,10 @@ impl Owner {
 /// anyone holding a different token (the same user with a refreshed token keeps working, since the
 /// binding is to issuer, subject and client, not to the token).
 ///
+/// A session created anonymously (bearer layer in
+/// [`allow_missing_token`](crate::BearerAuthLayer::allow_missing_token) mode) is bound to the first
+/// principal that uses it, and then refused to anyone else, anonymous callers included.
+///
 /// The bindings are kept in a bounded cache (default 100,000 sessions, dropped after an hour
 /// without use) and forgotten when a `DELETE` ends the session. A session id the layer does not
 /// know (e.g. created before a restart) is passed through: the MCP service answers 404 for it.
@@ -134,10 +138,15 @@ where
             && let Some(bound) = self.owners.get(session)
             && bound != owner
         {
-            tracing::warn!("MCP session id presented by a principal that did not create it");
-            let mut response = Response::new(ResBody::default());
-            *response.status_mut() = StatusCode::FORBIDDEN;
-            return Box::pin(async move { Ok(response) });
+            if bound.0.is_none() {
+                // An anonymous session becomes its first authenticated user's.
+                self.owners.insert(session.clone(), owner.clone());
+            } else {
+                tracing::warn!("MCP session id presented by a principal that did not create it");
+                let mut response = Response::new(ResBody::default());
+                *response.status_mut() = StatusCode::FORBIDDEN;
+                return Box::pin(async move { Ok(response) });
+            }
         }
         let ends_session = request.method() == Method::DELETE;
         let clone = self.inner.clone();
