@@ -80,7 +80,9 @@
 //!
 //! The same layers go on a tonic server. Rejections become trailers-only responses, so clients see
 //! `Code::Unauthenticated`, `Code::PermissionDenied` or `Code::Unavailable`; handlers read the
-//! principal with `request.extensions().get::<Principal>()`.
+//! principal with `request.extensions().get::<Principal>()`. With the `tonic` feature a
+//! [`RequireScope`] keeps the gRPC service name, so each service can require its own scopes:
+//! `.add_service(RequireScopeLayer::all(["admin"]).layer(admin_service))`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -206,6 +208,8 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+#[cfg(feature = "tonic")]
+mod grpc;
 mod header;
 pub mod introspection;
 mod layer;

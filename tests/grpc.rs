@@ -11,6 +11,7 @@ use tonic::{Code, Request};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower_introspect::{BearerAuthLayer, RequireScopeLayer};
+use tower_layer::Layer;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -23,8 +24,8 @@ async fn grpc_server(server: &MockServer) -> SocketAddr {
     tokio::spawn(
         tonic::transport::Server::builder()
             .layer(auth)
-            .layer(RequireScopeLayer::all(["health"]))
-            .add_service(health)
+            // Per service: the wrapper keeps the health service's gRPC name (feature `tonic`).
+            .add_service(RequireScopeLayer::all(["health"]).layer(health))
             .serve_with_incoming(TcpIncoming::from(listener)),
     );
     addr

@@ -1,0 +1,284 @@
+//! The demo MCP resource server: rmcp's streamable HTTP service on axum, protected by
+//! `BearerAuthLayer`, with per-tool scopes from `McpScopePolicy`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use axum::Router;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer};
+use tower_introspect::{
+    BearerAuthLayer, CacheConfig, CachedVerifier, Introspector, Principal, PrincipalExt,
+    ProtectedResourceMetadata,
+};
+
+/// Who may call a tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, even without a token.
+    Public,
+    /// Any valid token.
+    Authenticated,
+    /// A token with this scope.
+    Scope(&'static str),
+}
+
+/// The demo tools: one table drives the scope policy, `tools/list` and
+/// `list_available_resources`, so they cannot disagree.
+pub const TOOLS: [(&str, Access, &str); 6] = [
+    (
+        "public_info",
+        Access::Public,
+        "Public information about this server; no token needed.",
+    ),
+    (
+        "get_user_profile",
+        Access::Authenticated,
+        "The caller's identity as the token describes it.",
+    ),
+    (
+        "read_data",
+        Access::Scope("read"),
+        "Reads the shared notes.",
+    ),
+    (
+        "write_data",
+        Access::Scope("write"),
+        "Appends a note (argument `value`).",
+    ),
+    (
+        "admin_operation",
+        Access::Scope("admin"),
+        "A privileged operation.",
+    ),
+    (
+        "list_available_resources",
+        Access::Authenticated,
+        "Which tools the caller's scopes allow.",
+    ),
+];
+
+/// Every scope the demo uses, for metadata and challenges.
+pub const SCOPES: [&str; 3] = ["read", "write", "admin"];
+
+/// The per-tool policy of [`TOOLS`]; anything unknown requires `admin` (fail closed).
+pub fn policy() -> McpScopePolicy {
+    TOOLS
+        .iter()
+        .fold(
+            McpScopePolicy::new().public_handshake(),
+            |policy, (name, access, _)| match access {
+                Access::Public => policy.public_tool(*name),
+                Access::Authenticated => policy.tool(*name, [] as [&str; 0]),
+                Access::Scope(scope) => policy.tool(*name, [*scope]),
+            },
+        )
+        .default_scopes(["admin"])
+}
+
+fn allowed(access: Access, principal: Option<&Principal>) -> bool {
+    match (access, principal) {
+        (Access::Public, _) => true,
+        (_, None) => false,
+        (Access::Authenticated, Some(_)) => true,
+        (Access::Scope(scope), Some(p)) => p.scopes().contains(scope),
+    }
+}
+
+/// The MCP handler. Notes written with `write_data` are shared by all sessions of one server.
+#[derive(Clone, Default)]
+pub struct DemoTools {
+    notes: Arc<Mutex<Vec<String>>>,
+}
+
+impl DemoTools {
+    fn run(
+        &self,
+        name: &str,
+        args: &Value,
+        principal: Option<&Principal>,
+    ) -> Result<String, String> {
+        let caller = principal
+            .and_then(|p| p.username().or(p.subject()))
+            .unwrap_or("anonymous");
+        match name {
+            "public_info" => Ok(
+                "tower-introspect demo MCP server: tokens are checked by RFC 7662 introspection"
+                    .into(),
+            ),
+            "get_user_profile" => {
+                let p = principal.ok_or("no principal")?;
+                Ok(json!({
+                    "subject": p.subject(),
+                    "username": p.username(),
+                    "client_id": p.client_id(),
+                    "scopes": p.scopes().to_string(),
+                    "audiences": p.audiences(),
+                })
+                .to_string())
+            }
+            "read_data" => {
+                Ok(json!({"notes": *self.notes.lock().expect("notes lock")}).to_string())
+            }
+            "write_data" => {
+                let value = args
+                    .get("value")
+                    .and_then(Value::as_str)
+                    .ok_or("argument `value` (a string) is required")?;
+                let mut notes = self.notes.lock().expect("notes lock");
+                notes.push(format!("{caller}: {value}"));
+                Ok(format!("stored note #{}", notes.len()))
+            }
+            "admin_operation" => Ok(format!("admin operation performed by {caller}")),
+            "list_available_resources" => {
+                let tools: Vec<&str> = TOOLS
+                    .iter()
+                    .filter(|(_, access, _)| allowed(*access, principal))
+                    .map(|(name, _, _)| *name)
+                    .collect();
+                Ok(json!({"caller": caller, "tools": tools}).to_string())
+            }
+            other => Err(format!("unknown tool {other}")),
+        }
+    }
+}
+
+impl ServerHandler for DemoTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tools = TOOLS
+            .iter()
+            .map(|(name, _, description)| {
+                let schema = if *name == "write_data" {
+                    json!({"type": "object", "properties": {"value": {"type": "string"}}, "required": ["value"]})
+                } else {
+                    json!({"type": "object", "properties": {}})
+                };
+                let Value::Object(schema) = schema else { unreachable!("schemas are objects") };
+                Tool::new(*name, *description, schema)
+            })
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        let result = match self.run(&request.name, &args, context.principal()) {
+            Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+            Err(error) => CallToolResult::error(vec![ContentBlock::text(error)]),
+        };
+        Ok(result.into())
+    }
+}
+
+/// How the MCP server finds and authenticates to its authorization server.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// The authorization server's issuer identifier.
+    pub issuer: String,
+    /// The introspection endpoint; `None` discovers it from the issuer's RFC 8414 metadata.
+    pub introspection_endpoint: Option<String>,
+    /// Client id for introspection.
+    pub client_id: String,
+    /// Client secret for introspection.
+    pub client_secret: String,
+    /// Cache settings.
+    pub cache: CacheConfig,
+}
+
+/// The axum app: metadata (public), then the MCP endpoint behind the layers. Returns the cache
+/// handle too (for statistics and invalidation).
+pub async fn app(
+    resource: &str,
+    auth: &AuthSettings,
+) -> anyhow::Result<(Router, CachedVerifier<Introspector>)> {
+    let builder = Introspector::builder()
+        .client_secret_basic(&auth.client_id, &auth.client_secret)
+        .audience(resource)
+        .issuer(&auth.issuer);
+    let builder = match &auth.introspection_endpoint {
+        Some(endpoint) => builder.endpoint(endpoint),
+        None => builder.discover(&auth.issuer).await?,
+    };
+    let introspector = builder.build()?;
+    let metadata = ProtectedResourceMetadata::new(resource, &auth.issuer)?
+        .scopes_supported(SCOPES)
+        .resource_name("tower-introspect demo MCP server");
+    let bearer = BearerAuthLayer::introspect_with_cache(introspector, auth.cache.clone())
+        .protected_resource(&metadata)
+        .challenge_scope(SCOPES.join(" "))
+        .allow_missing_token(true);
+    let cache = bearer.verifier().clone();
+    let tools = DemoTools::default();
+    let mcp = StreamableHttpService::new(
+        move || Ok(tools.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let path = url::Url::parse(resource)?.path().to_owned();
+    let router = Router::new()
+        .nest_service(&path, mcp)
+        .layer(McpScopeLayer::new(policy()))
+        .layer(McpSessionBindingLayer::default())
+        .layer(bearer)
+        .merge(metadata.into_router());
+    Ok((router, cache))
+}
+
+/// A running demo MCP server.
+pub struct McpServer {
+    /// The MCP endpoint URL (also the resource identifier).
+    pub url: String,
+    /// The cache handle of its bearer layer.
+    pub cache: CachedVerifier<Introspector>,
+    task: JoinHandle<()>,
+}
+
+impl McpServer {
+    /// Serves the demo on `listener` at path `/mcp`.
+    pub async fn start(listener: TcpListener, auth: &AuthSettings) -> anyhow::Result<Self> {
+        let addr: SocketAddr = listener.local_addr()?;
+        let url = format!("http://{addr}/mcp");
+        let (router, cache) = app(&url, auth).await.context("building the MCP server")?;
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "MCP server stopped");
+            }
+        });
+        Ok(Self { url, cache, task })
+    }
+
+    /// Runs until the process ends (for the `mcp_server` example).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        (&mut self.task).await?;
+        Ok(())
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
