@@ -1,1 +1,161 @@
-fn main() {}
+//! What the layers cost per request. Run: `cargo bench --bench layer`.
+//!
+//! - `header/*`, `cache_key/*`, `scopes/*`: the pieces of the hot path.
+//! - `request/*`: one request through a service with and without `BearerAuthLayer` (warm cache);
+//!   the difference is the layer's added cost.
+//! - `miss/*`: a cache miss with an in-process verifier that parses and validates a real
+//!   introspection response body: the cost of a miss excluding the network.
+//! - `require_scope/*`: one request with and without `RequireScopeLayer`.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+mod support;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use support::ParsingVerifier;
+use tower::{Service, ServiceExt, service_fn};
+use tower_introspect::bench_support::{bearer_token, token_key};
+use tower_introspect::{
+    BearerAuthLayer, CacheConfig, CachedVerifier, Principal, RequireScopeLayer, Scopes,
+    TokenVerifier,
+};
+use tower_layer::Layer;
+
+const TOKEN: &str =
+    "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJSUzI1NiJ9.c2FtcGxlLWFjY2Vzcy10b2tlbi1wYXlsb2Fk.c2lnbmF0dXJl";
+
+fn verifier() -> CachedVerifier<ParsingVerifier> {
+    CachedVerifier::new(ParsingVerifier::default(), CacheConfig::default())
+}
+
+fn request(token: &str) -> Request<()> {
+    Request::get("/mcp")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap()
+}
+
+async fn ok(_request: Request<()>) -> Result<Response<()>, Infallible> {
+    Ok(Response::new(()))
+}
+
+fn pieces(c: &mut Criterion) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
+    );
+    c.bench_function("header/parse_bearer", |b| {
+        b.iter(|| bearer_token(black_box(&headers)))
+    });
+    c.bench_function("cache_key/sha256_100_bytes", |b| {
+        b.iter(|| token_key(black_box(TOKEN)))
+    });
+    let granted = Scopes::parse("read write profile email offline_access");
+    c.bench_function("scopes/contains_all_2_of_5", |b| {
+        b.iter(|| black_box(&granted).contains_all(black_box(["read", "write"])))
+    });
+    c.bench_function("scopes/parse_5", |b| {
+        b.iter(|| Scopes::parse(black_box("read write profile email offline_access")))
+    });
+}
+
+fn requests(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let layer = BearerAuthLayer::new(verifier());
+    let mut protected = layer.layer(service_fn(ok));
+    let mut bare = service_fn(ok);
+    // Warm the cache.
+    runtime.block_on(async {
+        let response = protected
+            .ready()
+            .await
+            .unwrap()
+            .call(request(TOKEN))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    });
+
+    let mut group = c.benchmark_group("request");
+    group.bench_function("without_layer", |b| {
+        b.to_async(&runtime).iter_batched(
+            || request(TOKEN),
+            |req| {
+                let fut = bare.call(req);
+                async move { fut.await.unwrap() }
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("bearer_layer_warm_cache", |b| {
+        b.to_async(&runtime).iter_batched(
+            || request(TOKEN),
+            |req| {
+                let fut = protected.call(req);
+                async move {
+                    let response = fut.await.unwrap();
+                    debug_assert_eq!(response.status(), 200);
+                    response
+                }
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let cached = verifier();
+    let counter = AtomicU64::new(0);
+    c.bench_function("miss/parse_validate_insert", |b| {
+        b.to_async(&runtime).iter(|| {
+            let token = format!("token-{}", counter.fetch_add(1, Ordering::Relaxed));
+            let cached = &cached;
+            async move { cached.verify(&token).await.unwrap() }
+        })
+    });
+
+    let mut with_principal = request(TOKEN);
+    let principal = runtime.block_on(verifier().verify(TOKEN)).unwrap();
+    with_principal.extensions_mut().insert(principal);
+    let mut scoped = RequireScopeLayer::all(["read"]).layer(service_fn(ok));
+    let mut group = c.benchmark_group("require_scope");
+    group.bench_function("without_layer", |b| {
+        b.to_async(&runtime).iter_batched(
+            || with_principal.clone_for_bench(),
+            |req| bare.call(req),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("with_layer", |b| {
+        b.to_async(&runtime).iter_batched(
+            || with_principal.clone_for_bench(),
+            |req| scoped.call(req),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// `http::Request` is not `Clone`; rebuild one carrying the same principal.
+trait CloneForBench {
+    fn clone_for_bench(&self) -> Self;
+}
+
+impl CloneForBench for Request<()> {
+    fn clone_for_bench(&self) -> Self {
+        let mut request = request(TOKEN);
+        if let Some(principal) = self.extensions().get::<Principal>() {
+            request.extensions_mut().insert(principal.clone());
+        }
+        request
+    }
+}
+
+criterion_group!(benches, pieces, requests);
+criterion_main!(benches);

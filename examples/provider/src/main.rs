@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use oauth_provider::{Config, Lifetimes, Server, StorageConfig};
 
 /// Reference OAuth 2.1 authorization server (PKCE, refresh rotation, introspection, revocation,
@@ -38,7 +39,7 @@ struct Cli {
     users_file: Option<PathBuf>,
 
     /// Seed the demo accounts and demo clients (never use in production).
-    #[arg(long, env = "OAUTH_DEMO")]
+    #[arg(long, env = "OAUTH_DEMO", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     demo: bool,
 
     /// Space-separated supported scopes.
@@ -46,23 +47,23 @@ struct Cli {
     scopes: String,
 
     /// Authorization code lifetime in seconds.
-    #[arg(long, env = "OAUTH_CODE_TTL", default_value_t = 600)]
+    #[arg(long, env = "OAUTH_CODE_TTL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 600)]
     code_ttl: u64,
 
     /// Access token lifetime in seconds.
-    #[arg(long, env = "OAUTH_ACCESS_TOKEN_TTL", default_value_t = 3600)]
+    #[arg(long, env = "OAUTH_ACCESS_TOKEN_TTL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 3600)]
     access_token_ttl: u64,
 
     /// Refresh token lifetime in seconds.
-    #[arg(long, env = "OAUTH_REFRESH_TOKEN_TTL", default_value_t = 2_592_000)]
+    #[arg(long, env = "OAUTH_REFRESH_TOKEN_TTL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 2_592_000)]
     refresh_token_ttl: u64,
 
     /// Time allowed for login and consent, in seconds.
-    #[arg(long, env = "OAUTH_INTERACTION_TTL", default_value_t = 600)]
+    #[arg(long, env = "OAUTH_INTERACTION_TTL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 600)]
     interaction_ttl: u64,
 
     /// Interval of the expired-row cleanup, in seconds.
-    #[arg(long, env = "OAUTH_CLEANUP_INTERVAL", default_value_t = 60)]
+    #[arg(long, env = "OAUTH_CLEANUP_INTERVAL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 60)]
     cleanup_interval: u64,
 }
 
@@ -159,6 +160,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = cli.config();
     if config.demo {

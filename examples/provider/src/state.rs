@@ -16,7 +16,7 @@ pub struct AppState {
 
 struct Inner {
     storage: Arc<dyn Storage>,
-    users: UserDirectory,
+    users: Arc<UserDirectory>,
     issuer: String,
     lifetimes: Lifetimes,
     scopes_supported: Vec<String>,
@@ -35,7 +35,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 storage,
-                users,
+                users: Arc::new(users),
                 issuer,
                 lifetimes: config.lifetimes,
                 scopes_supported: config.scopes_supported.clone(),
@@ -52,6 +52,11 @@ impl AppState {
     /// The user directory.
     pub fn users(&self) -> &UserDirectory {
         &self.inner.users
+    }
+
+    /// A shared handle to the user directory (for password checks on the blocking pool).
+    pub fn users_shared(&self) -> Arc<UserDirectory> {
+        self.inner.users.clone()
     }
 
     /// The issuer identifier.

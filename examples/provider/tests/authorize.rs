@@ -32,7 +32,7 @@ async fn metadata_document(backend: Backend) {
         .unwrap();
     let (status, doc) = json_of(resp).await;
     assert_eq!(status, StatusCode::OK);
-    let issuer = env.server.issuer();
+    let issuer = env.issuer.as_str();
     assert_eq!(doc["issuer"], json!(issuer));
     assert_eq!(
         doc["authorization_endpoint"],
@@ -111,7 +111,7 @@ async fn full_code_flow(backend: Backend) {
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let params = redirect_params(&resp, REDIRECT_URI_WITH_PORT);
     assert_eq!(params["state"], req.state);
-    assert_eq!(params["iss"], env.server.issuer());
+    assert_eq!(params["iss"], env.issuer.as_str());
     let code = &params["code"];
 
     let resp = env
@@ -138,7 +138,7 @@ async fn full_code_flow(backend: Backend) {
     assert_eq!(info["username"], json!("alice"));
     assert_eq!(info["sub"], json!("alice"));
     assert_eq!(info["token_type"], json!("Bearer"));
-    assert_eq!(info["iss"], json!(env.server.issuer()));
+    assert_eq!(info["iss"], json!(env.issuer.as_str()));
     assert_eq!(info["aud"], json!(RESOURCE));
     assert!(info["jti"].is_string());
     let (iat, exp) = (info["iat"].as_i64().unwrap(), info["exp"].as_i64().unwrap());
@@ -150,7 +150,7 @@ async fn full_code_flow(backend: Backend) {
     assert_eq!(info["token_type"], json!("refresh_token"));
 
     // Nothing secret is stored in the clear.
-    let stats = env.storage.stats().await.unwrap();
+    let stats = env.storage().stats().await.unwrap();
     assert_eq!(stats.pending, 0);
     assert_eq!(stats.codes, 1);
     assert_eq!(stats.tokens, 2);
@@ -164,7 +164,7 @@ async fn failed_login_changes_nothing(backend: Backend) {
         ..req
     };
     let page = env.authorize(&req.query()).await.text().await.unwrap();
-    let before = env.storage.stats().await.unwrap();
+    let before = env.storage().stats().await.unwrap();
     for (user, password) in [("alice", "wrong"), ("nobody", "password123"), ("", "")] {
         let resp = env.login(&page, user, password).await;
         assert_eq!(resp.status(), StatusCode::OK);
@@ -174,7 +174,7 @@ async fn failed_login_changes_nothing(backend: Backend) {
         assert_eq!(hidden(&again, "csrf_token"), hidden(&page, "csrf_token"));
         assert_eq!(hidden(&again, "request_id"), hidden(&page, "request_id"));
     }
-    assert_eq!(env.storage.stats().await.unwrap(), before);
+    assert_eq!(env.storage().stats().await.unwrap(), before);
     // The original form still works.
     let consent = env
         .login(&page, "alice", "password123")
@@ -202,9 +202,9 @@ async fn deny_redirects_access_denied(backend: Backend) {
     let params = redirect_params(&resp, &req.redirect_uri);
     assert_eq!(params["error"], "access_denied");
     assert_eq!(params["state"], req.state);
-    assert_eq!(params["iss"], env.server.issuer());
+    assert_eq!(params["iss"], env.issuer.as_str());
     assert!(!params.contains_key("code"));
-    assert_eq!(env.storage.stats().await.unwrap().codes, 0);
+    assert_eq!(env.storage().stats().await.unwrap().codes, 0);
 }
 
 async fn granted_scope_is_requested_and_users_scopes(backend: Backend) {
@@ -256,7 +256,7 @@ async fn untrusted_requests_get_an_error_page(backend: Backend) {
         assert!(resp.headers().get("location").is_none());
         assert!(resp.text().await.unwrap().contains("Authorization error"));
     }
-    assert_eq!(env.storage.stats().await.unwrap().pending, 0);
+    assert_eq!(env.storage().stats().await.unwrap().pending, 0);
 }
 
 async fn trusted_errors_are_redirected(backend: Backend) {
@@ -308,7 +308,7 @@ async fn trusted_errors_are_redirected(backend: Backend) {
         let params = redirect_params(&resp, &req.redirect_uri);
         assert_eq!(params["error"], error, "{query:?}");
         assert_eq!(params["state"], req.state);
-        assert_eq!(params["iss"], env.server.issuer());
+        assert_eq!(params["iss"], env.issuer.as_str());
     }
     // A client that may only request `read` cannot ask for `admin`.
     let (_, body) = env
@@ -332,7 +332,7 @@ async fn trusted_errors_are_redirected(backend: Backend) {
         redirect_params(&resp, REDIRECT_URI_WITH_PORT)["error"],
         "unauthorized_client"
     );
-    assert_eq!(env.storage.stats().await.unwrap().pending, 0);
+    assert_eq!(env.storage().stats().await.unwrap().pending, 0);
 }
 
 async fn loopback_port_may_vary(backend: Backend) {
@@ -372,7 +372,7 @@ async fn forms_require_csrf_token_and_browser_cookie(backend: Backend) {
     let page = env.authorize(&req.query()).await.text().await.unwrap();
     let request_id = hidden(&page, "request_id");
     let csrf = hidden(&page, "csrf_token");
-    let before = env.storage.stats().await.unwrap();
+    let before = env.storage().stats().await.unwrap();
 
     let attempts: Vec<Vec<(&str, &str)>> = vec![
         vec![
@@ -420,7 +420,7 @@ async fn forms_require_csrf_token_and_browser_cookie(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(env.storage.stats().await.unwrap(), before);
+    assert_eq!(env.storage().stats().await.unwrap(), before);
 
     // The genuine submission still works; afterwards the login form cannot be replayed.
     let consent = env
@@ -462,7 +462,7 @@ async fn consent_is_single_use(backend: Backend) {
     assert_eq!(first.status(), StatusCode::SEE_OTHER);
     let second = env.decide(&consent, "approve").await;
     assert_eq!(second.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(env.storage.stats().await.unwrap().codes, 1);
+    assert_eq!(env.storage().stats().await.unwrap().codes, 1);
 }
 
 async fn default_scope_is_the_clients_scope(backend: Backend) {

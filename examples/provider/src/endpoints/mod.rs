@@ -1,6 +1,7 @@
 //! One module per HTTP endpoint.
 
 pub mod authorize;
+mod interaction;
 pub mod introspect;
 pub mod metadata;
 pub mod register;

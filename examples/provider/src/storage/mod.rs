@@ -91,7 +91,7 @@ pub trait Storage: Send + Sync + 'static {
     /// flipped the flag.
     async fn consume_code(&self, code_hash: &str, now: UnixTime) -> StorageResult<bool>;
 
-    /// Stores tokens (an access/refresh pair is stored in one transaction).
+    /// Stores tokens atomically (an access/refresh pair becomes visible together or not at all).
     async fn put_tokens(&self, tokens: &[TokenRecord]) -> StorageResult<()>;
     /// Reads an unexpired token of a non-revoked family (rotated refresh tokens included, with
     /// `consumed = true`, so that reuse can be detected).

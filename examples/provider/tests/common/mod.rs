@@ -58,10 +58,15 @@ macro_rules! backend_tests {
 
 /// A running demo server plus an HTTP client with a cookie jar that does not follow redirects.
 pub struct Env {
-    pub server: Server,
-    pub storage: Arc<dyn Storage>,
+    /// Where requests go (`http://127.0.0.1:port`).
+    pub base: String,
+    /// The server's issuer.
+    pub issuer: String,
+    /// The in-process server, if this environment started one.
+    pub server: Option<Server>,
+    storage: Option<Arc<dyn Storage>>,
     pub http: reqwest::Client,
-    pub dir: TempDir,
+    pub dir: Option<TempDir>,
 }
 
 pub fn http_client() -> reqwest::Client {
@@ -83,19 +88,51 @@ impl Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = open_storage(backend, &dir).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let server = Server::start_with_storage(config, listener, storage.clone())
+        let server = Server::start_with_storage(config, listener, storage)
             .await
             .expect("server");
+        Self::with_server(server, Some(dir))
+    }
+
+    /// Wraps a running in-process server.
+    pub fn with_server(server: Server, dir: Option<TempDir>) -> Self {
         Self {
-            server,
-            storage,
+            base: server.base_url(),
+            issuer: server.issuer().to_owned(),
+            storage: Some(server.state().storage().clone()),
+            server: Some(server),
             http: http_client(),
             dir,
         }
     }
 
+    /// A server running elsewhere (another process).
+    pub fn remote(base: &str, issuer: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            issuer: issuer.to_owned(),
+            server: None,
+            storage: None,
+            http: http_client(),
+            dir: None,
+        }
+    }
+
+    /// The in-process server's storage.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        self.storage.as_ref().expect("in-process server")
+    }
+
+    /// Shuts the in-process server down gracefully.
+    pub async fn shutdown(mut self) -> Option<TempDir> {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("shutdown");
+        }
+        self.dir.take()
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.server.base_url())
+        format!("{}{path}", self.base)
     }
 
     /// A new "browser" (own cookie jar) against the same server.
@@ -105,11 +142,7 @@ impl Env {
 
     pub async fn authorize(&self, query: &[(&str, &str)]) -> reqwest::Response {
         let url = url::Url::parse_with_params(&self.url("/authorize"), query).unwrap();
-        self.http
-            .get(url)
-            .send()
-            .await
-            .expect("authorize")
+        self.http.get(url).send().await.expect("authorize")
     }
 
     pub async fn post_form(&self, form: &[(&str, &str)]) -> reqwest::Response {
@@ -169,7 +202,7 @@ impl Env {
         );
         assert_eq!(
             params.get("iss").map(String::as_str),
-            Some(self.server.issuer())
+            Some(self.issuer.as_str())
         );
         params
     }

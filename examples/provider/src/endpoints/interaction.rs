@@ -1,0 +1,200 @@
+//! The login and consent steps of `POST /authorize` (see [`crate::endpoints::authorize`] for the
+//! flow and the CSRF design).
+//!
+//! Every submission must carry the interaction id, the CSRF token of the current stage and the
+//! browser-binding cookie of the browser that started the request; anything else gets the same
+//! generic error page and changes nothing.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use crate::endpoints::authorize::{display_name, read_cookie, redirect_with, server_error};
+use crate::html::{self, ConsentView, LoginView};
+use crate::model::{AuthorizationCode, Client, InteractionStage, PendingAuthorization};
+use crate::params::Params;
+use crate::scope;
+use crate::state::{AppState, now, secs};
+use crate::tokens::{self, constant_time_eq, hash_secret};
+
+/// Generic message after a failed login (never says which of username/password was wrong).
+const LOGIN_FAILED: &str = "Invalid username or password.";
+/// Message for any problem with a form submission.
+const INTERACTION_INVALID: &str =
+    "This sign-in request is invalid or has expired. Please start again from the application.";
+
+/// Handles a login or consent form submission.
+pub(crate) async fn submit(state: &AppState, headers: &HeaderMap, params: &Params) -> Response {
+    let (Some(request_id), Some(csrf_token)) = (params.get("request_id"), params.get("csrf_token"))
+    else {
+        return html::bad_request(INTERACTION_INVALID);
+    };
+    let id_hash = hash_secret(request_id);
+    let now = now();
+    let pending = match state.storage().get_pending(&id_hash, now).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return html::bad_request(INTERACTION_INVALID),
+        Err(e) => return server_error(e),
+    };
+    let browser_ok = read_cookie(headers)
+        .is_some_and(|c| constant_time_eq(&hash_secret(&c), &pending.browser_hash));
+    let csrf_ok = constant_time_eq(&hash_secret(csrf_token), &pending.csrf_hash);
+    if !(browser_ok & csrf_ok) {
+        return html::bad_request(INTERACTION_INVALID);
+    }
+    let client = match state.storage().get_client(&pending.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return html::bad_request(INTERACTION_INVALID),
+        Err(e) => return server_error(e),
+    };
+    match pending.stage {
+        InteractionStage::Login => {
+            login(state, params, &client, &pending, request_id, csrf_token).await
+        }
+        InteractionStage::Consent => consent(state, params, &pending, now).await,
+    }
+}
+
+async fn login(
+    state: &AppState,
+    params: &Params,
+    client: &Client,
+    pending: &PendingAuthorization,
+    request_id: &str,
+    csrf_token: &str,
+) -> Response {
+    let username = params.get("username").unwrap_or_default().to_owned();
+    let password = params.get("password").unwrap_or_default().to_owned();
+    // Argon2 takes tens of milliseconds of CPU: keep it off the async worker threads.
+    let users = state.users_shared();
+    let user =
+        tokio::task::spawn_blocking(move || users.authenticate(&username, &password).cloned())
+            .await
+            .ok()
+            .flatten();
+    let Some(user) = user else {
+        let page = html::login_page(&LoginView {
+            client_name: display_name(client),
+            scope: &pending.scope,
+            resource: pending.resource.as_deref(),
+            request_id,
+            csrf_token,
+            error: Some(LOGIN_FAILED),
+        });
+        return html::response(StatusCode::OK, page, None);
+    };
+
+    let requested = scope::set(&pending.scope);
+    let granted = scope::join(requested.iter().filter(|s| user.scopes.contains(s)));
+    let now = now();
+    if granted.is_empty() {
+        return match state
+            .storage()
+            .take_pending(&pending.id_hash, InteractionStage::Login, now)
+            .await
+        {
+            Ok(Some(p)) => decision_redirect(
+                state,
+                &p,
+                Err((
+                    "access_denied",
+                    "the user holds none of the requested scopes",
+                )),
+            ),
+            Ok(None) => html::bad_request(INTERACTION_INVALID),
+            Err(e) => server_error(e),
+        };
+    }
+    let new_csrf = tokens::random_token("");
+    match state
+        .storage()
+        .complete_login(
+            &pending.id_hash,
+            &user.username,
+            &granted,
+            &hash_secret(&new_csrf),
+            now,
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return html::bad_request(INTERACTION_INVALID),
+        Err(e) => return server_error(e),
+    }
+    let page = html::consent_page(&ConsentView {
+        client_name: display_name(client),
+        username: &user.username,
+        scope: &granted,
+        resource: pending.resource.as_deref(),
+        request_id,
+        csrf_token: &new_csrf,
+    });
+    html::response(StatusCode::OK, page, None)
+}
+
+async fn consent(
+    state: &AppState,
+    params: &Params,
+    pending: &PendingAuthorization,
+    now: i64,
+) -> Response {
+    let approve = match params.get("decision") {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => return html::bad_request("Please choose Approve or Deny."),
+    };
+    let taken = match state
+        .storage()
+        .take_pending(&pending.id_hash, InteractionStage::Consent, now)
+        .await
+    {
+        Ok(Some(p)) => p,
+        Ok(None) => return html::bad_request(INTERACTION_INVALID),
+        Err(e) => return server_error(e),
+    };
+    if !approve {
+        return decision_redirect(
+            state,
+            &taken,
+            Err(("access_denied", "the user denied the request")),
+        );
+    }
+    let (Some(subject), Some(scope)) = (taken.subject.clone(), taken.granted_scope.clone()) else {
+        return html::bad_request(INTERACTION_INVALID);
+    };
+    let code = tokens::random_token(tokens::CODE_PREFIX);
+    let record = AuthorizationCode {
+        code_hash: hash_secret(&code),
+        client_id: taken.client_id.clone(),
+        redirect_uri: taken.redirect_uri.clone(),
+        subject,
+        scope,
+        resource: taken.resource.clone(),
+        code_challenge: taken.code_challenge.clone(),
+        family_id: tokens::random_id(),
+        issued_at: now,
+        expires_at: now + secs(state.lifetimes().authorization_code),
+        consumed: false,
+    };
+    if let Err(e) = state.storage().put_code(&record).await {
+        return server_error(e);
+    }
+    tracing::info!(client_id = %record.client_id, subject = %record.subject, family = %record.family_id, "authorization code issued");
+    decision_redirect(state, &taken, Ok(&code))
+}
+
+/// Redirects the user agent back to the client after the decision (303 after a POST).
+fn decision_redirect(
+    state: &AppState,
+    p: &PendingAuthorization,
+    outcome: Result<&str, (&str, &str)>,
+) -> Response {
+    let mut params: Vec<(&str, &str)> = match outcome {
+        Ok(code) => vec![("code", code)],
+        Err((error, description)) => vec![("error", error), ("error_description", description)],
+    };
+    if let Some(s) = p.state.as_deref() {
+        params.push(("state", s));
+    }
+    params.push(("iss", state.issuer()));
+    redirect_with(&p.redirect_uri, &params, StatusCode::SEE_OTHER)
+}
