@@ -257,10 +257,20 @@ pub struct McpServer {
 }
 
 impl McpServer {
-    /// Serves the demo on `listener` at path `/mcp`.
+    /// Serves the demo on `listener` at `http://<address>/mcp`.
     pub async fn start(listener: TcpListener, auth: &AuthSettings) -> anyhow::Result<Self> {
+        Self::start_at(listener, None, auth).await
+    }
+
+    /// Serves the demo on `listener`; `resource_url` is its public URL when it differs from
+    /// `http://<address>/mcp` (behind a proxy), and its path is where the MCP endpoint is mounted.
+    pub async fn start_at(
+        listener: TcpListener,
+        resource_url: Option<String>,
+        auth: &AuthSettings,
+    ) -> anyhow::Result<Self> {
         let addr: SocketAddr = listener.local_addr()?;
-        let url = format!("http://{addr}/mcp");
+        let url = resource_url.unwrap_or_else(|| format!("http://{addr}/mcp"));
         let (router, cache) = app(&url, auth).await.context("building the MCP server")?;
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, router).await {

@@ -1,0 +1,431 @@
+//! The full flow: the reference provider (SQLite in a temporary directory) and the demo MCP server
+//! on free loopback ports, driven as an MCP client would for alice, bob and admin; then the cache,
+//! refresh rotation, revocation and a provider restart on the same database file.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context as _, ensure};
+use oauth_provider::{
+    Config, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET, Server, StorageConfig,
+};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_introspect::{CacheConfig, Scopes};
+
+use crate::mcp_client::{McpSession, Outcome};
+use crate::mcp_server::{Access, AuthSettings, McpServer, TOOLS};
+use crate::oauth_client::{self, Discovery, Tokens};
+
+/// The demo accounts: username, password, scopes the provider grants them.
+pub const USERS: [(&str, &str, &str); 3] = [
+    ("alice", "password123", "read write"),
+    ("bob", "secret456", "read"),
+    ("admin", "admin789", "read write admin"),
+];
+
+/// One cell of the user × tool table.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// The user.
+    pub user: &'static str,
+    /// The tool.
+    pub tool: &'static str,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// One checked expectation.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// Everything the flow observed.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The user × tool table.
+    pub table: Vec<Cell>,
+    /// Every expectation, in order.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// The outcome of `tool` for `user`.
+    pub fn outcome(&self, user: &str, tool: &str) -> Option<&Outcome> {
+        self.table
+            .iter()
+            .find(|c| c.user == user && c.tool == tool)
+            .map(|c| &c.outcome)
+    }
+
+    /// The checks that failed.
+    pub fn failures(&self) -> Vec<&Check> {
+        self.checks.iter().filter(|c| !c.passed).collect()
+    }
+
+    fn check(&mut self, name: impl Into<String>, passed: bool, detail: impl Into<String>) {
+        let check = Check {
+            name: name.into(),
+            passed,
+            detail: detail.into(),
+        };
+        say(&format!(
+            "  [{}] {} — {}",
+            if check.passed { "ok" } else { "FAILED" },
+            check.name,
+            check.detail
+        ));
+        self.checks.push(check);
+    }
+}
+
+fn say(line: &str) {
+    println!("{line}");
+}
+
+/// What the demo server's policy should answer `user` (with `scopes`) for `access`.
+fn expected(access: Access, scopes: &str) -> Outcome {
+    match access {
+        Access::Scope(scope) if !scopes.split(' ').any(|s| s == scope) => {
+            Outcome::InsufficientScope(scope.to_owned())
+        }
+        _ => Outcome::Allowed(String::new()),
+    }
+}
+
+fn same_kind(a: &Outcome, b: &Outcome) -> bool {
+    match (a, b) {
+        (Outcome::Allowed(_), Outcome::Allowed(_)) => true,
+        _ => a == b,
+    }
+}
+
+async fn start_provider(listener: TcpListener, database: &Path) -> anyhow::Result<Server> {
+    let config = Config::demo().with_storage(StorageConfig::Sqlite {
+        path: database.to_owned(),
+    });
+    Server::start(config, listener)
+        .await
+        .context("starting the reference provider")
+}
+
+/// Runs the whole flow, printing as it goes. Fails only when the flow cannot go on; every
+/// expectation is recorded in the report (see [`Report::failures`]).
+pub async fn run() -> anyhow::Result<Report> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut report = Report::default();
+    let dir = tempfile::tempdir()?;
+    let database = dir.path().join("oauth.db");
+
+    let provider_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let provider_addr: SocketAddr = provider_listener.local_addr()?;
+    let provider = start_provider(provider_listener, &database).await?;
+    let auth = AuthSettings {
+        issuer: provider.issuer().to_owned(),
+        introspection_endpoint: None,
+        client_id: DEMO_RESOURCE_SERVER_ID.to_owned(),
+        client_secret: DEMO_RESOURCE_SERVER_SECRET.to_owned(),
+        cache: CacheConfig::default(),
+    };
+    let mcp = McpServer::start(TcpListener::bind("127.0.0.1:0").await?, &auth).await?;
+    say(&format!(
+        "authorization server  {} (SQLite {})",
+        provider.issuer(),
+        database.display()
+    ));
+    say(&format!("MCP server            {}", mcp.url));
+
+    say("\n1. Anonymous client");
+    let mut anonymous = McpSession::connect(&mcp.url, None).await?;
+    let public = anonymous.call_tool("public_info", json!({})).await?;
+    report.check(
+        "public_info without a token",
+        public.is_allowed(),
+        public.to_string(),
+    );
+    let profile = anonymous.call_tool("get_user_profile", json!({})).await?;
+    report.check(
+        "get_user_profile without a token is challenged",
+        profile == Outcome::Unauthorized(None),
+        profile.to_string(),
+    );
+
+    say("\n2. Discovery and registration");
+    let discovery = oauth_client::discover(&mcp.url).await?;
+    report.check(
+        "401 → RFC 9728 metadata → RFC 8414 metadata",
+        discovery.issuer == provider.issuer() && discovery.resource == mcp.url,
+        format!(
+            "resource {} → issuer {}",
+            discovery.resource, discovery.issuer
+        ),
+    );
+    let client_id = oauth_client::register(&discovery, "tower-introspect full-flow demo").await?;
+    report.check(
+        "dynamic client registration",
+        !client_id.is_empty(),
+        format!("client_id {client_id}"),
+    );
+
+    say("\n3. Each user logs in (PKCE, login form, consent) and calls every tool");
+    let mut tokens = Vec::new();
+    for (user, password, scopes) in USERS {
+        let granted =
+            oauth_client::authorize(&discovery, &client_id, user, password, "read write admin")
+                .await
+                .with_context(|| format!("authorizing {user}"))?;
+        report.check(
+            format!("{user} gets a token"),
+            Scopes::parse(&granted.scope) == Scopes::parse(scopes),
+            format!(
+                "scope \"{}\", expires in {} s",
+                granted.scope,
+                granted.expires_in.unwrap_or(0)
+            ),
+        );
+        let mut session = McpSession::connect(&mcp.url, Some(&granted.access_token)).await?;
+        for (tool, access, _) in TOOLS {
+            let outcome = session
+                .call_tool(tool, json!({"value": format!("hello from {user}")}))
+                .await?;
+            let want = expected(access, scopes);
+            if !same_kind(&outcome, &want) {
+                report.check(
+                    format!("{user} × {tool}"),
+                    false,
+                    format!("{outcome}, expected {want}"),
+                );
+            }
+            if tool == "get_user_profile"
+                && let Outcome::Allowed(text) = &outcome
+            {
+                report.check(
+                    format!("{user}'s profile names them"),
+                    text.contains(user),
+                    text.clone(),
+                );
+            }
+            report.table.push(Cell {
+                user,
+                tool,
+                outcome,
+            });
+        }
+        tokens.push((user, granted));
+    }
+    print_table(&report);
+    let stored = match report.outcome("admin", "read_data") {
+        Some(Outcome::Allowed(text)) => text.contains("hello from alice"),
+        _ => false,
+    };
+    report.check(
+        "read_data returns what write_data stored",
+        stored,
+        "admin reads alice's note",
+    );
+
+    say("\n4. The cache");
+    let stats = mcp.cache.stats();
+    let authenticated_requests = stats.hits + stats.misses;
+    report.check(
+        "one introspection call per token",
+        stats.introspection_calls == USERS.len() as u64,
+        format!(
+            "{authenticated_requests} authenticated requests, {} introspection calls, {} cache hits",
+            stats.introspection_calls, stats.hits
+        ),
+    );
+
+    let token_of = |name: &str| -> Tokens {
+        tokens
+            .iter()
+            .find(|(u, _)| *u == name)
+            .map(|(_, t)| t.clone())
+            .expect("a token per user")
+    };
+    say("\n5. Refresh with rotation (bob)");
+    refresh_rotation(&mut report, &discovery, &client_id, &mcp, token_of("bob")).await?;
+
+    say("\n6. Revocation (alice)");
+    revocation(&mut report, &discovery, &client_id, &mcp, token_of("alice")).await?;
+
+    say("\n7. Provider restart on the same SQLite file (admin)");
+    provider.shutdown().await?;
+    let provider = start_provider(TcpListener::bind(provider_addr).await?, &database).await?;
+    mcp.cache.invalidate_all();
+    let admin = token_of("admin");
+    let outcome = call(&mcp, &admin.access_token, "admin_operation").await?;
+    report.check(
+        "access token issued before the restart still introspects active",
+        outcome.is_allowed(),
+        outcome.to_string(),
+    );
+    let refreshed = oauth_client::refresh(
+        &discovery,
+        &client_id,
+        admin
+            .refresh_token
+            .as_deref()
+            .context("admin has a refresh token")?,
+    )
+    .await?;
+    let ok = match &refreshed {
+        Ok(new) => call(&mcp, &new.access_token, "admin_operation")
+            .await?
+            .is_allowed(),
+        Err(_) => false,
+    };
+    report.check(
+        "refresh token issued before the restart still works",
+        ok,
+        match &refreshed {
+            Ok(new) => format!("new access token with scope \"{}\" accepted", new.scope),
+            Err(e) => e.error.clone(),
+        },
+    );
+    provider.shutdown().await?;
+
+    let failures = report.failures().len();
+    say(&format!(
+        "\n{} checks, {} failed",
+        report.checks.len(),
+        failures
+    ));
+    Ok(report)
+}
+
+/// Opens a session with `token` and calls `tool`; a refused session is the outcome.
+async fn call(mcp: &McpServer, token: &str, tool: &str) -> anyhow::Result<Outcome> {
+    match McpSession::try_connect(&mcp.url, Some(token)).await? {
+        Ok(mut session) => session.call_tool(tool, json!({})).await,
+        Err(refused) => Ok(refused),
+    }
+}
+
+async fn refresh_rotation(
+    report: &mut Report,
+    discovery: &Discovery,
+    client_id: &str,
+    mcp: &McpServer,
+    bob: Tokens,
+) -> anyhow::Result<()> {
+    let first = bob.refresh_token.context("bob has a refresh token")?;
+    let rotated = oauth_client::refresh(discovery, client_id, &first)
+        .await?
+        .map_err(|e| anyhow::anyhow!("refresh failed: {}", e.error))?;
+    let second = rotated.refresh_token.clone().unwrap_or_default();
+    report.check(
+        "refresh issues a new refresh token",
+        !second.is_empty() && second != first,
+        "rotated",
+    );
+    let outcome = call(mcp, &rotated.access_token, "read_data").await?;
+    report.check(
+        "the new access token works",
+        outcome.is_allowed(),
+        outcome.to_string(),
+    );
+    let reuse = oauth_client::refresh(discovery, client_id, &first).await?;
+    report.check(
+        "reusing the rotated refresh token is refused",
+        matches!(&reuse, Err(e) if e.error == "invalid_grant"),
+        match &reuse {
+            Ok(_) => "accepted".to_owned(),
+            Err(e) => e.error.clone(),
+        },
+    );
+    let family = oauth_client::refresh(discovery, client_id, &second).await?;
+    report.check(
+        "…and revokes the whole family, the newest refresh token included",
+        family.is_err(),
+        match &family {
+            Ok(_) => "accepted".to_owned(),
+            Err(e) => e.error.clone(),
+        },
+    );
+    Ok(())
+}
+
+async fn revocation(
+    report: &mut Report,
+    discovery: &Discovery,
+    client_id: &str,
+    mcp: &McpServer,
+    alice: Tokens,
+) -> anyhow::Result<()> {
+    oauth_client::revoke(discovery, client_id, &alice.access_token).await?;
+    let cached = call(mcp, &alice.access_token, "read_data").await?;
+    report.check(
+        "right after revocation the cached verdict still serves the token",
+        cached.is_allowed(),
+        format!("{cached} (the cache keeps a verdict up to max_ttl = 5 min, never past exp)"),
+    );
+    mcp.cache.invalidate(&alice.access_token).await;
+    // A refused token cannot even open a session: the 401 comes at `initialize`.
+    let refused = call(mcp, &alice.access_token, "read_data").await?;
+    report.check(
+        "after invalidating the cache entry the revoked token gets 401 invalid_token",
+        refused == Outcome::Unauthorized(Some("invalid_token".to_owned())),
+        refused.to_string(),
+    );
+    let refresh = oauth_client::refresh(
+        discovery,
+        client_id,
+        alice
+            .refresh_token
+            .as_deref()
+            .context("alice has a refresh token")?,
+    )
+    .await?;
+    report.check(
+        "revoking the access token revoked its refresh token too",
+        matches!(&refresh, Err(e) if e.error == "invalid_grant"),
+        match &refresh {
+            Ok(_) => "accepted".to_owned(),
+            Err(e) => e.error.clone(),
+        },
+    );
+    Ok(())
+}
+
+fn print_table(report: &Report) {
+    let mut header = format!("\n  {:<26}", "tool");
+    for (user, _, _) in USERS {
+        header.push_str(&format!("{user:<22}"));
+    }
+    say(&header);
+    for (tool, _, _) in TOOLS {
+        let mut line = format!("  {tool:<26}");
+        for (user, _, _) in USERS {
+            let cell = report
+                .outcome(user, tool)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            line.push_str(&format!("{cell:<22}"));
+        }
+        say(&line);
+    }
+}
+
+/// Runs the flow and fails if any expectation failed (for `main`s).
+pub async fn run_and_verify() -> anyhow::Result<Report> {
+    let report = run().await?;
+    let failures = report.failures();
+    ensure!(
+        failures.is_empty(),
+        "{} check(s) failed: {}",
+        failures.len(),
+        failures
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    Ok(report)
+}

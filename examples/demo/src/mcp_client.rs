@@ -1,0 +1,171 @@
+//! A minimal MCP client over streamable HTTP: enough to open a session and call tools, and to see
+//! the HTTP status and challenge of every answer.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use serde_json::{Value, json};
+
+use crate::oauth_client::challenge_param;
+
+/// What a tool call came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The tool ran; its text.
+    Allowed(String),
+    /// 403 `insufficient_scope`; the scopes the challenge asks for.
+    InsufficientScope(String),
+    /// 401; the challenge's `error` if any.
+    Unauthorized(Option<String>),
+    /// Anything else (status and body).
+    Other(u16, String),
+}
+
+impl Outcome {
+    /// Whether the tool ran.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Self::Allowed(_))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Allowed(_) => f.write_str("allowed"),
+            Self::InsufficientScope(scope) => write!(f, "403 needs {scope}"),
+            Self::Unauthorized(None) => f.write_str("401"),
+            Self::Unauthorized(Some(error)) => write!(f, "401 {error}"),
+            Self::Other(status, _) => write!(f, "HTTP {status}"),
+        }
+    }
+}
+
+/// An MCP session with a fixed bearer token (or none).
+pub struct McpSession {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    session_id: Option<String>,
+    next_id: u64,
+}
+
+impl McpSession {
+    /// Initializes a session at `url`, authenticated with `token` if given.
+    pub async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
+        match Self::try_connect(url, token).await? {
+            Ok(session) => Ok(session),
+            Err(outcome) => anyhow::bail!("initialize refused: {outcome}"),
+        }
+    }
+
+    /// Like [`connect`](Self::connect), but a refused `initialize` is an [`Outcome`] (e.g. the
+    /// 401 `invalid_token` of a revoked token), not an error.
+    pub async fn try_connect(
+        url: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<Result<Self, Outcome>> {
+        let mut session = Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            url: url.to_owned(),
+            token: token.map(str::to_owned),
+            session_id: None,
+            next_id: 1,
+        };
+        let (status, headers, body) = session
+            .post(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "tower-introspect-demo", "version": "0.1.0"}}}),
+            )
+            .await?;
+        if status != 200 {
+            return Ok(Err(outcome(status, &headers, body)?));
+        }
+        session.session_id = headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let (status, _, _) = session
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await?;
+        ensure!(status == 202, "notifications/initialized answered {status}");
+        Ok(Ok(session))
+    }
+
+    /// Calls tool `name` with `arguments`.
+    pub async fn call_tool(&mut self, name: &str, arguments: Value) -> anyhow::Result<Outcome> {
+        self.next_id += 1;
+        let (status, headers, body) = self
+            .post(
+                json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call",
+                         "params": {"name": name, "arguments": arguments}}),
+            )
+            .await?;
+        outcome(status, &headers, body)
+    }
+
+    async fn post(
+        &self,
+        message: Value,
+    ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, String)> {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&message);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(session) = &self.session_id {
+            request = request.header("mcp-session-id", session);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        Ok((status, headers, response.text().await?))
+    }
+}
+
+/// Classifies an answer.
+fn outcome(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: String,
+) -> anyhow::Result<Outcome> {
+    let challenge = headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    Ok(match status {
+        200 => {
+            let message = json_rpc_message(&body).context("no JSON-RPC message")?;
+            let result = &message["result"];
+            let text = result["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if result["isError"] == true || message.get("error").is_some() {
+                Outcome::Other(200, text)
+            } else {
+                Outcome::Allowed(text)
+            }
+        }
+        403 if challenge_param(challenge, "error").as_deref() == Some("insufficient_scope") => {
+            Outcome::InsufficientScope(challenge_param(challenge, "scope").unwrap_or_default())
+        }
+        401 => Outcome::Unauthorized(challenge_param(challenge, "error")),
+        other => Outcome::Other(other, body),
+    })
+}
+
+/// The JSON-RPC message of a response body: plain JSON, or the first SSE `data:` event that is one.
+fn json_rpc_message(body: &str) -> Option<Value> {
+    serde_json::from_str(body).ok().or_else(|| {
+        body.lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .find_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+    })
+}

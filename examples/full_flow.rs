@@ -1,0 +1,25 @@
+//! The whole story in one command: `cargo run --example full_flow`.
+//!
+//! Starts the reference authorization server (SQLite in a temporary directory) and the demo MCP
+//! server on free loopback ports, then acts as an MCP client for alice, bob and admin: discovers
+//! the authorization server from the server's 401 challenge (RFC 9728, RFC 8414), registers a client
+//! (RFC 7591), logs in through the real login and consent forms with PKCE, redeems the code, and
+//! calls every tool, printing a user × tool table. Then it shows the verdict cache at work, refresh
+//! token rotation with reuse detection, revocation (and what the cache does with it), and a restart
+//! of the provider on the same database file. It exits non-zero if anything does not behave as
+//! expected.
+//!
+//! Nothing to configure. To run the same MCP server against another authorization server, see the
+//! `mcp_server` example.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    tower_introspect_demo::flow::run_and_verify().await?;
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! An MCP resource server (rmcp streamable HTTP on axum) protected by `tower-introspect`.
+//!
+//! Tools: `public_info` (no token), `get_user_profile` and `list_available_resources` (any valid
+//! token), `read_data` (`read`), `write_data` (`write`), `admin_operation` (`admin`). An
+//! under-scoped call gets a 403 `insufficient_scope` step-up challenge; a call without a token gets
+//! the 401 challenge whose `resource_metadata` lets MCP clients discover the authorization server
+//! (RFC 9728 → RFC 8414 → dynamic registration → authorize with PKCE → token).
+//!
+//! Against the reference provider, in one terminal each:
+//!
+//! ```sh
+//! cargo run -p oauth-provider -- --demo --storage memory      # http://127.0.0.1:9000
+//! cargo run --example mcp_server                              # http://127.0.0.1:8080/mcp
+//! ```
+//!
+//! Or with a provider started in-process: `cargo run --example mcp_server -- --with-provider`.
+//!
+//! Against another RFC 7662 authorization server (Keycloak, Hydra, ZITADEL, …):
+//!
+//! ```sh
+//! cargo run --example mcp_server -- \
+//!     --issuer https://auth.example.com/realms/demo \
+//!     --introspection-url https://auth.example.com/realms/demo/protocol/openid-connect/token/introspect \
+//!     --client-id mcp-resource-server --client-secret '…' \
+//!     --resource-url https://mcp.example.com/mcp --bind 0.0.0.0:8080
+//! ```
+//!
+//! Every flag has an environment fallback (`MCP_BIND`, `MCP_RESOURCE_URL`, `OAUTH_ISSUER`,
+//! `OAUTH_INTROSPECTION_URL`, `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`). Without
+//! `--introspection-url` the endpoint is discovered from the issuer's RFC 8414 metadata. The
+//! server checks that tokens were issued by `--issuer` for `--resource-url` (the audience).
+
+use std::time::Duration;
+
+use clap::Parser;
+use tower_introspect::CacheConfig;
+use tower_introspect_demo::mcp_server::{AuthSettings, McpServer};
+
+#[derive(Parser, Debug)]
+#[command(about = "Demo MCP server protected by tower-introspect")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "MCP_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// Public URL of the MCP endpoint (the resource identifier); default `http://<bind>/mcp`.
+    #[arg(long, env = "MCP_RESOURCE_URL")]
+    resource_url: Option<String>,
+    /// Issuer identifier of the authorization server.
+    #[arg(long, env = "OAUTH_ISSUER", default_value = "http://127.0.0.1:9000")]
+    issuer: String,
+    /// Introspection endpoint; discovered from the issuer when absent.
+    #[arg(long, env = "OAUTH_INTROSPECTION_URL")]
+    introspection_url: Option<String>,
+    /// Client id used to authenticate introspection calls.
+    #[arg(long, env = "OAUTH_CLIENT_ID", default_value = "mcp-resource-server")]
+    client_id: String,
+    /// Client secret used to authenticate introspection calls.
+    #[arg(
+        long,
+        env = "OAUTH_CLIENT_SECRET",
+        default_value = "resource-server-secret",
+        hide_default_value = true
+    )]
+    client_secret: String,
+    /// Start the reference provider (demo accounts, in memory) in this process and use it.
+    #[arg(long)]
+    with_provider: bool,
+    /// Longest reuse of a positive cache entry, in seconds.
+    #[arg(long, default_value_t = 300)]
+    cache_max_ttl: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_introspect=debug".into()),
+        )
+        .init();
+    let mut args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let provider = if args.with_provider {
+        let server =
+            oauth_provider::Server::bind(oauth_provider::Config::demo(), "127.0.0.1:0".parse()?)
+                .await?;
+        args.issuer = server.issuer().to_owned();
+        println!("reference provider (demo accounts) at {}", server.issuer());
+        Some(server)
+    } else {
+        None
+    };
+
+    let listener = tokio::net::TcpListener::bind(&args.bind).await?;
+    let auth = AuthSettings {
+        issuer: args.issuer.clone(),
+        introspection_endpoint: args.introspection_url.clone(),
+        client_id: args.client_id.clone(),
+        client_secret: args.client_secret.clone(),
+        cache: CacheConfig::default().max_ttl(Duration::from_secs(args.cache_max_ttl)),
+    };
+    let server = McpServer::start_at(listener, args.resource_url.clone(), &auth).await?;
+    println!(
+        "MCP server at {} (authorization server {})",
+        server.url, args.issuer
+    );
+    tokio::select! {
+        result = server.wait() => result?,
+        _ = tokio::signal::ctrl_c() => println!("shutting down"),
+    }
+    if let Some(provider) = provider {
+        provider.shutdown().await?;
+    }
+    Ok(())
+}
