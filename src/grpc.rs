@@ -17,12 +17,16 @@
 
 use tonic::server::NamedService;
 
-use crate::{BearerAuth, RequireScope};
+use crate::{BearerAuth, PathScope, RequireScope};
 
 impl<S: NamedService> NamedService for RequireScope<S> {
     const NAME: &'static str = S::NAME;
 }
 
 impl<S: NamedService, V> NamedService for BearerAuth<S, V> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S: NamedService> NamedService for PathScope<S> {
     const NAME: &'static str = S::NAME;
 }

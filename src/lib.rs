@@ -82,7 +82,8 @@
 //! `Code::Unauthenticated`, `Code::PermissionDenied` or `Code::Unavailable`; handlers read the
 //! principal with `request.extensions().get::<Principal>()`. With the `tonic` feature a
 //! [`RequireScope`] keeps the gRPC service name, so each service can require its own scopes:
-//! `.add_service(RequireScopeLayer::all(["admin"]).layer(admin_service))`.
+//! `.add_service(RequireScopeLayer::all(["admin"]).layer(admin_service))`. Per method, use
+//! [`PathScopeLayer`]: gRPC methods are paths (`/package.Service/Method`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -216,6 +217,7 @@ mod layer;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 mod metadata;
+mod path_scope;
 mod principal;
 #[cfg(feature = "rmcp")]
 mod rmcp_ext;
@@ -235,6 +237,7 @@ pub use crate::introspection::{
 };
 pub use crate::layer::{BearerAuth, BearerAuthLayer};
 pub use crate::metadata::{MetadataService, ProtectedResourceMetadata, WELL_KNOWN_PREFIX};
+pub use crate::path_scope::{PathScope, PathScopeLayer};
 pub use crate::principal::{Principal, Scopes};
 #[cfg(feature = "rmcp")]
 pub use crate::rmcp_ext::PrincipalExt;

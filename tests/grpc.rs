@@ -10,7 +10,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-use tower_introspect::{BearerAuthLayer, RequireScopeLayer};
+use tower_introspect::{BearerAuthLayer, PathScopeLayer, RequireScopeLayer};
 use tower_layer::Layer;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -24,14 +24,23 @@ async fn grpc_server(server: &MockServer) -> SocketAddr {
     tokio::spawn(
         tonic::transport::Server::builder()
             .layer(auth)
-            // Per service: the wrapper keeps the health service's gRPC name (feature `tonic`).
-            .add_service(RequireScopeLayer::all(["health"]).layer(health))
+            // Per service: the wrapper keeps the health service's gRPC name (feature `tonic`);
+            // per method: gRPC methods are paths.
+            .add_service(
+                PathScopeLayer::new()
+                    .path("/grpc.health.v1.Health/Watch", ["admin"])
+                    .layer(RequireScopeLayer::all(["health"]).layer(health)),
+            )
             .serve_with_incoming(TcpIncoming::from(listener)),
     );
     addr
 }
 
 async fn check(addr: SocketAddr, token: Option<&str>) -> Result<(), tonic::Status> {
+    call(addr, token, false).await
+}
+
+async fn call(addr: SocketAddr, token: Option<&str>, watch: bool) -> Result<(), tonic::Status> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -46,13 +55,18 @@ async fn check(addr: SocketAddr, token: Option<&str>) -> Result<(), tonic::Statu
             .metadata_mut()
             .insert("authorization", bearer(token).parse().unwrap());
     }
-    client.check(request).await.map(|_| ())
+    if watch {
+        client.watch(request).await.map(|_| ())
+    } else {
+        client.check(request).await.map(|_| ())
+    }
 }
 
 #[tokio::test]
 async fn tonic_client_sees_the_right_codes() {
     let server = MockServer::start().await;
     expect_introspection(&server, "healthy", active("ops", "health read"), 1).await;
+    expect_introspection(&server, "operator", active("root", "health admin"), 1).await;
     expect_introspection(&server, "reader", active("rita", "read"), 1).await;
     expect_introspection(&server, "revoked", json!({"active": false}), 1).await;
     Mock::given(method("POST"))
@@ -90,6 +104,20 @@ async fn tonic_client_sees_the_right_codes() {
             .unwrap()
             .contains(r#"error="insufficient_scope""#)
     );
+
+    // Per method: Watch needs admin on top of the service's health.
+    let status = call(addr, Some("healthy"), true).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status
+            .metadata()
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains(r#"scope="admin""#)
+    );
+    assert!(call(addr, Some("operator"), true).await.is_ok());
 
     let status = check(addr, Some("unlucky")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
