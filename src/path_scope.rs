@@ -93,7 +93,7 @@ impl PathScopeLayer {
         table
             .prefixes
             .push((prefix.into(), scopes.into_iter().collect()));
-        table.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table.prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         self
     }
 
