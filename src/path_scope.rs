@@ -10,10 +10,9 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::challenge::Challenger;
+use crate::Scopes;
 use crate::future::ScopeFuture;
-use crate::scope::check_scopes;
-use crate::{Principal, Scopes};
+use crate::scope::guard;
 
 /// Requires scopes by request path: exact paths first, then the longest matching prefix, then a
 /// default.
@@ -93,7 +92,9 @@ impl PathScopeLayer {
         table
             .prefixes
             .push((prefix.into(), scopes.into_iter().collect()));
-        table.prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        table
+            .prefixes
+            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         self
     }
 
@@ -157,14 +158,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let required = self.table.required(request.uri().path());
-        match check_scopes(request.extensions().get::<Principal>(), required, false) {
-            None => ScopeFuture::inner(self.inner.call(request)),
-            Some(rejection) => {
-                tracing::debug!(path = request.uri().path(), %required, "request lacks a required scope");
-                let response = Challenger::of(&request).response(&rejection, request.headers());
-                ScopeFuture::rejected(response)
-            }
-        }
+        guard(&mut self.inner, request, required, false)
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::introspection::IntrospectionResponse;
+use crate::introspection::response::OneOrMany;
 
 /// The caller behind a validated bearer token.
 ///
@@ -213,16 +214,10 @@ impl Serialize for Scopes {
 /// Accepts the RFC 7662 string form, `null`, or (as some servers send) an array of strings.
 impl<'de> Deserialize<'de> for Scopes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Wire {
-            Text(String),
-            List(Vec<String>),
-        }
-        Ok(match Option::<Wire>::deserialize(deserializer)? {
+        Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
             None => Scopes::new(),
-            Some(Wire::Text(text)) => Scopes::parse(&text),
-            Some(Wire::List(list)) => list.iter().flat_map(|s| s.split_whitespace()).collect(),
+            Some(OneOrMany::One(text)) => Scopes::parse(&text),
+            Some(OneOrMany::Many(list)) => list.iter().flat_map(|s| s.split_whitespace()).collect(),
         })
     }
 }

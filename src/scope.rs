@@ -137,6 +137,28 @@ pub(crate) fn check_scopes(
     (!satisfied).then(|| Rejection::InsufficientScope(required.clone()))
 }
 
+/// Calls `inner` if the request's principal satisfies `required`, or answers the rejection: the one
+/// decision every scope layer makes once it knows what a request requires.
+pub(crate) fn guard<S, ReqBody, ResBody>(
+    inner: &mut S,
+    request: Request<ReqBody>,
+    required: &Scopes,
+    any: bool,
+) -> ScopeFuture<S::Future, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    match check_scopes(request.extensions().get::<Principal>(), required, any) {
+        None => ScopeFuture::inner(inner.call(request)),
+        Some(rejection) => {
+            tracing::debug!(path = request.uri().path(), %required, "request lacks a required scope");
+            let response = Challenger::of(&request).response(&rejection, request.headers());
+            ScopeFuture::rejected(response)
+        }
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScope<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -151,18 +173,11 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let rejection = check_scopes(
-            request.extensions().get::<Principal>(),
+        guard(
+            &mut self.inner,
+            request,
             &self.required,
             self.mode == Mode::Any,
-        );
-        match rejection {
-            None => ScopeFuture::inner(self.inner.call(request)),
-            Some(rejection) => {
-                tracing::debug!(required = %self.required, "request lacks a required scope");
-                let response = Challenger::of(&request).response(&rejection, request.headers());
-                ScopeFuture::rejected(response)
-            }
-        }
+        )
     }
 }

@@ -9,7 +9,7 @@
 mod client_auth;
 mod discovery;
 mod http;
-mod response;
+pub(crate) mod response;
 mod validation;
 
 use std::sync::Arc;

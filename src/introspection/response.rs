@@ -88,17 +88,19 @@ fn epoch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::E
     })
 }
 
+/// A member that servers send as one string or as an array of strings (`aud`, sometimes `scope`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
 fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Wire {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match Option::<Wire>::deserialize(deserializer)? {
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
         None => Vec::new(),
-        Some(Wire::One(one)) => vec![one],
-        Some(Wire::Many(many)) => many,
+        Some(OneOrMany::One(one)) => vec![one],
+        Some(OneOrMany::Many(many)) => many,
     })
 }
 
