@@ -38,6 +38,7 @@ pub struct CacheConfig {
     max_ttl: Duration,
     negative_ttl: Duration,
     max_capacity: u64,
+    weigh_bytes: bool,
     leeway: Duration,
 }
 
@@ -47,6 +48,7 @@ impl Default for CacheConfig {
             max_ttl: DEFAULT_MAX_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             max_capacity: DEFAULT_MAX_CAPACITY,
+            weigh_bytes: false,
             leeway: crate::introspection::DEFAULT_LEEWAY,
         }
     }
@@ -70,6 +72,16 @@ impl CacheConfig {
     /// Most entries kept (default 100,000); the least recently used are evicted beyond it.
     pub fn max_capacity(mut self, entries: u64) -> Self {
         self.max_capacity = entries;
+        self.weigh_bytes = false;
+        self
+    }
+
+    /// Bounds the cache by the approximate memory of its entries instead of their number: useful
+    /// when principals carry large or varying claims. Each entry weighs its key, its bookkeeping
+    /// and the bytes of its claims (see [`Principal::approximate_size`]).
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_capacity = bytes;
+        self.weigh_bytes = true;
         self
     }
 
@@ -161,7 +173,8 @@ fn bump(counter: &AtomicU64) {
 /// - coalesces concurrent lookups of the same new token into one call (single flight);
 /// - never caches a failure of the server itself (timeout, 5xx, garbage), so the next request asks
 ///   again;
-/// - is bounded by `max_capacity` entries (least recently used evicted first).
+/// - is bounded by `max_capacity` entries, or by approximate bytes with
+///   [`CacheConfig::max_bytes`] (least recently used evicted first).
 ///
 /// Revocation is the price of any cache: a token revoked at the server keeps working here until its
 /// entry ends (at most `max_ttl`), unless you call [`CachedVerifier::invalidate`].
@@ -196,10 +209,13 @@ impl<V> fmt::Debug for CachedVerifier<V> {
 impl<V: TokenVerifier> CachedVerifier<V> {
     /// Caches the verdicts of `inner` as configured.
     pub fn new(inner: V, config: CacheConfig) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(config.max_capacity)
-            .expire_after(VerdictExpiry(config))
-            .build();
+        let builder = Cache::builder().max_capacity(config.max_capacity);
+        let builder = if config.weigh_bytes {
+            builder.weigher(|_key: &TokenKey, verdict: &Verdict| verdict.weight())
+        } else {
+            builder
+        };
+        let cache = builder.expire_after(VerdictExpiry(config)).build();
         Self {
             inner: Arc::new(inner),
             cache,
@@ -281,7 +297,19 @@ impl<V: TokenVerifier> TokenVerifier for CachedVerifier<V> {
     }
 }
 
+/// Bytes an entry costs besides its claims: key, moka's bookkeeping, the verdict and the `Arc`.
+const ENTRY_OVERHEAD_BYTES: usize = 160;
+
 impl Verdict {
+    /// The entry's approximate memory, for byte-bounded caches.
+    fn weight(&self) -> u32 {
+        let claims = match self {
+            Verdict::Valid(principal) => principal.approximate_size(),
+            Verdict::Invalid(_) => 0,
+        };
+        u32::try_from(ENTRY_OVERHEAD_BYTES + claims).unwrap_or(u32::MAX)
+    }
+
     fn into_result(self) -> Result<Principal, VerifyError> {
         match self {
             Verdict::Valid(principal) => Ok(principal),

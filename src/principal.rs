@@ -86,6 +86,31 @@ impl Principal {
     pub fn claims(&self) -> &IntrospectionResponse {
         &self.claims
     }
+
+    /// Approximate heap bytes held by this principal's claims (strings, scopes, audiences, extra
+    /// claims as serialized), for memory-bounded caches.
+    pub fn approximate_size(&self) -> usize {
+        let c = &*self.claims;
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        std::mem::size_of::<IntrospectionResponse>()
+            + [
+                &c.client_id,
+                &c.username,
+                &c.token_type,
+                &c.sub,
+                &c.iss,
+                &c.jti,
+            ]
+            .into_iter()
+            .map(text)
+            .sum::<usize>()
+            + c.scope.iter().map(|s| s.len() + 48).sum::<usize>()
+            + c.aud.iter().map(|a| a.len() + 24).sum::<usize>()
+            + c.extra
+                .iter()
+                .map(|(k, v)| k.len() + v.to_string().len() + 64)
+                .sum::<usize>()
+    }
 }
 
 impl fmt::Debug for Principal {

@@ -305,3 +305,32 @@ async fn distinct_tokens_are_introspected_separately() {
         assert_eq!(app.seen.last().unwrap().subject(), Some(sub));
     }
 }
+
+#[tokio::test]
+async fn byte_bound_limits_memory_not_count() {
+    let server = MockServer::start().await;
+    let mut big = active("u", "read");
+    big["padding"] = json!("x".repeat(2000));
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(big))
+        .mount(&server)
+        .await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default().max_bytes(20_000),
+        |l| l,
+    );
+    for i in 0..40 {
+        let response = app
+            .router
+            .clone()
+            .oneshot(request(&format!("t{i}")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    app.cache.run_pending_tasks().await;
+    // Each entry weighs over 2 KB: at most 9 fit in 20 KB, whatever max_capacity would allow.
+    let entries = app.cache.entry_count();
+    assert!((1..=9).contains(&entries), "{entries} entries");
+}
