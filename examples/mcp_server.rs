@@ -77,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,tower_introspect=debug".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let mut args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();

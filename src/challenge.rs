@@ -89,11 +89,12 @@ pub struct Challenger {
     scope: Option<String>,
     retry_after: HeaderValue,
     missing_token: HeaderValue,
+    step_up_with_granted: bool,
 }
 
 impl Default for Challenger {
     fn default() -> Self {
-        Self::new(None, None, None, DEFAULT_RETRY_AFTER_SECS)
+        Self::new(None, None, None, DEFAULT_RETRY_AFTER_SECS, false)
     }
 }
 
@@ -107,6 +108,7 @@ impl Challenger {
         resource_metadata: Option<String>,
         scope: Option<String>,
         retry_after_secs: u32,
+        step_up_with_granted: bool,
     ) -> Self {
         let mut challenger = Self {
             realm,
@@ -114,6 +116,7 @@ impl Challenger {
             scope,
             retry_after: HeaderValue::from(retry_after_secs),
             missing_token: HeaderValue::from_static("Bearer"),
+            step_up_with_granted,
         };
         challenger.missing_token = challenger.render(&Rejection::MissingToken);
         challenger
@@ -133,6 +136,13 @@ impl Challenger {
             Some(context) => &context.0,
             None => BARE.get_or_init(Challenger::default),
         }
+    }
+
+    /// Whether `insufficient_scope` challenges name the scopes already granted besides the
+    /// missing ones (see
+    /// [`BearerAuthLayer::step_up_with_granted_scopes`](crate::BearerAuthLayer::step_up_with_granted_scopes)).
+    pub fn step_up_with_granted(&self) -> bool {
+        self.step_up_with_granted
     }
 
     /// The `resource_metadata` URL advertised in challenges, if any.
@@ -276,6 +286,7 @@ mod tests {
             Some("https://rs.example/.well-known/oauth-protected-resource/mcp".into()),
             Some("read write".into()),
             7,
+            false,
         )
     }
 
@@ -315,7 +326,13 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let c = Challenger::new(Some("a\"b\\c\r\nX-Injected: 1é".into()), None, None, 1);
+        let c = Challenger::new(
+            Some("a\"b\\c\r\nX-Injected: 1é".into()),
+            None,
+            None,
+            1,
+            false,
+        );
         assert_eq!(
             header(&c, &Rejection::MissingToken),
             r#"Bearer realm="a\"b\\cX-Injected: 1""#

@@ -23,6 +23,7 @@ pub(crate) struct Settings {
     resource_metadata: Option<String>,
     challenge_scope: Option<String>,
     retry_after_secs: u32,
+    step_up_with_granted: bool,
     allow_missing_token: bool,
     max_token_length: usize,
 }
@@ -35,6 +36,7 @@ impl Default for Settings {
             resource_metadata: None,
             challenge_scope: None,
             retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
+            step_up_with_granted: false,
             allow_missing_token: false,
             max_token_length: DEFAULT_MAX_TOKEN_LENGTH,
         }
@@ -48,6 +50,7 @@ impl Settings {
             self.resource_metadata.clone(),
             self.challenge_scope.clone(),
             self.retry_after_secs,
+            self.step_up_with_granted,
         ));
     }
 }
@@ -162,6 +165,17 @@ impl<V> BearerAuthLayer<V> {
     pub fn challenge_scope(self, scope: impl Into<String>) -> Self {
         let scope = scope.into();
         self.configure(|s| s.challenge_scope = Some(scope))
+    }
+
+    /// Makes `insufficient_scope` challenges (of the scope layers inside this one) name the scopes
+    /// the token already has besides the missing ones (default: only the required ones).
+    ///
+    /// Clients that *replace* their scope with the challenge's when stepping up (some MCP SDKs do)
+    /// would otherwise trade their current scopes for the new one and bounce between them; the
+    /// MCP specification's step-up guidance recommends including them.
+    #[must_use]
+    pub fn step_up_with_granted_scopes(self, include: bool) -> Self {
+        self.configure(|s| s.step_up_with_granted = include)
     }
 
     /// `Retry-After` seconds of the 503 sent when the authorization server is unavailable

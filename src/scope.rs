@@ -119,11 +119,13 @@ impl<S: fmt::Debug> fmt::Debug for RequireScope<S> {
     }
 }
 
-/// Decides whether `principal` satisfies a requirement; `None` when it does.
+/// Decides whether `principal` satisfies a requirement; `None` when it does. The rejection names
+/// `required`, plus the granted scopes when `with_granted` (step-up that keeps current rights).
 pub(crate) fn check_scopes(
     principal: Option<&Principal>,
     required: &Scopes,
     any: bool,
+    with_granted: bool,
 ) -> Option<Rejection> {
     let Some(principal) = principal else {
         return Some(Rejection::MissingToken);
@@ -134,7 +136,13 @@ pub(crate) fn check_scopes(
     } else {
         granted.contains_all(required.iter())
     };
-    (!satisfied).then(|| Rejection::InsufficientScope(required.clone()))
+    (!satisfied).then(|| {
+        Rejection::InsufficientScope(if with_granted {
+            required.union(granted)
+        } else {
+            required.clone()
+        })
+    })
 }
 
 /// Calls `inner` if the request's principal satisfies `required`, or answers the rejection: the one
@@ -149,12 +157,13 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Default,
 {
-    match check_scopes(request.extensions().get::<Principal>(), required, any) {
+    let challenger = Challenger::of(&request);
+    let principal = request.extensions().get::<Principal>();
+    match check_scopes(principal, required, any, challenger.step_up_with_granted()) {
         None => ScopeFuture::inner(inner.call(request)),
         Some(rejection) => {
             tracing::debug!(path = request.uri().path(), %required, "request lacks a required scope");
-            let response = Challenger::of(&request).response(&rejection, request.headers());
-            ScopeFuture::rejected(response)
+            ScopeFuture::rejected(challenger.response(&rejection, request.headers()))
         }
     }
 }

@@ -166,3 +166,22 @@ async fn metadata_is_served_at_both_paths_with_the_exact_resource() {
         .unwrap();
     assert_eq!(response.status(), 405);
 }
+
+#[tokio::test]
+async fn step_up_challenge_can_name_the_granted_scopes_too() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read profile"), 1).await;
+    let layer = BearerAuthLayer::introspect(introspector_for(&server).build().unwrap())
+        .resource_metadata(MD)
+        .step_up_with_granted_scopes(true);
+    let app = Router::new()
+        .route(
+            "/admin",
+            routing::get(me).route_layer(RequireScopeLayer::all(["admin"])),
+        )
+        .layer(layer);
+    let addr = serve(app).await;
+    let answer = get(addr, "/admin", &[&bearer("reader")]).await;
+    assert_eq!(answer.status, 403);
+    assert_eq!(answer.challenge, Some(insufficient("admin profile read")));
+}

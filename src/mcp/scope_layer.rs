@@ -106,10 +106,19 @@ fn requirement(policy: &McpScopePolicy, body: &[u8]) -> Option<Requirement> {
 }
 
 /// Why `principal` may not make a request with `requirement`, if it may not.
-fn refuse(requirement: &Requirement, principal: Option<&Principal>) -> Option<Rejection> {
+fn refuse(
+    requirement: &Requirement,
+    principal: Option<&Principal>,
+    challenger: &Challenger,
+) -> Option<Rejection> {
     match requirement {
         Requirement::Public => None,
-        Requirement::Scopes(required) => check_scopes(principal, required, false),
+        Requirement::Scopes(required) => check_scopes(
+            principal,
+            required,
+            false,
+            challenger.step_up_with_granted(),
+        ),
     }
 }
 
@@ -153,11 +162,15 @@ where
                     return Ok(response);
                 }
             };
+            let challenger = Challenger::from_extensions(&parts.extensions);
             if let Some(requirement) = requirement(&policy, &bytes)
-                && let Some(rejection) = refuse(&requirement, parts.extensions.get::<Principal>())
+                && let Some(rejection) = refuse(
+                    &requirement,
+                    parts.extensions.get::<Principal>(),
+                    challenger,
+                )
             {
                 tracing::debug!(?requirement, "MCP operation refused");
-                let challenger = Challenger::from_extensions(&parts.extensions);
                 return Ok(challenger.response(&rejection, &parts.headers));
             }
             inner
