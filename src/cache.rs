@@ -278,6 +278,16 @@ impl<V: TokenVerifier> TokenVerifier for CachedVerifier<V> {
             return verdict.into_result();
         }
         bump(&counters.misses);
+        // Boxed so that the hit path's future stays small: the miss path holds the whole
+        // introspection call (kilobytes of HTTP client state), which hits should not carry.
+        Box::pin(self.miss(key, token)).await
+    }
+}
+
+impl<V: TokenVerifier> CachedVerifier<V> {
+    /// Asks the inner verifier, coalescing concurrent misses of the same key into one call.
+    async fn miss(&self, key: TokenKey, token: &str) -> Result<Principal, VerifyError> {
+        let counters = &*self.counters;
         let call = async {
             bump(&counters.introspection_calls);
             match self.inner.verify(token).await {

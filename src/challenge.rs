@@ -132,10 +132,11 @@ impl Challenger {
     /// Like [`of`](Self::of), from request extensions (e.g. `http::request::Parts::extensions`).
     pub fn from_extensions(extensions: &http::Extensions) -> &Challenger {
         static BARE: OnceLock<Challenger> = OnceLock::new();
-        match extensions.get::<ChallengeContext>() {
-            Some(context) => &context.0,
-            None => BARE.get_or_init(Challenger::default),
-        }
+        extensions
+            .get::<crate::Principal>()
+            .and_then(crate::Principal::challenger)
+            .or_else(|| extensions.get::<ChallengeContext>().map(|c| &*c.0))
+            .unwrap_or_else(|| BARE.get_or_init(Challenger::default))
     }
 
     /// Whether `insufficient_scope` challenges name the scopes already granted besides the
@@ -221,7 +222,9 @@ impl Challenger {
     }
 }
 
-/// The request extension by which [`BearerAuth`](crate::BearerAuth) passes its challenger inward.
+/// The request extension by which [`BearerAuth`](crate::BearerAuth) passes its challenger inward
+/// when it lets a request through without a principal (authenticated requests carry it in the
+/// [`Principal`](crate::Principal)).
 #[derive(Clone)]
 pub(crate) struct ChallengeContext(pub(crate) Arc<Challenger>);
 

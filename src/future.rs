@@ -9,7 +9,6 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::challenge::ChallengeContext;
 use crate::layer::Settings;
 use crate::{Principal, Rejection, VerifyError};
 
@@ -118,9 +117,9 @@ where
                                 client_id = principal.client_id().unwrap_or_default(),
                                 "bearer token accepted"
                             );
-                            let extensions = request.extensions_mut();
-                            extensions.insert(principal);
-                            extensions.insert(ChallengeContext(settings.challenger.clone()));
+                            request
+                                .extensions_mut()
+                                .insert(principal.with_challenger(&settings.challenger));
                             let mut inner = inner
                                 .take()
                                 .expect("ResponseFuture polled after completion");

@@ -1,12 +1,12 @@
 //! What a handler sees: the authenticated [`Principal`] and its [`Scopes`].
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::challenge::Challenger;
 use crate::introspection::IntrospectionResponse;
 use crate::introspection::response::OneOrMany;
 
@@ -21,9 +21,19 @@ use crate::introspection::response::OneOrMany;
 ///
 /// The raw token is deliberately *not* part of a principal: handlers have no business forwarding the
 /// inbound token upstream (the MCP specification forbids token passthrough).
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Principal {
     claims: Arc<IntrospectionResponse>,
+    /// How the layer that authenticated this request words challenges, so that scope layers and
+    /// extractors inside it answer alike. Rides along with the principal to spare every request a
+    /// second extension; not part of the principal's identity (ignored by `PartialEq`).
+    challenger: Option<Arc<Challenger>>,
+}
+
+impl PartialEq for Principal {
+    fn eq(&self, other: &Self) -> bool {
+        self.claims == other.claims
+    }
 }
 
 impl Principal {
@@ -33,7 +43,20 @@ impl Principal {
     pub fn new(claims: IntrospectionResponse) -> Self {
         Self {
             claims: Arc::new(claims),
+            challenger: None,
         }
+    }
+
+    /// This principal as inserted by a layer whose challenges are worded by `challenger`.
+    pub(crate) fn with_challenger(&self, challenger: &Arc<Challenger>) -> Self {
+        Self {
+            claims: self.claims.clone(),
+            challenger: Some(challenger.clone()),
+        }
+    }
+
+    pub(crate) fn challenger(&self) -> Option<&Challenger> {
+        self.challenger.as_deref()
     }
 
     /// `sub`: the resource owner the token was issued for (absent for client-credentials tokens on
@@ -137,11 +160,11 @@ pub(crate) fn epoch_to_system_time(seconds: i64) -> SystemTime {
 /// Scopes are case-sensitive strings compared exactly: a granted `read-all` does not satisfy a
 /// required `read`. Duplicates collapse (set semantics) and the order of the wire form is not kept.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Scopes(BTreeSet<Box<str>>);
+pub struct Scopes(Vec<Box<str>>); // sorted, no duplicates: binary search beats a tree at this size
 
 impl Scopes {
     /// The empty set, usable in constants.
-    pub const EMPTY: Scopes = Scopes(BTreeSet::new());
+    pub const EMPTY: Scopes = Scopes(Vec::new());
 
     /// An empty set.
     pub fn new() -> Self {
@@ -156,7 +179,7 @@ impl Scopes {
 
     /// Whether `scope` was granted (exact, case-sensitive match).
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.contains(scope)
+        self.0.binary_search_by(|s| (**s).cmp(scope)).is_ok()
     }
 
     /// Whether every one of `required` was granted. An empty requirement is always met.
@@ -194,18 +217,20 @@ impl Scopes {
 
     /// The union of `self` and `other`.
     pub fn union(&self, other: &Scopes) -> Scopes {
-        Scopes(self.0.union(&other.0).cloned().collect())
+        self.iter().chain(other.iter()).collect()
     }
 }
 
 impl<S: AsRef<str>> FromIterator<S> for Scopes {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        Self(
-            iter.into_iter()
-                .filter(|s| !s.as_ref().is_empty())
-                .map(|s| Box::from(s.as_ref()))
-                .collect(),
-        )
+        let mut scopes: Vec<Box<str>> = iter
+            .into_iter()
+            .filter(|s| !s.as_ref().is_empty())
+            .map(|s| Box::from(s.as_ref()))
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        Self(scopes)
     }
 }
 

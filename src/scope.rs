@@ -119,6 +119,16 @@ impl<S: fmt::Debug> fmt::Debug for RequireScope<S> {
     }
 }
 
+/// Whether `principal` holds all (or, with `any`, one) of `required`.
+fn satisfies(principal: &Principal, required: &Scopes, any: bool) -> bool {
+    let granted = principal.scopes();
+    if any {
+        granted.contains_any(required.iter())
+    } else {
+        granted.contains_all(required.iter())
+    }
+}
+
 /// Decides whether `principal` satisfies a requirement; `None` when it does. The rejection names
 /// `required`, plus the granted scopes when `with_granted` (step-up that keeps current rights).
 pub(crate) fn check_scopes(
@@ -131,12 +141,7 @@ pub(crate) fn check_scopes(
         return Some(Rejection::MissingToken);
     };
     let granted = principal.scopes();
-    let satisfied = if any {
-        granted.contains_any(required.iter())
-    } else {
-        granted.contains_all(required.iter())
-    };
-    (!satisfied).then(|| {
+    (!satisfies(principal, required, any)).then(|| {
         Rejection::InsufficientScope(if with_granted {
             required.union(granted)
         } else {
@@ -157,15 +162,15 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Default,
 {
-    let challenger = Challenger::of(&request);
     let principal = request.extensions().get::<Principal>();
-    match check_scopes(principal, required, any, challenger.step_up_with_granted()) {
-        None => ScopeFuture::inner(inner.call(request)),
-        Some(rejection) => {
-            tracing::debug!(path = request.uri().path(), %required, "request lacks a required scope");
-            ScopeFuture::rejected(challenger.response(&rejection, request.headers()))
-        }
+    if principal.is_some_and(|p| satisfies(p, required, any)) {
+        return ScopeFuture::inner(inner.call(request));
     }
+    let challenger = Challenger::of(&request);
+    let rejection = check_scopes(principal, required, any, challenger.step_up_with_granted())
+        .unwrap_or(Rejection::MissingToken);
+    tracing::debug!(path = request.uri().path(), %required, "request lacks a required scope");
+    ScopeFuture::rejected(challenger.response(&rejection, request.headers()))
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScope<S>
