@@ -1,5 +1,6 @@
 //! What a handler sees: the authenticated [`Principal`] and its [`Scopes`].
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -127,7 +128,7 @@ impl Principal {
             .into_iter()
             .map(text)
             .sum::<usize>()
-            + c.scope.iter().map(|s| s.len() + 48).sum::<usize>()
+            + c.scope.as_str().len()
             + c.aud.iter().map(|a| a.len() + 24).sum::<usize>()
             + c.extra
                 .iter()
@@ -160,11 +161,13 @@ pub(crate) fn epoch_to_system_time(seconds: i64) -> SystemTime {
 /// Scopes are case-sensitive strings compared exactly: a granted `read-all` does not satisfy a
 /// required `read`. Duplicates collapse (set semantics) and the order of the wire form is not kept.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Scopes(Vec<Box<str>>); // sorted, no duplicates: binary search beats a tree at this size
+pub struct Scopes(Cow<'static, str>);
+// The canonical wire form: sorted, deduplicated, single spaces. One allocation per set (a cache
+// holds one per principal), and a scan of a handful of scopes is as fast as any lookup structure.
 
 impl Scopes {
     /// The empty set, usable in constants.
-    pub const EMPTY: Scopes = Scopes(Vec::new());
+    pub const EMPTY: Scopes = Scopes(Cow::Borrowed(""));
 
     /// An empty set.
     pub fn new() -> Self {
@@ -179,7 +182,7 @@ impl Scopes {
 
     /// Whether `scope` was granted (exact, case-sensitive match).
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.binary_search_by(|s| (**s).cmp(scope)).is_ok()
+        self.iter().any(|s| s == scope)
     }
 
     /// Whether every one of `required` was granted. An empty requirement is always met.
@@ -202,17 +205,22 @@ impl Scopes {
 
     /// The scopes in lexicographic order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|s| &**s)
+        self.0.split(' ').filter(|s| !s.is_empty())
     }
 
     /// Number of distinct scopes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 
     /// Whether no scope was granted.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The canonical wire form (sorted, space-separated), without allocating.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     /// The union of `self` and `other`.
@@ -221,31 +229,24 @@ impl Scopes {
     }
 }
 
+/// Items are split on whitespace (a scope token never contains any), sorted and deduplicated.
 impl<S: AsRef<str>> FromIterator<S> for Scopes {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        let mut scopes: Vec<Box<str>> = iter
-            .into_iter()
-            .filter(|s| !s.as_ref().is_empty())
-            .map(|s| Box::from(s.as_ref()))
+        let owned: Vec<S> = iter.into_iter().collect();
+        let mut scopes: Vec<&str> = owned
+            .iter()
+            .flat_map(|s| s.as_ref().split_whitespace())
             .collect();
         scopes.sort_unstable();
         scopes.dedup();
-        Self(scopes)
+        Self(Cow::Owned(scopes.join(" ")))
     }
 }
 
 /// The space-delimited wire form, in lexicographic order.
 impl fmt::Display for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for scope in self.iter() {
-            if !first {
-                f.write_str(" ")?;
-            }
-            f.write_str(scope)?;
-            first = false;
-        }
-        Ok(())
+        f.write_str(&self.0)
     }
 }
 
