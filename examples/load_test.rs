@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! scripts/load-test.sh                       # release build, defaults below
-//! cargo run --release --example load_test -- --seconds 5 --connections 32 --tokens 10000
+//! cargo run --release --example load_test -- --rounds 5 --seconds 2 --connections 32 --tokens 10000
 //! ```
 //!
 //! One process, two OS threads with one tokio worker each: one serves, one drives the load, so
@@ -38,13 +38,15 @@ use tower_introspect::{BearerAuthLayer, CacheConfig, CachedVerifier, Introspecto
 
 struct Options {
     seconds: u64,
+    rounds: u64,
     connections: usize,
     tokens: usize,
 }
 
 fn options() -> Options {
     let mut options = Options {
-        seconds: 5,
+        seconds: 2,
+        rounds: 5,
         connections: 32,
         tokens: 10_000,
     };
@@ -53,10 +55,13 @@ fn options() -> Options {
         let value: Option<u64> = pair.get(1).and_then(|v| v.parse().ok());
         match (pair[0].as_str(), value) {
             ("--seconds", Some(v)) => options.seconds = v.clamp(1, 120),
+            ("--rounds", Some(v)) => options.rounds = v.clamp(1, 50),
             ("--connections", Some(v)) => options.connections = v.clamp(1, 1000) as usize,
             ("--tokens", Some(v)) => options.tokens = v.clamp(1, 1_000_000) as usize,
             _ => {
-                eprintln!("usage: load_test [--seconds N] [--connections N] [--tokens N]");
+                eprintln!(
+                    "usage: load_test [--seconds N] [--rounds N] [--connections N] [--tokens N]"
+                );
                 std::process::exit(2);
             }
         }
@@ -149,16 +154,50 @@ async fn start_servers() -> Servers {
     }
 }
 
-struct Outcome {
-    requests: u64,
+/// What the load generator saw for one configuration, accumulated over rounds.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u64>,
     errors: u64,
-    p50_us: u64,
-    p99_us: u64,
-    rps: f64,
+    seconds: f64,
+    /// Requests per second of each round, for per-round ratios.
+    round_rps: Vec<f64>,
 }
 
-/// Drives `connections` keep-alive connections against `addr` for `seconds`.
-async fn drive(addr: SocketAddr, options: &Options, rotate_tokens: bool) -> Outcome {
+impl Tally {
+    fn add(&mut self, (latencies, errors, seconds): (Vec<u64>, u64, f64)) {
+        self.round_rps.push(latencies.len() as f64 / seconds);
+        self.latencies_us.extend(latencies);
+        self.errors += errors;
+        self.seconds += seconds;
+    }
+
+    fn rps(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.seconds
+    }
+
+    fn percentile(&mut self, p: f64) -> u64 {
+        self.latencies_us.sort_unstable();
+        let n = self.latencies_us.len();
+        self.latencies_us[((n as f64 * p) as usize).min(n - 1)]
+    }
+}
+
+/// The median over rounds of `a`'s throughput divided by `b`'s in the same round.
+fn median_ratio(a: &Tally, b: &Tally) -> f64 {
+    let mut ratios: Vec<f64> = a
+        .round_rps
+        .iter()
+        .zip(&b.round_rps)
+        .map(|(x, y)| x / y)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
+/// Drives `connections` keep-alive connections against `addr` for `seconds`; returns the
+/// latencies, the failed requests and the elapsed seconds.
+async fn drive(addr: SocketAddr, options: &Options, rotate_tokens: bool) -> (Vec<u64>, u64, f64) {
     let deadline = Instant::now() + Duration::from_secs(options.seconds);
     let started = Instant::now();
     let workers: Vec<_> = (0..options.connections)
@@ -200,16 +239,7 @@ async fn drive(addr: SocketAddr, options: &Options, rotate_tokens: bool) -> Outc
         all.extend(latencies);
         errors += e;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Outcome {
-        requests: all.len() as u64,
-        errors,
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
-        rps: all.len() as f64 / elapsed,
-    }
+    (all, errors, started.elapsed().as_secs_f64())
 }
 
 async fn warm(servers: &Servers, options: &Options) {
@@ -359,36 +389,52 @@ fn main() {
         // First, while the heap holds little else, so the resident-set figure means something.
         memory().await;
         println!(
-            "load test: {} s per configuration, {} connections, {} distinct tokens",
-            options.seconds, options.connections, options.tokens
+            "load test: {} rounds of {} s per configuration, {} connections, {} distinct tokens",
+            options.rounds, options.seconds, options.connections, options.tokens
         );
         warm(&servers, &options).await;
         let warm_calls = servers.mock.calls.load(Ordering::Relaxed);
         println!("cache warmed: {warm_calls} introspection calls for {} tokens", options.tokens);
 
-        let none = drive(servers.none, &options, false).await;
-        let fixed = drive(servers.fixed, &options, false).await;
-        let introspect = drive(servers.introspect, &options, true).await;
+        // Rounds with the order rotated, so that drift of a shared machine hits every
+        // configuration alike.
+        let targets = [
+            ("no auth (ceiling)", servers.none, false),
+            ("tower-http static bearer (floor)", servers.fixed, false),
+            ("BearerAuthLayer, warm cache", servers.introspect, true),
+        ];
+        let mut tallies: [Tally; 3] = Default::default();
+        for round in 0..options.rounds as usize {
+            for k in 0..targets.len() {
+                let i = (round + k) % targets.len();
+                let (_, addr, rotate) = targets[i];
+                tallies[i].add(drive(addr, &options, rotate).await);
+            }
+        }
         let calls_during_load = servers.mock.calls.load(Ordering::Relaxed) - warm_calls;
 
         println!();
-        println!("| configuration | requests | errors | req/s | p50 µs | p99 µs | ratio to no auth |");
+        println!("| configuration | requests | errors | req/s | p50 µs | p99 µs | median per-round ratio to no auth |");
         println!("|---|---|---|---|---|---|---|");
-        for (name, o) in [
-            ("no auth (ceiling)", &none),
-            ("tower-http static bearer (floor)", &fixed),
-            ("BearerAuthLayer, warm cache", &introspect),
-        ] {
+        for i in 0..targets.len() {
+            let ratio = median_ratio(&tallies[i], &tallies[0]);
+            let t = &mut tallies[i];
+            let (p50, p99) = (t.percentile(0.50), t.percentile(0.99));
             println!(
-                "| {name} | {} | {} | {:.0} | {} | {} | {:.3} |",
-                o.requests, o.errors, o.rps, o.p50_us, o.p99_us, o.rps / none.rps
+                "| {} | {} | {} | {:.0} | {p50} | {p99} | {ratio:.3} |",
+                targets[i].0,
+                t.latencies_us.len(),
+                t.errors,
+                t.rps(),
             );
         }
+        let [none, fixed, introspect] = &tallies;
         println!();
         println!(
-            "throughput ratio BearerAuthLayer / no auth: {:.3} (target >= 0.9); / static bearer: {:.3}",
-            introspect.rps / none.rps,
-            introspect.rps / fixed.rps
+            "throughput ratio BearerAuthLayer / no auth: {:.3} (median of {} rounds; target >= 0.9); / static bearer: {:.3}",
+            median_ratio(introspect, none),
+            options.rounds,
+            median_ratio(introspect, fixed)
         );
         println!("introspection calls during the measured load: {calls_during_load}");
         let stats = servers.cache.stats();
@@ -396,7 +442,11 @@ fn main() {
             "cache: {} hits, {} misses, {} introspection calls",
             stats.hits, stats.misses, stats.introspection_calls
         );
-        assert_eq!(none.errors + fixed.errors + introspect.errors, 0, "requests failed");
+        assert_eq!(
+            tallies.iter().map(|t| t.errors).sum::<u64>(),
+            0,
+            "requests failed"
+        );
         println!();
         herds(&servers).await;
     });

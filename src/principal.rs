@@ -182,7 +182,8 @@ impl Scopes {
 
     /// Whether `scope` was granted (exact, case-sensitive match).
     pub fn contains(&self, scope: &str) -> bool {
-        self.iter().any(|s| s == scope)
+        let needle = scope.as_bytes();
+        !needle.is_empty() && self.0.as_bytes().split(|&b| b == b' ').any(|s| s == needle)
     }
 
     /// Whether every one of `required` was granted. An empty requirement is always met.
