@@ -36,7 +36,8 @@ use tonic::Code;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-use tower_introspect::{BearerAuthLayer, Introspector, PathScopeLayer};
+use tower_introspect::{BearerAuthLayer, CacheConfig, PathScopeLayer};
+use tower_introspect_demo::mcp_server::AuthServerArgs;
 use tower_layer::Layer;
 
 #[derive(Parser, Debug)]
@@ -48,23 +49,8 @@ struct Args {
     /// Resource identifier tokens must be issued for (`aud`); default `http://<bind>`.
     #[arg(long, env = "GRPC_RESOURCE")]
     resource: Option<String>,
-    /// Issuer identifier of the authorization server.
-    #[arg(long, env = "OAUTH_ISSUER", default_value = "http://127.0.0.1:9000")]
-    issuer: String,
-    /// Introspection endpoint; discovered from the issuer when absent.
-    #[arg(long, env = "OAUTH_INTROSPECTION_URL")]
-    introspection_url: Option<String>,
-    /// Client id for introspection calls.
-    #[arg(long, env = "OAUTH_CLIENT_ID", default_value = "mcp-resource-server")]
-    client_id: String,
-    /// Client secret for introspection calls.
-    #[arg(
-        long,
-        env = "OAUTH_CLIENT_SECRET",
-        default_value = "resource-server-secret",
-        hide_default_value = true
-    )]
-    client_secret: String,
+    #[command(flatten)]
+    auth: AuthServerArgs,
     /// Start a reference provider in-process, call the server as a client, print the codes, exit.
     #[arg(long)]
     self_test: bool,
@@ -77,15 +63,11 @@ async fn serve(listener: tokio::net::TcpListener, args: &Args) -> anyhow::Result
         .resource
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let builder = Introspector::builder()
-        .client_secret_basic(&args.client_id, &args.client_secret)
-        .audience(&resource)
-        .issuer(&args.issuer);
-    let introspector = match &args.introspection_url {
-        Some(url) => builder.endpoint(url),
-        None => builder.discover(&args.issuer).await?,
-    }
-    .build()?;
+    let introspector = args
+        .auth
+        .settings(CacheConfig::default())
+        .introspector(&resource)
+        .await?;
     let (_reporter, health) = tonic_health::server::health_reporter();
     let per_method = PathScopeLayer::new()
         .path("/grpc.health.v1.Health/Check", ["read"])
@@ -93,7 +75,7 @@ async fn serve(listener: tokio::net::TcpListener, args: &Args) -> anyhow::Result
         .default_scopes(["admin"]);
     println!(
         "gRPC health service on {addr} (resource {resource}, issuer {})",
-        args.issuer
+        args.auth.issuer
     );
     tonic::transport::Server::builder()
         .layer(BearerAuthLayer::introspect(introspector))
@@ -151,7 +133,7 @@ async fn self_test(mut args: Args) -> anyhow::Result<()> {
     let provider =
         oauth_provider::Server::bind(oauth_provider::Config::demo(), "127.0.0.1:0".parse()?)
             .await?;
-    args.issuer = provider.issuer().to_owned();
+    args.auth.issuer = provider.issuer().to_owned();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let resource = format!("http://{addr}");

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tower_introspect::CacheConfig;
-use tower_introspect_demo::mcp_server::{AuthSettings, McpServer};
+use tower_introspect_demo::mcp_server::{AuthServerArgs, McpServer};
 
 #[derive(Parser, Debug)]
 #[command(about = "Demo MCP server protected by tower-introspect")]
@@ -45,23 +45,8 @@ struct Args {
     /// Public URL of the MCP endpoint (the resource identifier); default `http://<bind>/mcp`.
     #[arg(long, env = "MCP_RESOURCE_URL")]
     resource_url: Option<String>,
-    /// Issuer identifier of the authorization server.
-    #[arg(long, env = "OAUTH_ISSUER", default_value = "http://127.0.0.1:9000")]
-    issuer: String,
-    /// Introspection endpoint; discovered from the issuer when absent.
-    #[arg(long, env = "OAUTH_INTROSPECTION_URL")]
-    introspection_url: Option<String>,
-    /// Client id used to authenticate introspection calls.
-    #[arg(long, env = "OAUTH_CLIENT_ID", default_value = "mcp-resource-server")]
-    client_id: String,
-    /// Client secret used to authenticate introspection calls.
-    #[arg(
-        long,
-        env = "OAUTH_CLIENT_SECRET",
-        default_value = "resource-server-secret",
-        hide_default_value = true
-    )]
-    client_secret: String,
+    #[command(flatten)]
+    auth: AuthServerArgs,
     /// Start the reference provider (demo accounts, in memory) in this process and use it.
     #[arg(long)]
     with_provider: bool,
@@ -86,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         let server =
             oauth_provider::Server::bind(oauth_provider::Config::demo(), "127.0.0.1:0".parse()?)
                 .await?;
-        args.issuer = server.issuer().to_owned();
+        args.auth.issuer = server.issuer().to_owned();
         println!("reference provider (demo accounts) at {}", server.issuer());
         Some(server)
     } else {
@@ -94,17 +79,13 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let listener = tokio::net::TcpListener::bind(&args.bind).await?;
-    let auth = AuthSettings {
-        issuer: args.issuer.clone(),
-        introspection_endpoint: args.introspection_url.clone(),
-        client_id: args.client_id.clone(),
-        client_secret: args.client_secret.clone(),
-        cache: CacheConfig::default().max_ttl(Duration::from_secs(args.cache_max_ttl)),
-    };
+    let auth = args
+        .auth
+        .settings(CacheConfig::default().max_ttl(Duration::from_secs(args.cache_max_ttl)));
     let server = McpServer::start_at(listener, args.resource_url.clone(), &auth).await?;
     println!(
         "MCP server at {} (authorization server {})",
-        server.url, args.issuer
+        server.url, auth.issuer
     );
     tokio::select! {
         result = server.wait() => result?,

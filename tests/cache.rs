@@ -20,6 +20,17 @@ fn request(token: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// Sends one request with `token` through the protected app; its status.
+async fn send(app: &Protected, token: &str) -> u16 {
+    app.router
+        .clone()
+        .oneshot(request(token))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// Sleeps until the wall clock has passed `epoch_secs` by `margin`.
 async fn sleep_past(epoch_secs: i64, margin: Duration) {
     let target = UNIX_EPOCH + Duration::from_secs(epoch_secs as u64) + margin;
@@ -81,8 +92,7 @@ async fn positive_verdict_is_reused_and_counted() {
         |l| l,
     );
     for _ in 0..5 {
-        let response = app.router.clone().oneshot(request("good")).await.unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(send(&app, "good").await, 200);
     }
     let expected = {
         let mut s = CacheStats::default();
@@ -104,25 +114,13 @@ async fn negative_verdict_is_reused_within_negative_ttl_and_asked_again_after() 
         |l| l,
     );
     for _ in 0..3 {
-        let response = app
-            .router
-            .clone()
-            .oneshot(request("revoked"))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 401);
+        assert_eq!(send(&app, "revoked").await, 401);
     }
     assert_eq!(app.cache.stats().negative_hits, 2);
     assert_eq!(app.cache.stats().introspection_calls, 1);
 
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    let response = app
-        .router
-        .clone()
-        .oneshot(request("revoked"))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
+    assert_eq!(send(&app, "revoked").await, 401);
     assert_eq!(app.cache.stats().introspection_calls, 2);
     assert_eq!(app.seen.calls(), 0);
 }
@@ -146,25 +144,13 @@ async fn positive_entry_ends_at_exp_even_when_max_ttl_is_longer() {
     );
     // Before exp: one call, then served from the cache.
     for _ in 0..2 {
-        let response = app
-            .router
-            .clone()
-            .oneshot(request("short-lived"))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(send(&app, "short-lived").await, 200);
     }
     assert_eq!(app.cache.stats().introspection_calls, 1);
 
     sleep_past(exp, Duration::from_millis(1100)).await;
     // After exp: the entry is gone, the server is asked again, and the answer is now expired.
-    let response = app
-        .router
-        .clone()
-        .oneshot(request("short-lived"))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
+    assert_eq!(send(&app, "short-lived").await, 401);
     assert_eq!(app.cache.stats().introspection_calls, 2);
     assert_eq!(app.seen.calls(), 2);
 }
@@ -182,13 +168,7 @@ async fn leeway_ends_entries_early() {
         |l| l,
     );
     for _ in 0..3 {
-        let response = app
-            .router
-            .clone()
-            .oneshot(request("near-expiry"))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(send(&app, "near-expiry").await, 200);
     }
 }
 
@@ -228,8 +208,7 @@ async fn server_failures_are_not_cached() {
         |l| l,
     );
     for expected in [503, 503, 503, 200, 200] {
-        let response = app.router.clone().oneshot(request("flaky")).await.unwrap();
-        assert_eq!(response.status(), expected);
+        assert_eq!(send(&app, "flaky").await, expected);
     }
     let stats = app.cache.stats();
     assert_eq!(stats.introspection_calls, 4);
@@ -249,19 +228,19 @@ async fn invalidate_forgets_a_token() {
         |l| l,
     );
     for token in ["tok", "other", "tok", "other"] {
-        app.router.clone().oneshot(request(token)).await.unwrap();
+        assert_eq!(send(&app, token).await, 200);
     }
     assert_eq!(app.cache.stats().introspection_calls, 2);
     app.cache.invalidate("tok").await;
-    app.router.clone().oneshot(request("tok")).await.unwrap();
-    app.router.clone().oneshot(request("other")).await.unwrap();
+    assert_eq!(send(&app, "tok").await, 200);
+    assert_eq!(send(&app, "other").await, 200);
     assert_eq!(
         app.cache.stats().introspection_calls,
         3,
         "only the invalidated token asks again"
     );
     app.cache.invalidate_all();
-    app.router.clone().oneshot(request("other")).await.unwrap();
+    assert_eq!(send(&app, "other").await, 200);
     assert_eq!(app.cache.stats().introspection_calls, 4);
 }
 
@@ -278,13 +257,7 @@ async fn capacity_bounds_the_entries() {
         |l| l,
     );
     for i in 0..50 {
-        let response = app
-            .router
-            .clone()
-            .oneshot(request(&format!("t{i}")))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(send(&app, &format!("t{i}")).await, 200);
     }
     app.cache.run_pending_tasks().await;
     assert!(app.cache.entry_count() <= 10, "{}", app.cache.entry_count());
@@ -301,7 +274,7 @@ async fn distinct_tokens_are_introspected_separately() {
         |l| l,
     );
     for (token, sub) in [("a", "alice"), ("b", "bob"), ("a", "alice"), ("b", "bob")] {
-        app.router.clone().oneshot(request(token)).await.unwrap();
+        assert_eq!(send(&app, token).await, 200);
         assert_eq!(app.seen.last().unwrap().subject(), Some(sub));
     }
 }
@@ -321,13 +294,7 @@ async fn byte_bound_limits_memory_not_count() {
         |l| l,
     );
     for i in 0..40 {
-        let response = app
-            .router
-            .clone()
-            .oneshot(request(&format!("t{i}")))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(send(&app, &format!("t{i}")).await, 200);
     }
     app.cache.run_pending_tasks().await;
     // Each entry weighs over 2 KB: at most 9 fit in 20 KB, whatever max_capacity would allow.

@@ -208,21 +208,64 @@ pub struct AuthSettings {
     pub cache: CacheConfig,
 }
 
+impl AuthSettings {
+    /// An introspector for tokens issued by this server for `audience` (discovering the
+    /// introspection endpoint when none is configured).
+    pub async fn introspector(&self, audience: &str) -> anyhow::Result<Introspector> {
+        let builder = Introspector::builder()
+            .client_secret_basic(&self.client_id, &self.client_secret)
+            .audience(audience)
+            .issuer(&self.issuer);
+        let builder = match &self.introspection_endpoint {
+            Some(endpoint) => builder.endpoint(endpoint),
+            None => builder.discover(&self.issuer).await?,
+        };
+        Ok(builder.build()?)
+    }
+}
+
+/// The authorization-server flags the examples share (each with an environment fallback).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuthServerArgs {
+    /// Issuer identifier of the authorization server.
+    #[arg(long, env = "OAUTH_ISSUER", default_value = "http://127.0.0.1:9000")]
+    pub issuer: String,
+    /// Introspection endpoint; discovered from the issuer when absent.
+    #[arg(long, env = "OAUTH_INTROSPECTION_URL")]
+    pub introspection_url: Option<String>,
+    /// Client id used to authenticate introspection calls.
+    #[arg(long, env = "OAUTH_CLIENT_ID", default_value = "mcp-resource-server")]
+    pub client_id: String,
+    /// Client secret used to authenticate introspection calls.
+    #[arg(
+        long,
+        env = "OAUTH_CLIENT_SECRET",
+        default_value = "resource-server-secret",
+        hide_default_value = true
+    )]
+    pub client_secret: String,
+}
+
+impl AuthServerArgs {
+    /// The settings these flags describe, with `cache`.
+    pub fn settings(&self, cache: CacheConfig) -> AuthSettings {
+        AuthSettings {
+            issuer: self.issuer.clone(),
+            introspection_endpoint: self.introspection_url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            cache,
+        }
+    }
+}
+
 /// The axum app: metadata (public), then the MCP endpoint behind the layers. Returns the cache
 /// handle too (for statistics and invalidation).
 pub async fn app(
     resource: &str,
     auth: &AuthSettings,
 ) -> anyhow::Result<(Router, CachedVerifier<Introspector>)> {
-    let builder = Introspector::builder()
-        .client_secret_basic(&auth.client_id, &auth.client_secret)
-        .audience(resource)
-        .issuer(&auth.issuer);
-    let builder = match &auth.introspection_endpoint {
-        Some(endpoint) => builder.endpoint(endpoint),
-        None => builder.discover(&auth.issuer).await?,
-    };
-    let introspector = builder.build()?;
+    let introspector = auth.introspector(resource).await?;
     let metadata = ProtectedResourceMetadata::new(resource, &auth.issuer)?
         .scopes_supported(SCOPES)
         .resource_name("tower-introspect demo MCP server");
