@@ -95,12 +95,4 @@ pub enum ConfigError {
     /// RFC 8414 discovery failed.
     #[error("authorization server discovery failed: {0}")]
     Discovery(String),
-    /// A value cannot be used in an HTTP header.
-    #[error("invalid header value for {name}: {reason}")]
-    InvalidHeader {
-        /// Which setting.
-        name: &'static str,
-        /// Why.
-        reason: String,
-    },
 }

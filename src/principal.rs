@@ -49,11 +49,9 @@ impl Principal {
     }
 
     /// This principal as inserted by a layer whose challenges are worded by `challenger`.
-    pub(crate) fn with_challenger(&self, challenger: &Arc<Challenger>) -> Self {
-        Self {
-            claims: self.claims.clone(),
-            challenger: Some(challenger.clone()),
-        }
+    pub(crate) fn with_challenger(mut self, challenger: &Arc<Challenger>) -> Self {
+        self.challenger = Some(challenger.clone());
+        self
     }
 
     pub(crate) fn challenger(&self) -> Option<&Challenger> {
