@@ -272,3 +272,41 @@ async fn discovery_falls_back_to_openid_configuration_and_rejects_issuer_mismatc
         .unwrap_err();
     assert!(matches!(err, ConfigError::InvalidUrl { .. }));
 }
+
+#[tokio::test]
+async fn concurrent_calls_can_be_bounded() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(active("u", "read"))
+                .set_delay(std::time::Duration::from_millis(400)),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
+    // One call at a time, 600 ms per call including the wait for a slot: the first call takes
+    // 400 ms, the second waits 400 ms then runs, the third would wait 800 ms and gives up.
+    let introspector = introspector_for(&server)
+        .max_concurrent_requests(1)
+        .request_timeout(std::time::Duration::from_millis(600))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (a, b, c) = tokio::join!(
+        introspector.verify("one"),
+        introspector.verify("two"),
+        introspector.verify("three"),
+    );
+    let outcomes = [a, b, c];
+    let ok = outcomes.iter().filter(|r| r.is_ok()).count();
+    let waited_out = outcomes
+        .iter()
+        .filter(
+            |r| matches!(r, Err(VerifyError::Unavailable(reason)) if reason.contains("in flight")),
+        )
+        .count();
+    assert_eq!((ok, waited_out), (2, 1), "{outcomes:?}");
+    // Serialized: the two calls that ran cannot have overlapped.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(800));
+}

@@ -63,6 +63,8 @@ struct Inner {
     request_timeout: Duration,
     max_response_bytes: usize,
     validation: Validation,
+    /// Bounds the calls in flight, when configured.
+    in_flight: Option<tokio::sync::Semaphore>,
 }
 
 impl Introspector {
@@ -88,6 +90,21 @@ impl Introspector {
     /// oversized body or a body that is not an introspection response.
     pub async fn introspect(&self, token: &str) -> Result<IntrospectionResponse, VerifyError> {
         let inner = &*self.inner;
+        // Waiting for a slot counts against the request timeout: a caller is never held longer
+        // than that, whatever the queue.
+        let _permit = match &inner.in_flight {
+            None => None,
+            Some(slots) => Some(
+                tokio::time::timeout(inner.request_timeout, slots.acquire())
+                    .await
+                    .map_err(|_| {
+                        VerifyError::Unavailable(
+                            "too many introspection calls in flight; timed out waiting".into(),
+                        )
+                    })?
+                    .map_err(|_| VerifyError::Unavailable("introspector closed".into()))?,
+            ),
+        };
         let mut form: Vec<(&'static str, &str)> =
             vec![("token", token), ("token_type_hint", "access_token")];
         let request = inner
@@ -141,6 +158,7 @@ pub struct IntrospectorBuilder {
     request_timeout: Duration,
     max_response_bytes: usize,
     validation: Validation,
+    max_in_flight: Option<usize>,
 }
 
 impl Default for IntrospectorBuilder {
@@ -153,6 +171,7 @@ impl Default for IntrospectorBuilder {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             validation: Validation::default(),
+            max_in_flight: None,
         }
     }
 }
@@ -218,6 +237,17 @@ impl IntrospectorBuilder {
     /// A call that takes longer fails as unavailable (503) and is not cached.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// At most `calls` introspection calls in flight at once (default: unbounded).
+    ///
+    /// The cache coalesces requests for the *same* token and remembers bad ones, but a flood of
+    /// *distinct* unknown tokens still costs one call each. This bound protects the authorization
+    /// server from such a flood: further calls wait for a slot, within the request timeout, and
+    /// then fail as unavailable (503).
+    pub fn max_concurrent_requests(mut self, calls: usize) -> Self {
+        self.max_in_flight = Some(calls.max(1));
         self
     }
 
@@ -293,6 +323,7 @@ impl IntrospectorBuilder {
                 request_timeout: self.request_timeout,
                 max_response_bytes: self.max_response_bytes,
                 validation: self.validation,
+                in_flight: self.max_in_flight.map(tokio::sync::Semaphore::new),
             }),
         })
     }

@@ -215,7 +215,8 @@ impl AuthSettings {
         let builder = Introspector::builder()
             .client_secret_basic(&self.client_id, &self.client_secret)
             .audience(audience)
-            .issuer(&self.issuer);
+            .issuer(&self.issuer)
+            .max_concurrent_requests(64);
         let builder = match &self.introspection_endpoint {
             Some(endpoint) => builder.endpoint(endpoint),
             None => builder.discover(&self.issuer).await?,
