@@ -260,6 +260,45 @@ async fn warm(servers: &Servers, options: &Options) {
     }
 }
 
+/// Awaits every request at once; how many answered 200, and how many introspection calls the
+/// mock server saw since `calls_before`.
+async fn settle<F, R, E>(
+    requests: impl Iterator<Item = F>,
+    servers: &Servers,
+    calls_before: u64,
+) -> (usize, u64)
+where
+    F: std::future::Future<Output = Result<R, E>>,
+    R: HasStatus,
+{
+    let ok = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.status_code() == 200))
+        .count();
+    (
+        ok,
+        servers.mock.calls.load(Ordering::Relaxed) - calls_before,
+    )
+}
+
+/// The status of an HTTP response, from reqwest or from an in-process service.
+trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for reqwest::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+impl<B> HasStatus for http::Response<B> {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
 async fn herds(servers: &Servers) {
     servers.mock.delay_ms.store(100, Ordering::Relaxed);
 
@@ -272,13 +311,7 @@ async fn herds(servers: &Servers) {
             .header("authorization", "Bearer herd-token")
             .send()
     });
-    let statuses: Vec<u16> = futures_util::future::join_all(requests)
-        .await
-        .into_iter()
-        .map(|r| r.map_or(0, |r| r.status().as_u16()))
-        .collect();
-    let calls = servers.mock.calls.load(Ordering::Relaxed) - before;
-    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let (ok, calls) = settle(requests, servers, before).await;
     println!(
         "herd, 1 new token x 1,000 concurrent requests (HTTP): {ok}/1000 answered 200, {calls} introspection call(s)"
     );
@@ -293,13 +326,7 @@ async fn herds(servers: &Servers) {
             .unwrap();
         servers.router.clone().oneshot(request)
     });
-    let statuses: Vec<u16> = futures_util::future::join_all(requests)
-        .await
-        .into_iter()
-        .map(|r| r.map_or(0, |r| r.status().as_u16()))
-        .collect();
-    let calls = servers.mock.calls.load(Ordering::Relaxed) - before;
-    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let (ok, calls) = settle(requests, servers, before).await;
     println!(
         "herd, 10,000 new tokens at once (in-process service, HTTP/2 to the AS): {ok}/10000 answered 200, {calls} introspection calls, {:.2} s",
         started.elapsed().as_secs_f64()

@@ -84,12 +84,13 @@ impl Rejection {
 /// Built once per layer; the no-token challenge, the most frequent one, is pre-rendered.
 #[derive(Debug, Clone)]
 pub struct Challenger {
-    realm: Option<String>,
-    resource_metadata: Option<String>,
-    scope: Option<String>,
-    retry_after: HeaderValue,
+    pub(crate) realm: Option<String>,
+    pub(crate) resource_metadata: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) retry_after: HeaderValue,
+    pub(crate) step_up_with_granted: bool,
+    /// Pre-rendered from the fields above; see [`reconfigure`](Self::reconfigure).
     missing_token: HeaderValue,
-    step_up_with_granted: bool,
 }
 
 impl Default for Challenger {
@@ -120,6 +121,12 @@ impl Challenger {
         };
         challenger.missing_token = challenger.render(&Rejection::MissingToken);
         challenger
+    }
+
+    /// Applies `change` to the parameters and re-renders the pre-rendered challenge.
+    pub(crate) fn reconfigure(&mut self, change: impl FnOnce(&mut Challenger)) {
+        change(self);
+        self.missing_token = self.render(&Rejection::MissingToken);
     }
 
     /// The challenger of the [`BearerAuth`](crate::BearerAuth) that let `request` through, so that

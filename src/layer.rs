@@ -5,12 +5,12 @@ use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::cache::{CacheConfig, CachedVerifier};
-use crate::challenge::{ChallengeContext, Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection};
+use crate::challenge::{ChallengeContext, Challenger, Rejection};
 use crate::future::ResponseFuture;
 use crate::header::{Credentials, DEFAULT_MAX_TOKEN_LENGTH, bearer_token};
 use crate::{Introspector, ProtectedResourceMetadata, TokenVerifier};
@@ -19,11 +19,6 @@ use crate::{Introspector, ProtectedResourceMetadata, TokenVerifier};
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) challenger: Arc<Challenger>,
-    realm: Option<String>,
-    resource_metadata: Option<String>,
-    challenge_scope: Option<String>,
-    retry_after_secs: u32,
-    step_up_with_granted: bool,
     allow_missing_token: bool,
     max_token_length: usize,
 }
@@ -32,26 +27,9 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             challenger: Arc::default(),
-            realm: None,
-            resource_metadata: None,
-            challenge_scope: None,
-            retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
-            step_up_with_granted: false,
             allow_missing_token: false,
             max_token_length: DEFAULT_MAX_TOKEN_LENGTH,
         }
-    }
-}
-
-impl Settings {
-    fn rebuild_challenger(&mut self) {
-        self.challenger = Arc::new(Challenger::new(
-            self.realm.clone(),
-            self.resource_metadata.clone(),
-            self.challenge_scope.clone(),
-            self.retry_after_secs,
-            self.step_up_with_granted,
-        ));
     }
 }
 
@@ -130,17 +108,20 @@ impl<V> BearerAuthLayer<V> {
     }
 
     fn configure(mut self, change: impl FnOnce(&mut Settings)) -> Self {
-        let settings = Arc::make_mut(&mut self.settings);
-        change(settings);
-        settings.rebuild_challenger();
+        change(Arc::make_mut(&mut self.settings));
         self
+    }
+
+    /// Changes how challenges are worded (the challenger re-renders its fixed challenge).
+    fn reword(self, change: impl FnOnce(&mut Challenger)) -> Self {
+        self.configure(|s| Arc::make_mut(&mut s.challenger).reconfigure(change))
     }
 
     /// The `realm` parameter of challenges (omitted by default).
     #[must_use]
     pub fn realm(self, realm: impl Into<String>) -> Self {
         let realm = realm.into();
-        self.configure(|s| s.realm = Some(realm))
+        self.reword(|c| c.realm = Some(realm))
     }
 
     /// The `resource_metadata` parameter of challenges: the URL of this resource's RFC 9728
@@ -148,7 +129,7 @@ impl<V> BearerAuthLayer<V> {
     #[must_use]
     pub fn resource_metadata(self, url: impl Into<String>) -> Self {
         let url = url.into();
-        self.configure(|s| s.resource_metadata = Some(url))
+        self.reword(|c| c.resource_metadata = Some(url))
     }
 
     /// Points `resource_metadata` at the document `metadata` describes (its
@@ -164,7 +145,7 @@ impl<V> BearerAuthLayer<V> {
     #[must_use]
     pub fn challenge_scope(self, scope: impl Into<String>) -> Self {
         let scope = scope.into();
-        self.configure(|s| s.challenge_scope = Some(scope))
+        self.reword(|c| c.scope = Some(scope))
     }
 
     /// Makes `insufficient_scope` challenges (of the scope layers inside this one) name the scopes
@@ -175,14 +156,14 @@ impl<V> BearerAuthLayer<V> {
     /// MCP specification's step-up guidance recommends including them.
     #[must_use]
     pub fn step_up_with_granted_scopes(self, include: bool) -> Self {
-        self.configure(|s| s.step_up_with_granted = include)
+        self.reword(|c| c.step_up_with_granted = include)
     }
 
     /// `Retry-After` seconds of the 503 sent when the authorization server is unavailable
     /// (default 5).
     #[must_use]
     pub fn retry_after(self, seconds: u32) -> Self {
-        self.configure(|s| s.retry_after_secs = seconds)
+        self.reword(|c| c.retry_after = HeaderValue::from(seconds))
     }
 
     /// Lets requests without a bearer token through, without a `Principal` (default: refused with

@@ -62,6 +62,23 @@ async fn call(addr: SocketAddr, token: Option<&str>, watch: bool) -> Result<(), 
     }
 }
 
+/// The `www-authenticate` header a rejected call carried.
+fn challenge(status: &tonic::Status) -> String {
+    status
+        .metadata()
+        .get("www-authenticate")
+        .expect("a challenge")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn insufficient_scope(scope: &str) -> String {
+    format!(
+        r#"Bearer error="insufficient_scope", error_description="The access token lacks a scope this request requires", scope="{scope}", resource_metadata="{METADATA}""#
+    )
+}
+
 #[tokio::test]
 async fn tonic_client_sees_the_right_codes() {
     let server = MockServer::start().await;
@@ -87,36 +104,20 @@ async fn tonic_client_sees_the_right_codes() {
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "The access token is not active");
     assert_eq!(
-        status.metadata().get("www-authenticate").unwrap(),
-        &format!(
+        challenge(&status),
+        format!(
             r#"Bearer error="invalid_token", error_description="The access token is not active", resource_metadata="{METADATA}""#
         )
     );
 
     let status = check(addr, Some("reader")).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert!(
-        status
-            .metadata()
-            .get("www-authenticate")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .contains(r#"error="insufficient_scope""#)
-    );
+    assert_eq!(challenge(&status), insufficient_scope("health"));
 
     // Per method: Watch needs admin on top of the service's health.
     let status = call(addr, Some("healthy"), true).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert!(
-        status
-            .metadata()
-            .get("www-authenticate")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .contains(r#"scope="admin""#)
-    );
+    assert_eq!(challenge(&status), insufficient_scope("admin"));
     assert!(call(addr, Some("operator"), true).await.is_ok());
 
     let status = check(addr, Some("unlucky")).await.unwrap_err();

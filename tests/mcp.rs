@@ -95,15 +95,9 @@ async fn post(addr: SocketAddr, token: &str, session: Option<&str>, body: Value)
         request = request.header("mcp-session-id", session);
     }
     let response = request.send().await.unwrap();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    };
     let status = response.status().as_u16();
-    let challenge = header("www-authenticate");
-    let session = header("mcp-session-id");
+    let challenge = header(&response, "www-authenticate");
+    let session = header(&response, "mcp-session-id");
     let text = response.text().await.unwrap();
     let message = serde_json::from_str(&text).ok().or_else(|| {
         text.lines()

@@ -71,6 +71,13 @@ async fn per_route_scopes_with_exact_challenges() {
     expect_introspection(&server, "reader", active("rita", "read"), 1).await;
     expect_introspection(&server, "writer", active("will", "read write read-all"), 1).await;
     expect_introspection(&server, "boss", active("ada", "read write admin"), 1).await;
+    expect_introspection(
+        &server,
+        "lookalike",
+        active("lou", "read-all Read admins"),
+        1,
+    )
+    .await;
     let addr = app(&server, false).await;
 
     let cases = [
@@ -82,6 +89,14 @@ async fn per_route_scopes_with_exact_challenges() {
         ("writer", "/either", 200, None),
         ("writer", "/stacked", 200, None),
         ("boss", "/admin", 200, None),
+        // Exact matching: `read-all`, `Read` and `admins` satisfy neither `read` nor `admin`.
+        ("lookalike", "/read", 403, Some(insufficient("read"))),
+        (
+            "lookalike",
+            "/admin",
+            403,
+            Some(insufficient("admin write")),
+        ),
     ];
     for (token, path, status, challenge) in cases {
         let answer = get(addr, path, &[&bearer(token)]).await;
@@ -91,7 +106,6 @@ async fn per_route_scopes_with_exact_challenges() {
             assert!(!answer.body.is_empty());
         }
     }
-    // Exact matching: a granted `read-all` does not satisfy `admin` or anything else it resembles.
 }
 
 #[tokio::test]

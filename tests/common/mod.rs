@@ -173,16 +173,10 @@ pub async fn get(addr: SocketAddr, path: &str, authorization: &[&str]) -> Answer
         request = request.header("authorization", *value);
     }
     let response = request.send().await.unwrap();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    };
     Answer {
         status: response.status().as_u16(),
-        challenge: header("www-authenticate"),
-        retry_after: header("retry-after"),
+        challenge: header(&response, "www-authenticate"),
+        retry_after: header(&response, "retry-after"),
         body: String::new(),
     }
     .with_body(response)
@@ -194,6 +188,14 @@ impl Answer {
         self.body = response.text().await.unwrap();
         self
     }
+}
+
+/// A response header as text, if present.
+pub fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 pub fn bearer(token: &str) -> String {

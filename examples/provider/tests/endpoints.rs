@@ -559,41 +559,31 @@ async fn revocation(backend: Backend) {
         StatusCode::OK
     );
 
-    // Revoking the access token revokes the refresh token too.
-    let t = env.tokens(&AuthRequest::new(&client_id)).await;
-    let (at, rt) = (
-        t["access_token"].as_str().unwrap(),
-        t["refresh_token"].as_str().unwrap(),
-    );
-    // Another client's revocation is a no-op.
-    assert_eq!(
-        revoke(other_id.clone(), at.to_owned()).await.0,
-        StatusCode::OK
-    );
-    env.assert_active(at, true).await;
-    let (status, cache) = revoke(client_id.clone(), at.to_owned()).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(cache.unwrap(), "no-store");
-    env.assert_active(at, false).await;
-    env.assert_active(rt, false).await;
-
-    // Revoking the refresh token revokes the access token too.
-    let t = env.tokens(&AuthRequest::new(&client_id)).await;
-    let (at, rt) = (
-        t["access_token"].as_str().unwrap(),
-        t["refresh_token"].as_str().unwrap(),
-    );
-    assert_eq!(
-        revoke(client_id.clone(), rt.to_owned()).await.0,
-        StatusCode::OK
-    );
-    env.assert_active(at, false).await;
-    env.assert_active(rt, false).await;
-    assert_error(
-        &refresh(&env, &client_id, rt, &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    );
+    // Revoking either token of a pair revokes both; another client's revocation is a no-op.
+    for revoked in ["access_token", "refresh_token"] {
+        let t = env.tokens(&AuthRequest::new(&client_id)).await;
+        let (at, rt) = (
+            t["access_token"].as_str().unwrap(),
+            t["refresh_token"].as_str().unwrap(),
+        );
+        let target = t[revoked].as_str().unwrap().to_owned();
+        assert_eq!(
+            revoke(other_id.clone(), target.clone()).await.0,
+            StatusCode::OK
+        );
+        env.assert_active(at, true).await;
+        env.assert_active(rt, true).await;
+        let (status, cache) = revoke(client_id.clone(), target).await;
+        assert_eq!(status, StatusCode::OK, "{revoked}");
+        assert_eq!(cache.unwrap(), "no-store", "{revoked}");
+        env.assert_active(at, false).await;
+        env.assert_active(rt, false).await;
+        assert_error(
+            &refresh(&env, &client_id, rt, &[]).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        );
+    }
 
     // Errors.
     let url = env.url("/revoke");
