@@ -24,6 +24,8 @@ fn client(id: &str) -> Client {
         scope: "read write".to_owned(),
         auth_method: AuthMethod::ClientSecretBasic,
         issued_at: NOW,
+        resource_server: false,
+        resources: Vec::new(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Server configuration. The binary fills it from CLI flags and `OAUTH_*` environment variables;
 //! tests and the demo build it in code, usually from [`Config::demo`].
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,6 +50,19 @@ pub const DEMO_RESOURCE_SERVER_SECRET: &str = "resource-server-secret";
 /// `http://127.0.0.1/callback` and `http://localhost/callback` (any port).
 pub const DEMO_PUBLIC_CLIENT_ID: &str = "demo-client";
 
+/// The resource `--demo` adds to the known resources: the `mcp_server` example's default URL.
+pub const DEMO_RESOURCE: &str = "http://127.0.0.1:8080/mcp";
+
+/// The scope that is never registrable: no client obtains it on its own authority.
+pub const PRIVILEGED_SCOPE: &str = "admin";
+
+/// The consent page's descriptions of the demo scopes (`--demo` uses them unless configured).
+pub const DEMO_SCOPE_DESCRIPTIONS: [(&str, &str); 3] = [
+    ("read", "Read data and documents"),
+    ("write", "Create and modify data"),
+    ("admin", "System administration, user management"),
+];
+
 /// Everything the server needs to run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -69,6 +83,19 @@ pub struct Config {
     pub cleanup_interval: Duration,
     /// Largest accepted request body in bytes (default 16 KiB).
     pub max_body_bytes: usize,
+    /// The RFC 8707 resources tokens may be issued for (default none; `demo` adds
+    /// [`DEMO_RESOURCE`]). Any other `resource` is `invalid_target`; compared as strings.
+    pub resources: Vec<String>,
+    /// Scopes a dynamically registered client may obtain on its own authority (the
+    /// `client_credentials` grant). `None` (the default) means every supported scope except
+    /// [`PRIVILEGED_SCOPE`], which is refused here in any case.
+    pub registrable_scopes: Option<Vec<String>>,
+    /// The initial access token (RFC 7591 §3) that allows registering `client_credentials`
+    /// clients. `None` (the default): only configured clients may use that grant.
+    pub registration_token: Option<String>,
+    /// What each scope allows, in words, for the consent page (default none; `demo` adds
+    /// [`DEMO_SCOPE_DESCRIPTIONS`] for scopes not described here).
+    pub scope_descriptions: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -83,6 +110,10 @@ impl Default for Config {
             demo: false,
             cleanup_interval: Duration::from_secs(60),
             max_body_bytes: 16 * 1024,
+            resources: Vec::new(),
+            registrable_scopes: None,
+            registration_token: None,
+            scope_descriptions: BTreeMap::new(),
         }
     }
 }
@@ -94,6 +125,48 @@ impl Config {
             demo: true,
             ..Self::default()
         }
+    }
+
+    /// Same configuration with `resource` added to the known resources.
+    pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+
+    /// The known resources: the configured ones, and [`DEMO_RESOURCE`] with `demo`.
+    pub fn known_resources(&self) -> Vec<String> {
+        let mut resources = self.resources.clone();
+        if self.demo && !resources.iter().any(|r| r == DEMO_RESOURCE) {
+            resources.push(DEMO_RESOURCE.to_owned());
+        }
+        resources
+    }
+
+    /// The registrable scopes after defaulting (see [`Config::registrable_scopes`]).
+    pub fn effective_registrable_scopes(&self) -> Vec<String> {
+        match &self.registrable_scopes {
+            Some(scopes) => scopes.clone(),
+            None => self
+                .scopes_supported
+                .iter()
+                .filter(|s| *s != PRIVILEGED_SCOPE)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The consent page's scope descriptions after defaulting (see
+    /// [`Config::scope_descriptions`]).
+    pub fn effective_scope_descriptions(&self) -> BTreeMap<String, String> {
+        let mut descriptions = self.scope_descriptions.clone();
+        if self.demo {
+            for (scope, text) in DEMO_SCOPE_DESCRIPTIONS {
+                descriptions
+                    .entry(scope.to_owned())
+                    .or_insert_with(|| text.to_owned());
+            }
+        }
+        descriptions
     }
 
     /// Same configuration with another storage backend.

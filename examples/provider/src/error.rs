@@ -1,7 +1,9 @@
 //! JSON error responses of the token, introspection, revocation and registration endpoints
-//! (RFC 6749 §5.2, RFC 7591 §3.2.2, RFC 8707 §2).
-
-use std::borrow::Cow;
+//! (RFC 6749 §5.2, RFC 7591 §3.2.2, RFC 8707 §2), including the router's own 404, 405 and 413.
+//!
+//! Descriptions are `&'static str`: they are written in the code and never echo request input,
+//! so nothing an attacker sends is reflected into a response. They are still filtered to the
+//! character set RFC 6749 §5.2 allows and bounded in length when rendered.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -9,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::storage::StorageError;
+
+/// Longest `error_description` sent.
+pub const MAX_DESCRIPTION_LEN: usize = 200;
 
 /// Standard OAuth error codes used by this server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,14 +28,20 @@ pub enum ErrorCode {
     UnauthorizedClient,
     /// Unknown grant type.
     UnsupportedGrantType,
-    /// Scope unknown, not allowed, or broader than granted.
+    /// Scope unknown, not allowed, blank, or broader than granted.
     InvalidScope,
-    /// RFC 8707: resource malformed or not the one the grant is bound to.
+    /// RFC 8707: resource malformed, unknown, not allowed for the client, repeated, or not the
+    /// one the grant is bound to.
     InvalidTarget,
     /// RFC 7591: a redirect URI is not acceptable.
     InvalidRedirectUri,
     /// RFC 7591: other client metadata is not acceptable.
     InvalidClientMetadata,
+    /// RFC 7591 §3 / RFC 6750 §3.1: the initial access token presented at registration is wrong
+    /// (401 with a `Bearer` challenge).
+    InvalidToken,
+    /// The router's 404, 405 and 413 (status given by [`OAuthError::with_status`]).
+    NotServed,
     /// The server failed (500); the cause is logged, not returned.
     ServerError,
 }
@@ -39,7 +50,7 @@ impl ErrorCode {
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidRequest | ErrorCode::NotServed => "invalid_request",
             ErrorCode::InvalidClient => "invalid_client",
             ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::UnauthorizedClient => "unauthorized_client",
@@ -48,13 +59,14 @@ impl ErrorCode {
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::ServerError => "server_error",
         }
     }
 
     fn status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -62,26 +74,37 @@ impl ErrorCode {
 }
 
 /// An OAuth error answer: `{"error": …, "error_description": …}` with the right status,
-/// `Cache-Control: no-store`, and `WWW-Authenticate: Basic` on 401.
+/// `Cache-Control: no-store`, and a `WWW-Authenticate` challenge on 401.
 #[derive(Debug)]
 pub struct OAuthError {
     /// The error code.
     pub code: ErrorCode,
-    /// Human-readable description (never contains secrets).
-    pub description: Cow<'static, str>,
+    /// Human-readable description, written in the code (never request input, never secrets).
+    pub description: &'static str,
+    status: Option<StatusCode>,
 }
 
 impl OAuthError {
     /// Builds an error.
-    pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(code: ErrorCode, description: &'static str) -> Self {
         Self {
             code,
-            description: description.into(),
+            description,
+            status: None,
+        }
+    }
+
+    /// `invalid_request` answered with another status (the router's 404, 405, 413).
+    pub fn with_status(status: StatusCode, description: &'static str) -> Self {
+        Self {
+            code: ErrorCode::NotServed,
+            description,
+            status: Some(status),
         }
     }
 
     /// `invalid_request`.
-    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+    pub fn invalid_request(description: &'static str) -> Self {
         Self::new(ErrorCode::InvalidRequest, description)
     }
 
@@ -91,8 +114,18 @@ impl OAuthError {
     }
 
     /// `invalid_grant`.
-    pub fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
+    pub fn invalid_grant(description: &'static str) -> Self {
         Self::new(ErrorCode::InvalidGrant, description)
+    }
+
+    /// `invalid_scope`.
+    pub fn invalid_scope(description: &'static str) -> Self {
+        Self::new(ErrorCode::InvalidScope, description)
+    }
+
+    /// `invalid_target`.
+    pub fn invalid_target(description: &'static str) -> Self {
+        Self::new(ErrorCode::InvalidTarget, description)
     }
 }
 
@@ -103,22 +136,86 @@ impl From<StorageError> for OAuthError {
     }
 }
 
+/// `description` reduced to RFC 6749 §5.2's `error_description` characters (%x20-21 / %x23-5B /
+/// %x5D-7E; anything else becomes `?`) and to [`MAX_DESCRIPTION_LEN`] characters.
+pub fn safe_description(description: &str) -> String {
+    description
+        .chars()
+        .take(MAX_DESCRIPTION_LEN)
+        .map(|c| match c {
+            '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let body = Json(json!({
             "error": self.code.as_str(),
-            "error_description": self.description,
+            "error_description": safe_description(self.description),
         }));
-        let mut response = (self.code.status(), body).into_response();
+        let status = self.status.unwrap_or_else(|| self.code.status());
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        if self.code == ErrorCode::InvalidClient {
+        let challenge = match self.code {
+            ErrorCode::InvalidClient => Some("Basic realm=\"oauth-provider\", charset=\"UTF-8\""),
+            ErrorCode::InvalidToken => {
+                Some("Bearer realm=\"oauth-provider\", error=\"invalid_token\"")
+            }
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
             headers.insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"oauth-provider\", charset=\"UTF-8\""),
+                HeaderValue::from_static(challenge),
             );
         }
         response
+    }
+}
+
+/// The router's fallback for unknown paths: a JSON `404`.
+pub async fn not_found() -> Response {
+    OAuthError::with_status(StatusCode::NOT_FOUND, "no such endpoint").into_response()
+}
+
+/// Rewrites the framework's plain-text `405` and `413` answers of the API endpoints into JSON
+/// errors (keeping the status and the `Allow` header); every other response passes unchanged.
+pub async fn json_framework_errors(response: Response) -> Response {
+    let description = match response.status() {
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "request body too large",
+        StatusCode::NOT_FOUND => "no such endpoint",
+        _ => return response,
+    };
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut rewritten = OAuthError::with_status(response.status(), description).into_response();
+    if let Some(allow) = allow {
+        rewritten.headers_mut().insert(header::ALLOW, allow);
+    }
+    rewritten
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_keep_only_the_allowed_characters_and_are_bounded() {
+        assert_eq!(safe_description("a\"b\\c\u{e9}\n~"), "a?b?c??~");
+        assert_eq!(
+            safe_description(&"x".repeat(1000)).len(),
+            MAX_DESCRIPTION_LEN
+        );
     }
 }

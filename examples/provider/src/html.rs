@@ -12,12 +12,22 @@ pub fn esc(s: &str) -> String {
     html_escape::encode_quoted_attribute(s).into_owned()
 }
 
+/// One scope as the pages show it.
+pub struct ScopeLine<'a> {
+    /// The scope token.
+    pub name: &'a str,
+    /// What it allows, in words, from the configuration.
+    pub description: Option<&'a str>,
+}
+
 /// What the login page shows.
 pub struct LoginView<'a> {
-    /// Client display name.
+    /// Client display name (chosen by the client, so never shown alone).
     pub client_name: &'a str,
-    /// Requested scope.
-    pub scope: &'a str,
+    /// Host of the redirect URI, shown beside the name.
+    pub redirect_host: &'a str,
+    /// Requested scopes.
+    pub scopes: &'a [ScopeLine<'a>],
     /// Requested resource.
     pub resource: Option<&'a str>,
     /// Interaction id (hidden field).
@@ -30,12 +40,14 @@ pub struct LoginView<'a> {
 
 /// What the consent page shows.
 pub struct ConsentView<'a> {
-    /// Client display name.
+    /// Client display name (chosen by the client, so never shown alone).
     pub client_name: &'a str,
+    /// Host of the redirect URI, shown beside the name.
+    pub redirect_host: &'a str,
     /// Logged-in user.
     pub username: &'a str,
-    /// Scope that will be granted.
-    pub scope: &'a str,
+    /// Scopes that will be granted.
+    pub scopes: &'a [ScopeLine<'a>],
     /// Resource the token will be restricted to.
     pub resource: Option<&'a str>,
     /// Interaction id (hidden field).
@@ -66,15 +78,27 @@ fn hidden(request_id: &str, csrf_token: &str) -> String {
     )
 }
 
-fn scope_list(scope: &str) -> String {
-    if scope.is_empty() {
+fn scope_list(scopes: &[ScopeLine<'_>]) -> String {
+    if scopes.is_empty() {
         return "<p>No permissions.</p>".to_owned();
     }
-    let items: String = scope
-        .split(' ')
-        .map(|s| format!("<li><code>{}</code></li>", esc(s)))
+    let items: String = scopes
+        .iter()
+        .map(|s| match s.description {
+            Some(d) => format!("<li><code>{}</code>: {}</li>", esc(s.name), esc(d)),
+            None => format!("<li><code>{}</code></li>", esc(s.name)),
+        })
         .collect();
     format!("<ul class=\"scopes\">{items}</ul>")
+}
+
+/// The client's self-chosen name beside where it will send the user back.
+fn client_line(name: &str, redirect_host: &str) -> String {
+    format!(
+        "<strong>{}</strong> (returns to <code class=\"host\">{}</code>)",
+        esc(name),
+        esc(redirect_host)
+    )
 }
 
 fn resource_line(resource: Option<&str>) -> String {
@@ -92,13 +116,13 @@ pub fn login_page(v: &LoginView<'_>) -> String {
     page(
         "Sign in",
         &format!(
-            "<h1>Sign in</h1><p><strong>{client}</strong> requests access:</p>{scopes}{resource}\
+            "<h1>Sign in</h1><p>{client} requests access:</p>{scopes}{resource}\
 {error}<form method=\"post\" action=\"/authorize\">{hidden}\
 <label>Username <input type=\"text\" name=\"username\" autocomplete=\"username\" required></label>\
 <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required></label>\
 <button type=\"submit\">Sign in</button></form>",
-            client = esc(v.client_name),
-            scopes = scope_list(v.scope),
+            client = client_line(v.client_name, v.redirect_host),
+            scopes = scope_list(v.scopes),
             resource = resource_line(v.resource),
             hidden = hidden(v.request_id, v.csrf_token),
         ),
@@ -111,13 +135,13 @@ pub fn consent_page(v: &ConsentView<'_>) -> String {
         "Authorize access",
         &format!(
             "<h1>Authorize access</h1><p>Signed in as <strong>{user}</strong>.</p>\
-<p><strong>{client}</strong> will be able to:</p>{scopes}{resource}\
+<p>{client} will be able to:</p>{scopes}{resource}\
 <form method=\"post\" action=\"/authorize\">{hidden}\
 <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
 <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
             user = esc(v.username),
-            client = esc(v.client_name),
-            scopes = scope_list(v.scope),
+            client = client_line(v.client_name, v.redirect_host),
+            scopes = scope_list(v.scopes),
             resource = resource_line(v.resource),
             hidden = hidden(v.request_id, v.csrf_token),
         ),
@@ -179,13 +203,18 @@ mod tests {
     fn everything_is_escaped() {
         let html = login_page(&LoginView {
             client_name: "<script>alert(1)</script>",
-            scope: "read",
+            redirect_host: "<b>",
+            scopes: &[ScopeLine {
+                name: "<i>",
+                description: Some("<u>"),
+            }],
             resource: Some("https://x/\"><img>"),
             request_id: "a\"b",
             csrf_token: "c",
             error: None,
         });
         assert!(!html.contains("<script>"));
+        assert!(!html.contains("<b>") && !html.contains("<i>") && !html.contains("<u>"));
         assert!(!html.contains("\"><img>"));
         assert!(html.contains("a&quot;b"));
     }

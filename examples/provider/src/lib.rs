@@ -34,6 +34,7 @@ pub mod model;
 pub mod params;
 pub mod pkce;
 pub mod redirect;
+pub mod resource;
 pub mod scope;
 pub mod seed;
 pub mod server;
@@ -47,27 +48,33 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 pub use config::{
-    Config, DEMO_PUBLIC_CLIENT_ID, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET, Lifetimes,
-    StorageConfig,
+    Config, DEMO_PUBLIC_CLIENT_ID, DEMO_RESOURCE, DEMO_RESOURCE_SERVER_ID,
+    DEMO_RESOURCE_SERVER_SECRET, Lifetimes, StorageConfig,
 };
 pub use server::{Error, Server};
 pub use state::AppState;
 
 /// The HTTP routes of the authorization server, with request bodies bounded by
-/// [`Config::max_body_bytes`] (larger bodies get `413`).
+/// [`Config::max_body_bytes`] (larger bodies get `413`). The API endpoints and unknown paths
+/// answer every error, the framework's 404, 405 and 413 included, as RFC 6749 §5.2 JSON with
+/// `Cache-Control: no-store`; the authorization endpoint answers browsers with HTML.
 pub fn router(state: AppState) -> Router {
     use endpoints::{authorize, introspect, metadata, register, revoke, token};
     let limit = state.max_body_bytes();
-    Router::new()
+    let api = Router::new()
         .route(
             "/.well-known/oauth-authorization-server",
             get(metadata::get),
         )
-        .route("/authorize", get(authorize::get).post(authorize::post))
         .route("/token", post(token::post))
         .route("/introspect", post(introspect::post))
         .route("/revoke", post(revoke::post))
         .route("/register", post(register::post))
+        .fallback(error::not_found)
+        .layer(axum::middleware::map_response(error::json_framework_errors));
+    Router::new()
+        .route("/authorize", get(authorize::get).post(authorize::post))
+        .merge(api)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

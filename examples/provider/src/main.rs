@@ -62,6 +62,26 @@ struct Cli {
     #[arg(long, env = "OAUTH_INTERACTION_TTL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 600)]
     interaction_ttl: u64,
 
+    /// A resource (RFC 8707) tokens may be issued for; repeatable. The environment variable takes
+    /// a comma-separated list. `--demo` adds http://127.0.0.1:8080/mcp.
+    #[arg(long = "resource", env = "OAUTH_RESOURCES", value_delimiter = ',')]
+    resources: Vec<String>,
+
+    /// Space-separated scopes a registered client may obtain on its own authority
+    /// (client_credentials); default: the supported scopes except admin.
+    #[arg(long, env = "OAUTH_REGISTRABLE_SCOPES")]
+    registrable_scopes: Option<String>,
+
+    /// Initial access token (RFC 7591 §3) required to register client_credentials clients
+    /// (at least 16 characters); without it only configured clients may use that grant.
+    #[arg(long, env = "OAUTH_REGISTRATION_TOKEN", hide_env_values = true)]
+    registration_token: Option<String>,
+
+    /// What a scope allows, in words, for the consent page: `scope=text`; repeatable. The
+    /// environment variable takes a `;`-separated list.
+    #[arg(long = "scope-description", env = "OAUTH_SCOPE_DESCRIPTIONS", value_delimiter = ';', value_parser = parse_scope_description)]
+    scope_descriptions: Vec<(String, String)>,
+
     /// Interval of the expired-row cleanup, in seconds.
     #[arg(long, env = "OAUTH_CLEANUP_INTERVAL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 60)]
     cleanup_interval: u64,
@@ -99,8 +119,30 @@ impl Cli {
             users_file: self.users_file.clone(),
             demo: self.demo,
             cleanup_interval: Duration::from_secs(self.cleanup_interval),
+            resources: self
+                .resources
+                .iter()
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .collect(),
+            registrable_scopes: self
+                .registrable_scopes
+                .as_deref()
+                .map(|s| s.split_whitespace().map(String::from).collect()),
+            registration_token: self.registration_token.clone(),
+            scope_descriptions: self.scope_descriptions.iter().cloned().collect(),
             ..Config::default()
         }
+    }
+}
+
+/// `scope=text` → (scope, text).
+fn parse_scope_description(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((scope, text)) if !scope.trim().is_empty() && !text.trim().is_empty() => {
+            Ok((scope.trim().to_owned(), text.trim().to_owned()))
+        }
+        _ => Err("expected scope=description".to_owned()),
     }
 }
 

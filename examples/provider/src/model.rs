@@ -61,6 +61,12 @@ pub struct Client {
     pub auth_method: AuthMethod,
     /// When the client was registered.
     pub issued_at: UnixTime,
+    /// True for clients configured as resource servers: they may introspect any token. Every
+    /// other client only learns about its own tokens (RFC 7662 §4). Never set by registration.
+    pub resource_server: bool,
+    /// The RFC 8707 resources the client may obtain tokens for, a subset of the server's known
+    /// resources; empty means every known resource. Never set by registration.
+    pub resources: Vec<String>,
 }
 
 impl Client {

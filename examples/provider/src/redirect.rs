@@ -9,9 +9,12 @@
 //!   `com.example.app:/callback` (RFC 8252 §7.1). Requiring the dot rules out `javascript:`,
 //!   `data:`, `file:` and other dangerous schemes by construction.
 //!
-//! Matching is exact string comparison, with one exception: for loopback `http` URIs the port is
-//! ignored (RFC 8252 §7.3, native apps bind an ephemeral port), while scheme, host literal, path
-//! and query must still be identical.
+//! Matching is exact string comparison (RFC 9700 §4.1.3), with one exception: for loopback `http`
+//! URIs the port is ignored (RFC 8252 §7.3, native apps bind an ephemeral port), while everything
+//! else must still be identical character for character. Nothing is normalised before comparing:
+//! no case folding, no numeric-IP or path normalisation, no whitespace trimming, so a URI that a
+//! URL parser would consider equivalent (`http://127.1/cb`, `http://LOCALHOST/cb`,
+//! `http://127.0.0.1/a/../cb`) does not match.
 
 use url::{Host, Url};
 
@@ -32,7 +35,8 @@ pub fn validate_for_registration(uri: &str) -> Result<(), &'static str> {
     }
     match url.scheme() {
         "https" => {
-            if url.host().is_none() {
+            // `Url` reads `https:///cb` as host `cb`; the string itself must name an authority.
+            if url.host().is_none() || !has_authority(uri) {
                 return Err("https redirect URI needs a host");
             }
             Ok(())
@@ -51,22 +55,47 @@ pub fn validate_for_registration(uri: &str) -> Result<(), &'static str> {
     }
 }
 
+/// True when the text after `scheme:` starts with `//` and a non-empty authority.
+fn has_authority(uri: &str) -> bool {
+    uri.split_once(':')
+        .and_then(|(_, rest)| rest.strip_prefix("//"))
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with(['/', '?', '#']))
+}
+
 /// True when `requested` matches one of `registered` (see the module docs).
 pub fn matches(registered: &[String], requested: &str) -> bool {
     if registered.iter().any(|r| r == requested) {
         return true;
     }
-    let Some(req) = parse_loopback(requested) else {
+    let Some(requested) = without_port(requested) else {
         return false;
     };
     registered
         .iter()
-        .filter_map(|r| parse_loopback(r))
-        .any(|reg| {
-            reg.host_str() == req.host_str()
-                && reg.path() == req.path()
-                && reg.query() == req.query()
-        })
+        .filter(|r| parse_loopback(r).is_some())
+        .filter_map(|r| without_port(r))
+        .any(|r| r == requested)
+}
+
+/// `http://host[:port]rest` as the string `http://host` + `rest`, or `None` when `uri` is not
+/// of that shape (the port, when present, must be 1 to 5 digits). Purely textual.
+fn without_port(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("http://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // The port is what follows the last `:` after any `]` of an IPv6 literal.
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    let host = match authority[host_end..].rfind(':') {
+        Some(i) => {
+            let port = &authority[host_end + i + 1..];
+            if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            &authority[..host_end + i]
+        }
+        None => authority,
+    };
+    Some(format!("http://{host}{tail}"))
 }
 
 /// Parses a URI that is a plain loopback `http` URI without fragment or user info.
@@ -107,6 +136,31 @@ mod tests {
         assert!(validate_for_registration("javascript:alert(1)").is_err());
         assert!(validate_for_registration("/relative").is_err());
         assert!(validate_for_registration("https://user:pw@app.example/cb").is_err());
+        assert!(validate_for_registration("https:///cb").is_err());
+        assert!(validate_for_registration("https:/cb").is_err());
+    }
+
+    #[test]
+    fn nothing_is_normalised_before_comparing() {
+        let reg = vec![
+            "http://127.0.0.1/callback".to_owned(),
+            "http://[::1]/cb".to_owned(),
+        ];
+        assert!(matches(&reg, "http://[::1]:4000/cb"));
+        for uri in [
+            "http://127.1/callback",
+            "http://127.0.0.1:0053123/callback",
+            "http://127.0.0.1:/callback",
+            "http://127.0.0.1/a/../callback",
+            "http://127.0.0.1/Callback",
+            "HTTP://127.0.0.1/callback",
+            " http://127.0.0.1/callback",
+            "http://127.0.0.1/callback ",
+            "http://127.0.0.1/%63allback",
+            "http://[0:0:0:0:0:0:0:1]:4000/cb",
+        ] {
+            assert!(!matches(&reg, uri), "{uri}");
+        }
     }
 
     #[test]

@@ -6,8 +6,8 @@ use crate::storage::{Storage, StorageResult};
 use crate::tokens::hash_secret;
 
 /// The demo clients:
-/// - `mcp-resource-server` / `resource-server-secret`: confidential, for introspection (and the
-///   `client_credentials` grant with scope `read`);
+/// - `mcp-resource-server` / `resource-server-secret`: confidential, configured as a resource
+///   server (may introspect any token), and the `client_credentials` grant with scope `read`;
 /// - `demo-client`: public, authorization code + refresh token, redirect URIs
 ///   `http://127.0.0.1/callback` and `http://localhost/callback` (any port), scopes
 ///   `read write admin`.
@@ -22,6 +22,8 @@ pub fn demo_clients(now: i64) -> Vec<Client> {
             scope: "read".to_owned(),
             auth_method: AuthMethod::ClientSecretBasic,
             issued_at: now,
+            resource_server: true,
+            resources: Vec::new(),
         },
         Client {
             client_id: DEMO_PUBLIC_CLIENT_ID.to_owned(),
@@ -35,6 +37,8 @@ pub fn demo_clients(now: i64) -> Vec<Client> {
             scope: "read write admin".to_owned(),
             auth_method: AuthMethod::None,
             issued_at: now,
+            resource_server: false,
+            resources: Vec::new(),
         },
     ]
 }

@@ -52,6 +52,44 @@ pub fn normalise_issuer(issuer: Option<&str>, addr: SocketAddr) -> Result<String
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
+/// Refuses policy settings that would silently weaken the server: malformed resources,
+/// registrable scopes outside `scopes_supported` or including the privileged scope, and a short
+/// initial access token.
+pub fn validate_policy(config: &Config) -> Result<(), Error> {
+    for resource in config.known_resources() {
+        if !crate::resource::is_valid(&resource) {
+            return Err(Error::Config(format!(
+                "resource {resource:?} is not an absolute URI without fragment"
+            )));
+        }
+    }
+    for scope in config.effective_registrable_scopes() {
+        if scope == crate::config::PRIVILEGED_SCOPE {
+            return Err(Error::Config(format!(
+                "scope {scope:?} can never be registrable"
+            )));
+        }
+        if !config.scopes_supported.contains(&scope) {
+            return Err(Error::Config(format!(
+                "registrable scope {scope:?} is not a supported scope"
+            )));
+        }
+    }
+    if config
+        .registration_token
+        .as_deref()
+        .is_some_and(|t| t.len() < MIN_REGISTRATION_TOKEN_LEN)
+    {
+        return Err(Error::Config(format!(
+            "the registration token must have at least {MIN_REGISTRATION_TOKEN_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Shortest accepted initial access token (it guards who may mint `client_credentials` clients).
+pub const MIN_REGISTRATION_TOKEN_LEN: usize = 16;
+
 /// Opens the configured storage backend.
 pub async fn open_storage(config: &StorageConfig) -> Result<Arc<dyn Storage>, StorageError> {
     Ok(match config {
@@ -106,6 +144,7 @@ impl Server {
     ) -> Result<Self, Error> {
         let addr = listener.local_addr()?;
         let issuer = normalise_issuer(config.issuer.as_deref(), addr)?;
+        validate_policy(&config)?;
         let users = load_users(&config)?;
         if config.demo {
             crate::seed::seed_demo_clients(storage.as_ref(), crate::state::now()).await?;

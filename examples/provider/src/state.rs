@@ -1,5 +1,6 @@
 //! Shared state of the HTTP handlers.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,10 @@ struct Inner {
     lifetimes: Lifetimes,
     scopes_supported: Vec<String>,
     max_body_bytes: usize,
+    resources: Vec<String>,
+    registrable_scopes: Vec<String>,
+    registration_token_hash: Option<String>,
+    scope_descriptions: BTreeMap<String, String>,
 }
 
 impl AppState {
@@ -40,6 +45,13 @@ impl AppState {
                 lifetimes: config.lifetimes,
                 scopes_supported: config.scopes_supported.clone(),
                 max_body_bytes: config.max_body_bytes,
+                resources: config.known_resources(),
+                registrable_scopes: config.effective_registrable_scopes(),
+                registration_token_hash: config
+                    .registration_token
+                    .as_deref()
+                    .map(crate::tokens::hash_secret),
+                scope_descriptions: config.effective_scope_descriptions(),
             }),
         }
     }
@@ -77,6 +89,35 @@ impl AppState {
     /// `scopes_supported`.
     pub fn scopes_supported(&self) -> &[String] {
         &self.inner.scopes_supported
+    }
+
+    /// The RFC 8707 resources tokens may be issued for.
+    pub fn resources(&self) -> &[String] {
+        &self.inner.resources
+    }
+
+    /// Scopes a registered client may obtain on its own authority (`client_credentials`).
+    pub fn registrable_scopes(&self) -> &[String] {
+        &self.inner.registrable_scopes
+    }
+
+    /// True when `presented` is the configured initial access token (compared as hashes, in
+    /// constant time); always false when none is configured.
+    pub fn is_registration_token(&self, presented: &str) -> bool {
+        self.inner
+            .registration_token_hash
+            .as_deref()
+            .is_some_and(|hash| crate::tokens::verify_secret(presented, hash))
+    }
+
+    /// True when an initial access token is configured.
+    pub fn has_registration_token(&self) -> bool {
+        self.inner.registration_token_hash.is_some()
+    }
+
+    /// What `scope` allows, in words, if configured.
+    pub fn scope_description(&self, scope: &str) -> Option<&str> {
+        self.inner.scope_descriptions.get(scope).map(String::as_str)
     }
 
     /// Request body limit.

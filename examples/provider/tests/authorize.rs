@@ -145,9 +145,9 @@ async fn full_code_flow(backend: Backend) {
     assert_eq!(exp - iat, 3600);
     assert_eq!(info["nbf"], json!(iat));
 
-    let info = env.introspect(refresh).await;
-    assert_eq!(info["active"], json!(true));
-    assert_eq!(info["token_type"], json!("refresh_token"));
+    // A refresh token is not a bearer credential: never active at introspection.
+    env.assert_active(refresh, false).await;
+    env.assert_refresh_usable(refresh, true).await;
 
     // Nothing secret is stored in the clear.
     let stats = env.storage().stats().await.unwrap();

@@ -181,6 +181,8 @@ async fn users_file_without_demo_switch_from_environment() {
         format!("[[users]]\nusername = \"carol\"\npassword_hash = \"{phc}\"\nscopes = [\"read\", \"admin\"]\n"),
     )
     .unwrap();
+    // Known resources from the environment, comma separated.
+    let resources = format!("https://other.example/api,{RESOURCE}");
     let process = Process::spawn(
         &[],
         &[
@@ -188,6 +190,7 @@ async fn users_file_without_demo_switch_from_environment() {
             ("OAUTH_BIND", "127.0.0.1:0"),
             ("OAUTH_USERS_FILE", users.to_str().unwrap()),
             ("OAUTH_ACCESS_TOKEN_TTL", "120"),
+            ("OAUTH_RESOURCES", &resources),
         ],
     )
     .await;

@@ -33,7 +33,7 @@ async fn state_survives_a_restart() {
         .unwrap();
     let env = Env::with_server(server, Some(dir));
     env.assert_active(&at, true).await;
-    env.assert_active(&rt, true).await;
+    env.assert_refresh_usable(&rt, true).await;
     assert_eq!(env.introspect(&at).await["username"], json!("alice"));
     // The client is still registered.
     let resp = env.authorize(&AuthRequest::new(&client_id).query()).await;

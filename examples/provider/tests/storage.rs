@@ -42,6 +42,8 @@ fn client(id: &str) -> Client {
         scope: "read write".to_owned(),
         auth_method: AuthMethod::None,
         issued_at: NOW,
+        resource_server: false,
+        resources: Vec::new(),
     }
 }
 
@@ -103,6 +105,11 @@ async fn clients_round_trip_and_upsert_keeps_tokens(backend: Backend) {
     confidential.secret_hash = Some(hash_secret("secret"));
     confidential.auth_method = AuthMethod::ClientSecretPost;
     confidential.redirect_uris = Vec::new();
+    confidential.resource_server = true;
+    confidential.resources = vec![
+        "https://a.example/mcp".to_owned(),
+        "https://b.example/".to_owned(),
+    ];
     s.put_client(&confidential).await.unwrap();
     assert_eq!(s.get_client("c2").await.unwrap(), Some(confidential));
 

@@ -22,7 +22,8 @@
 //!
 //! # Scope
 //!
-//! Requested scopes must be in `scopes_supported` and in the client's registered scope. Without a
+//! Requested scopes must be in `scopes_supported` and in the client's registered scope; a blank
+//! `scope` is `invalid_scope`. Without a
 //! `scope` parameter the client's registered scope is requested. The user grants the requested
 //! scope ∩ the user's own scopes; when that is empty the request ends with `access_denied`.
 
@@ -33,18 +34,20 @@ use axum::response::{IntoResponse, Redirect, Response};
 use url::Url;
 
 use crate::endpoints::interaction;
-use crate::html::{self, LoginView};
+use crate::error::safe_description;
+use crate::html::{self, LoginView, ScopeLine};
 use crate::model::{Client, InteractionStage, PendingAuthorization};
 use crate::params::{self, Params};
 use crate::pkce;
 use crate::redirect;
+use crate::resource;
 use crate::scope;
 use crate::state::{AppState, now, secs};
 use crate::tokens::{self, hash_secret};
 
 /// Name of the browser-binding cookie.
 pub const BROWSER_COOKIE: &str = "oauth_browser";
-/// Longest accepted `state`.
+/// Longest accepted `state` (longer ones are refused, not truncated).
 const MAX_STATE_LEN: usize = 2048;
 
 /// `GET /authorize`.
@@ -79,8 +82,13 @@ struct ErrorRedirect<'a> {
 }
 
 impl ErrorRedirect<'_> {
-    fn send(&self, error: &str, description: &str) -> Response {
-        let mut params = vec![("error", error), ("error_description", description)];
+    /// `description` is written in the code, never request input (see [`crate::error`]).
+    fn send(&self, error: &str, description: &'static str) -> Response {
+        let description = safe_description(description);
+        let mut params = vec![
+            ("error", error),
+            ("error_description", description.as_str()),
+        ];
         if let Some(s) = self.state {
             params.push(("state", s));
         }
@@ -119,6 +127,35 @@ pub(crate) fn display_name(client: &Client) -> &str {
     client.client_name.as_deref().unwrap_or(&client.client_id)
 }
 
+/// Where the user will be sent back to, for the login and consent pages: the redirect URI's host
+/// (`127.0.0.1`, `app.example`), or its scheme for private-use URIs (`com.example.app`). Shown
+/// beside the client's self-chosen name, which alone proves nothing.
+pub(crate) fn redirect_host(redirect_uri: &str) -> String {
+    match Url::parse(redirect_uri) {
+        Ok(url) => url
+            .host_str()
+            .map_or_else(|| url.scheme().to_owned(), str::to_owned),
+        Err(_) => String::new(),
+    }
+}
+
+/// The scopes of `scope`, each with its configured description, for the pages.
+pub(crate) fn scope_lines<'a>(state: &'a AppState, scope: &'a str) -> Vec<ScopeLine<'a>> {
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|name| ScopeLine {
+            name,
+            description: state.scope_description(name),
+        })
+        .collect()
+}
+
+/// RFC 6749 Appendix A.5: `state` is `1*VSCHAR` (printable ASCII and space).
+fn is_valid_state(state: &str) -> bool {
+    state.len() <= MAX_STATE_LEN && state.bytes().all(|b| (0x20..=0x7E).contains(&b))
+}
+
 /// Validates an authorization request and shows the login form.
 async fn start(state: &AppState, headers: &HeaderMap, params: &Params) -> Response {
     // Until the redirect URI is trusted, errors are shown to the user, never redirected.
@@ -140,16 +177,25 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params) -> Respon
         return html::bad_request("The redirect_uri is not registered for this client.");
     }
 
+    // A `state` that cannot be echoed byte for byte is not echoed at all; without it the client
+    // could not match an error redirect, so the user sees the error instead.
+    if params.is_repeated("state") || params.get("state").is_some_and(|s| !is_valid_state(s)) {
+        return html::bad_request("The request's state parameter is invalid.");
+    }
     let reply = ErrorRedirect {
         redirect_uri,
         state: params.get("state"),
         issuer: state.issuer(),
     };
-    if let Some(name) = params.first_repeated() {
-        return reply.send("invalid_request", &format!("parameter {name} is repeated"));
+    // Checked before the generic repetition rule: RFC 8707 asks for `invalid_target`.
+    if params.is_repeated("resource") {
+        return reply.send(
+            "invalid_target",
+            "several resource parameters are not supported",
+        );
     }
-    if reply.state.is_some_and(|s| s.len() > MAX_STATE_LEN) {
-        return reply.send("invalid_request", "state is too long");
+    if params.first_repeated().is_some() {
+        return reply.send("invalid_request", "a parameter is repeated");
     }
     match params.get("response_type") {
         None => return reply.send("invalid_request", "response_type is required"),
@@ -193,15 +239,10 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params) -> Respon
     if !scope::is_subset(&requested, &supported) || !scope::is_subset(&requested, &client.scope) {
         return reply.send("invalid_scope", "scope is not allowed for this client");
     }
-    let resource = params.get("resource");
-    if let Some(r) = resource
-        && !is_valid_resource(r)
-    {
-        return reply.send(
-            "invalid_target",
-            "resource must be an absolute URI without fragment",
-        );
-    }
+    let resource = match resource::requested(state, &client, params) {
+        Ok(r) => r,
+        Err(why) => return reply.send("invalid_target", why),
+    };
 
     let (browser_token, set_cookie) = browser_binding(state, headers);
     let request_id = tokens::random_token("");
@@ -225,20 +266,17 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params) -> Respon
     if let Err(e) = state.storage().put_pending(&pending).await {
         return server_error(e);
     }
+    let host = redirect_host(redirect_uri);
     let page = html::login_page(&LoginView {
         client_name: display_name(&client),
-        scope: &scope,
+        redirect_host: &host,
+        scopes: &scope_lines(state, &scope),
         resource,
         request_id: &request_id,
         csrf_token: &csrf_token,
         error: None,
     });
     html::response(StatusCode::OK, page, set_cookie)
-}
-
-/// RFC 8707 §2: an absolute URI without fragment.
-pub fn is_valid_resource(r: &str) -> bool {
-    r.len() <= redirect::MAX_LEN && !r.contains('#') && Url::parse(r).is_ok()
 }
 
 /// The browser's binding token from its cookie, or a new one with the `Set-Cookie` header.

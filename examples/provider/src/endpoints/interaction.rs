@@ -8,7 +8,9 @@
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use crate::endpoints::authorize::{display_name, read_cookie, redirect_with, server_error};
+use crate::endpoints::authorize::{
+    display_name, read_cookie, redirect_host, redirect_with, scope_lines, server_error,
+};
 use crate::html::{self, ConsentView, LoginView};
 use crate::model::{AuthorizationCode, Client, InteractionStage, PendingAuthorization};
 use crate::params::Params;
@@ -74,7 +76,8 @@ async fn login(
     let Some(user) = user else {
         let page = html::login_page(&LoginView {
             client_name: display_name(client),
-            scope: &pending.scope,
+            redirect_host: &redirect_host(&pending.redirect_uri),
+            scopes: &scope_lines(state, &pending.scope),
             resource: pending.resource.as_deref(),
             request_id,
             csrf_token,
@@ -122,8 +125,9 @@ async fn login(
     }
     let page = html::consent_page(&ConsentView {
         client_name: display_name(client),
+        redirect_host: &redirect_host(&pending.redirect_uri),
         username: &user.username,
-        scope: &granted,
+        scopes: &scope_lines(state, &granted),
         resource: pending.resource.as_deref(),
         request_id,
         csrf_token: &new_csrf,

@@ -1,16 +1,18 @@
 //! `POST /introspect` (RFC 7662).
 //!
-//! Only confidential clients (resource servers) may introspect, with `client_secret_basic` or
-//! `client_secret_post`; anything else is `401 invalid_client`. Any authenticated confidential
-//! client may introspect any token: resource servers must see tokens issued to other clients,
-//! and the answer reveals nothing a holder of the token could not already use.
+//! Only confidential clients may introspect, with `client_secret_basic` or `client_secret_post`;
+//! anything else is `401 invalid_client`. RFC 7662 §2.1/§4: clients configured as resource servers
+//! ([`crate::model::Client::resource_server`]) may introspect any access token; every other client
+//! learns only about its own tokens and gets `{"active":false}` for anybody else's, so a
+//! registered client cannot use the endpoint as an oracle for tokens it found.
 //!
-//! An active token answers `active, scope, client_id, sub, username (users only), token_type, exp,
-//! iat, nbf, iss, aud (the RFC 8707 resource, if any), jti`. `token_type` is `Bearer` for access
-//! tokens and `refresh_token` for refresh tokens, so a resource server can refuse a refresh token
-//! presented as a bearer token. Unknown, expired, revoked and rotated tokens all answer exactly
-//! `{"active":false}`. `token_type_hint` is ignored: tokens of both kinds live in one table keyed
-//! by hash, so the hint cannot save a lookup.
+//! An active token answers `active, scope, client_id, sub, username (users only), token_type
+//! (Bearer), exp, iat, nbf, iss, aud (the RFC 8707 resource, if any), jti`. Refresh tokens are
+//! never reported active, to anybody: they are not bearer credentials for a resource server, and
+//! a resource server that forgot to check `token_type` must not accept one. Unknown, expired,
+//! revoked and rotated tokens all answer exactly `{"active":false}` too. `token_type_hint` is
+//! ignored: tokens of both kinds live in one table keyed by hash, so the hint cannot save a
+//! lookup.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -38,7 +40,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
     let params = Params::parse(if params::is_form(headers) { body } else { b"" });
     let credentials = client_auth::extract(headers, &params)?;
-    client_auth::authenticate(
+    let caller = client_auth::authenticate(
         state.storage().as_ref(),
         credentials,
         Accept::ConfidentialOnly,
@@ -63,7 +65,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
     else {
         return Ok(inactive);
     };
-    if record.consumed {
+    let visible = caller.resource_server || record.client_id == caller.client_id;
+    if record.consumed || record.kind != TokenKind::Access || !visible {
         return Ok(inactive);
     }
     let mut body = json!({
@@ -71,10 +74,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
         "scope": record.scope,
         "client_id": record.client_id,
         "sub": record.subject.as_deref().unwrap_or(&record.client_id),
-        "token_type": match record.kind {
-            TokenKind::Access => "Bearer",
-            TokenKind::Refresh => "refresh_token",
-        },
+        "token_type": "Bearer",
         "exp": record.expires_at,
         "iat": record.issued_at,
         "nbf": record.issued_at,

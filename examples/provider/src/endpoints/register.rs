@@ -1,13 +1,24 @@
-//! `POST /register` (RFC 7591 dynamic client registration), open registration (no initial
-//! access token), as MCP clients expect.
+//! `POST /register` (RFC 7591 dynamic client registration).
+//!
+//! Registration is open (no initial access token), as MCP clients expect, but an anonymous caller
+//! can only create clients for the authorization code grant: every token such a client obtains
+//! was approved by a user on the consent page, and is bounded by that user's scopes. The
+//! `client_credentials` grant, where the client acts on its own authority, needs the configured
+//! initial access token (RFC 7591 §3, `Authorization: Bearer <token>`, compared in constant
+//! time), a confidential client, and a scope within the *registrable* scopes
+//! ([`crate::Config::registrable_scopes`], never `admin`). A wrong initial access token is always
+//! refused (`401 invalid_token`), whatever is requested.
 //!
 //! Accepted metadata: `redirect_uris` (see [`crate::redirect`] for the rules),
 //! `token_endpoint_auth_method` (`none` → public client; `client_secret_basic` (the RFC 7591
 //! default) or `client_secret_post` → confidential client with a generated secret),
-//! `grant_types` (default `["authorization_code"]`; `client_credentials` only for confidential
-//! clients), `response_types` (only `code`), `client_name`, `scope` (default: all supported
-//! scopes; must be a subset of them). Other members are ignored. The secret is returned once and
-//! stored only as a hash; it does not expire (`client_secret_expires_at: 0`).
+//! `grant_types` (default `["authorization_code"]`), `response_types` (only `code`),
+//! `client_name` (no control or format characters, so it cannot hide or reorder text on the
+//! consent page), `scope` (default: the supported scopes, or the registrable ones for
+//! `client_credentials` clients; a blank scope is `invalid_scope`). Other members are ignored.
+//! The secret is returned once and stored only as a hash; it does not expire
+//! (`client_secret_expires_at: 0`). Registered clients are never resource servers and never
+//! restricted to some resources: both are configuration.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -48,11 +59,44 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     }
 }
 
-fn metadata_error(description: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
+fn metadata_error(description: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClientMetadata, description)
 }
 
+/// Whether the request carries the configured initial access token. No `Authorization` header is
+/// `Ok(false)`; anything else that is not exactly `Bearer <the token>` is `401 invalid_token`.
+fn initial_access_token(state: &AppState, headers: &HeaderMap) -> Result<bool, OAuthError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(false);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .filter(|_| values.next().is_none())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match token {
+        Some(token) if state.is_registration_token(token) => Ok(true),
+        _ => Err(OAuthError::new(
+            ErrorCode::InvalidToken,
+            "the initial access token is invalid",
+        )),
+    }
+}
+
+/// True for characters that must not appear in a `client_name`: controls, and Unicode format
+/// characters (bidi overrides such as U+202E, zero-width characters such as U+200B, …) that can
+/// disguise the name on the consent page.
+fn is_hidden_character(c: char) -> bool {
+    c.is_control()
+        || unicode_general_category::get_general_category(c)
+            == unicode_general_category::GeneralCategory::Format
+}
+
 async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+    let authorized = initial_access_token(state, headers)?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -61,8 +105,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
     if !is_json {
         return Err(metadata_error("body must be application/json"));
     }
-    let req: Request = serde_json::from_slice(body)
-        .map_err(|e| metadata_error(format!("invalid client metadata: {e}")))?;
+    let req: Request = serde_json::from_slice(body).map_err(|_| {
+        metadata_error("client metadata is not a JSON object of the expected shape")
+    })?;
 
     let auth_method_name = req
         .token_endpoint_auth_method
@@ -81,12 +126,21 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
             g.as_str(),
             "authorization_code" | "refresh_token" | "client_credentials"
         ) {
-            return Err(metadata_error(format!("unsupported grant type {g:?}")));
+            return Err(metadata_error("unsupported grant type"));
         }
-        if g == "client_credentials" && !confidential {
-            return Err(metadata_error(
-                "client_credentials requires a confidential client",
-            ));
+        if g == "client_credentials" {
+            if !authorized {
+                return Err(metadata_error(if state.has_registration_token() {
+                    "client_credentials needs an initial access token"
+                } else {
+                    "client_credentials is only available to configured clients"
+                }));
+            }
+            if !confidential {
+                return Err(metadata_error(
+                    "client_credentials requires a confidential client",
+                ));
+            }
         }
         if !grant_types.contains(&g) {
             grant_types.push(g);
@@ -132,20 +186,34 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
     }
 
     if let Some(name) = &req.client_name
-        && (name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control))
+        && (name.chars().count() > MAX_NAME_LEN || name.chars().any(is_hidden_character))
     {
         return Err(metadata_error(
-            "client_name is too long or has control characters",
+            "client_name is too long or has control or format characters",
         ));
     }
 
-    let supported = scope::join(state.scopes_supported());
+    // A client acting on its own authority is bounded by the registrable scopes; a client acting
+    // for users by the supported scopes (each token is then bounded by the user's own scopes).
+    let self_granting = grant_types.iter().any(|g| g == "client_credentials");
+    let bound = scope::join(if self_granting {
+        state.registrable_scopes()
+    } else {
+        state.scopes_supported()
+    });
     let scope = match &req.scope {
-        None => supported.clone(),
+        None => bound,
         Some(s) => {
             let set = scope::parse(s).ok_or_else(|| metadata_error("scope is malformed"))?;
-            if !scope::is_subset(&set, &supported) {
-                return Err(metadata_error("scope contains unsupported values"));
+            if set.is_empty() {
+                return Err(OAuthError::invalid_scope("scope is blank"));
+            }
+            if !scope::is_subset(&set, &bound) {
+                return Err(metadata_error(if self_granting {
+                    "scope exceeds the registrable scopes"
+                } else {
+                    "scope contains unsupported values"
+                }));
             }
             scope::join(&set)
         }
@@ -161,6 +229,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
         scope,
         auth_method,
         issued_at: now(),
+        resource_server: false,
+        resources: Vec::new(),
     };
     state.storage().put_client(&client).await?;
     tracing::info!(client_id = %client.client_id, method = auth_method.as_str(), "client registered");

@@ -14,11 +14,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::client_auth::{self, Accept};
-use crate::endpoints::authorize::is_valid_resource;
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::{Client, TokenKind, TokenRecord, UnixTime};
 use crate::params::{self, Params};
 use crate::pkce;
+use crate::resource;
 use crate::scope;
 use crate::state::{AppState, now, secs};
 use crate::tokens::{self, hash_secret};
@@ -49,10 +49,14 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
     let credentials = client_auth::extract(headers, &params)?;
     let client =
         client_auth::authenticate(state.storage().as_ref(), credentials, Accept::Any).await?;
-    if let Some(name) = params.first_repeated() {
-        return Err(OAuthError::invalid_request(format!(
-            "parameter {name} is repeated"
-        )));
+    // Checked before the generic repetition rule: RFC 8707 asks for `invalid_target`.
+    if params.is_repeated("resource") {
+        return Err(OAuthError::invalid_target(
+            "several resource parameters are not supported",
+        ));
+    }
+    if params.first_repeated().is_some() {
+        return Err(OAuthError::invalid_request("a parameter is repeated"));
     }
     let grant_type = params
         .get("grant_type")
@@ -75,18 +79,32 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
             "the client may not use this grant type",
         ));
     }
-    let resource = params.get("resource");
-    if resource.is_some_and(|r| !is_valid_resource(r)) {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidTarget,
-            "resource must be an absolute URI without fragment",
-        ));
-    }
+    let resource =
+        resource::requested(state, &client, &params).map_err(OAuthError::invalid_target)?;
     match grant_type {
         "authorization_code" => authorization_code(state, &client, &params, resource).await,
         "refresh_token" => refresh_token(state, &client, &params, resource).await,
         _ => client_credentials(state, &client, &params, resource).await,
     }
+}
+
+/// The resource a grant is bound to must still be known and allowed, and a `resource` the
+/// token request names must be that one.
+fn check_grant_resource(
+    state: &AppState,
+    client: &Client,
+    bound: Option<&str>,
+    requested: Option<&str>,
+) -> Result<(), OAuthError> {
+    if let Some(bound) = bound {
+        resource::allowed(state, client, bound).map_err(OAuthError::invalid_target)?;
+    }
+    if requested.is_some_and(|r| Some(r) != bound) {
+        return Err(OAuthError::invalid_target(
+            "resource does not match the authorization grant",
+        ));
+    }
+    Ok(())
 }
 
 async fn authorization_code(
@@ -105,15 +123,17 @@ async fn authorization_code(
         .get_code(&code_hash, now)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("authorization code is invalid or expired"))?;
+    // The binding comes first: a code presented by another client is refused without touching
+    // the owner's grant (otherwise anyone who saw a used code could revoke the owner's tokens).
+    if record.client_id != client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "authorization code was issued to another client",
+        ));
+    }
     if record.consumed {
         revoke_after_replay(state, &record.family_id, "authorization code replayed").await?;
         return Err(OAuthError::invalid_grant(
             "authorization code was already used",
-        ));
-    }
-    if record.client_id != client.client_id {
-        return Err(OAuthError::invalid_grant(
-            "authorization code was issued to another client",
         ));
     }
     if record.redirect_uri != redirect_uri {
@@ -124,12 +144,7 @@ async fn authorization_code(
     if !pkce::verify(verifier, &record.code_challenge) {
         return Err(OAuthError::invalid_grant("PKCE verification failed"));
     }
-    if resource.is_some_and(|r| Some(r) != record.resource.as_deref()) {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidTarget,
-            "resource does not match the authorization request",
-        ));
-    }
+    check_grant_resource(state, client, record.resource.as_deref(), resource)?;
     if !storage.consume_code(&code_hash, now).await? {
         // Lost a race against a concurrent redemption: that is a replay too.
         revoke_after_replay(
@@ -181,9 +196,12 @@ async fn refresh_token(
     let access_scope = match params.get("scope") {
         None => record.scope.clone(),
         Some(s) => {
-            let requested = scope::parse(s)
-                .ok_or_else(|| OAuthError::new(ErrorCode::InvalidScope, "scope is malformed"))?;
-            if requested.is_empty() || !scope::is_subset(&requested, &record.scope) {
+            let requested =
+                scope::parse(s).ok_or_else(|| OAuthError::invalid_scope("scope is malformed"))?;
+            if requested.is_empty() {
+                return Err(OAuthError::invalid_scope("scope is blank"));
+            }
+            if !scope::is_subset(&requested, &record.scope) {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidScope,
                     "scope exceeds the original grant",
@@ -192,12 +210,7 @@ async fn refresh_token(
             scope::join(&requested)
         }
     };
-    if resource.is_some_and(|r| Some(r) != record.resource.as_deref()) {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidTarget,
-            "resource does not match the original grant",
-        ));
-    }
+    check_grant_resource(state, client, record.resource.as_deref(), resource)?;
     if !storage.rotate_refresh_token(&token_hash, now).await? {
         revoke_after_replay(
             state,
@@ -231,8 +244,11 @@ async fn client_credentials(
     let scope = match params.get("scope") {
         None => client.scope.clone(),
         Some(s) => {
-            let requested = scope::parse(s)
-                .ok_or_else(|| OAuthError::new(ErrorCode::InvalidScope, "scope is malformed"))?;
+            let requested =
+                scope::parse(s).ok_or_else(|| OAuthError::invalid_scope("scope is malformed"))?;
+            if requested.is_empty() {
+                return Err(OAuthError::invalid_scope("scope is blank"));
+            }
             if !scope::is_subset(&requested, &client.scope)
                 || !scope::is_subset(&requested, &supported)
             {
@@ -258,9 +274,15 @@ async fn client_credentials(
 }
 
 fn required<'a>(params: &'a Params, name: &'static str) -> Result<&'a str, OAuthError> {
-    params
-        .get(name)
-        .ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
+    params.get(name).ok_or_else(|| {
+        OAuthError::invalid_request(match name {
+            "code" => "code is required",
+            "redirect_uri" => "redirect_uri is required",
+            "code_verifier" => "code_verifier is required",
+            "refresh_token" => "refresh_token is required",
+            _ => "a required parameter is missing",
+        })
+    })
 }
 
 async fn revoke_after_replay(

@@ -99,6 +99,7 @@ fn client_from_row(row: &SqliteRow) -> StorageResult<Client> {
     let redirect_uris: String = row.try_get("redirect_uris")?;
     let grant_types: String = row.try_get("grant_types")?;
     let auth_method: String = row.try_get("auth_method")?;
+    let resources: String = row.try_get("resources")?;
     Ok(Client {
         client_id: row.try_get("client_id")?,
         secret_hash: row.try_get("secret_hash")?,
@@ -111,6 +112,8 @@ fn client_from_row(row: &SqliteRow) -> StorageResult<Client> {
         auth_method: AuthMethod::parse(&auth_method)
             .ok_or_else(|| corrupt("clients.auth_method"))?,
         issued_at: row.try_get("issued_at")?,
+        resource_server: row.try_get("resource_server")?,
+        resources: serde_json::from_str(&resources).map_err(|_| corrupt("clients.resources"))?,
     })
 }
 
@@ -202,11 +205,13 @@ impl Storage for SqliteStorage {
         // cascade to the client's codes and tokens.
         sqlx::query(
             "INSERT INTO clients (client_id, secret_hash, client_name, redirect_uris, grant_types, \
-             scope, auth_method, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             scope, auth_method, issued_at, resource_server, resources) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (client_id) DO UPDATE SET secret_hash = excluded.secret_hash, \
              client_name = excluded.client_name, redirect_uris = excluded.redirect_uris, \
              grant_types = excluded.grant_types, scope = excluded.scope, \
-             auth_method = excluded.auth_method, issued_at = excluded.issued_at",
+             auth_method = excluded.auth_method, issued_at = excluded.issued_at, \
+             resource_server = excluded.resource_server, resources = excluded.resources",
         )
         .bind(&client.client_id)
         .bind(&client.secret_hash)
@@ -216,6 +221,8 @@ impl Storage for SqliteStorage {
         .bind(&client.scope)
         .bind(client.auth_method.as_str())
         .bind(client.issued_at)
+        .bind(client.resource_server)
+        .bind(to_json(&client.resources))
         .execute(&self.pool)
         .await?;
         Ok(())

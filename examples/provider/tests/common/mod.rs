@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use oauth_provider::model::{TokenKind, TokenRecord};
 use oauth_provider::storage::{MemoryStorage, SqliteStorage, Storage};
+use oauth_provider::tokens::hash_secret;
 use oauth_provider::{Config, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET, Server};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -80,8 +82,10 @@ pub fn http_client() -> reqwest::Client {
 }
 
 impl Env {
+    /// The demo configuration, with an initial access token for `client_credentials`
+    /// registrations ([`REGISTRATION_TOKEN`]).
     pub async fn start(backend: Backend) -> Self {
-        Self::start_with(backend, Config::demo()).await
+        Self::start_with(backend, test_config()).await
     }
 
     pub async fn start_with(backend: Backend, config: Config) -> Self {
@@ -285,6 +289,51 @@ impl Env {
         json_of(resp).await
     }
 
+    /// Registers with `Authorization: Bearer <initial access token>`.
+    pub async fn register_with_token(&self, token: &str, metadata: Value) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(self.url("/register"))
+            .bearer_auth(token)
+            .json(&metadata)
+            .send()
+            .await
+            .expect("register");
+        json_of(resp).await
+    }
+
+    /// Introspects as the given confidential client; returns status and body.
+    pub async fn introspect_as(&self, id: &str, secret: &str, token: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(self.url("/introspect"))
+            .basic_auth(id, Some(secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("introspect");
+        json_of(resp).await
+    }
+
+    /// The stored record of a raw token (in-process servers only): unexpired, family not revoked.
+    pub async fn stored_token(&self, raw: &str) -> Option<TokenRecord> {
+        self.storage()
+            .get_token(&hash_secret(raw), oauth_provider::state::now())
+            .await
+            .expect("storage")
+    }
+
+    /// Asserts that a refresh token is stored, unexpired, unrevoked and not yet rotated (refresh
+    /// tokens never introspect as active).
+    pub async fn assert_refresh_usable(&self, raw: &str, usable: bool) {
+        let record = self.stored_token(raw).await;
+        assert_eq!(
+            record.is_some_and(|r| r.kind == TokenKind::Refresh && !r.consumed),
+            usable,
+            "refresh token usable"
+        );
+    }
+
     /// Registers a public client with a loopback redirect URI and the refresh grant.
     pub async fn public_client(&self) -> String {
         let (status, body) = self
@@ -299,16 +348,23 @@ impl Env {
         body["client_id"].as_str().unwrap().to_owned()
     }
 
-    /// Registers a confidential client; returns (id, secret).
+    /// Registers a confidential client; returns (id, secret). A `client_credentials` client is
+    /// registered with the initial access token.
     pub async fn confidential_client(&self, grant_types: Value) -> (String, String) {
-        let (status, body) = self
-            .register(json!({
-                "redirect_uris": [REDIRECT_URI],
-                "token_endpoint_auth_method": "client_secret_basic",
-                "grant_types": grant_types,
-                "scope": "read write",
-            }))
-            .await;
+        let metadata = json!({
+            "redirect_uris": [REDIRECT_URI],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": grant_types,
+            "scope": "read write",
+        });
+        let self_granting = grant_types
+            .as_array()
+            .is_some_and(|g| g.contains(&json!("client_credentials")));
+        let (status, body) = if self_granting {
+            self.register_with_token(REGISTRATION_TOKEN, metadata).await
+        } else {
+            self.register(metadata).await
+        };
         assert_eq!(status, StatusCode::CREATED, "{body}");
         (
             body["client_id"].as_str().unwrap().to_owned(),
@@ -321,8 +377,20 @@ impl Env {
 pub const REDIRECT_URI: &str = "http://127.0.0.1/cb";
 /// What test clients actually send (an ephemeral port, as native apps do).
 pub const REDIRECT_URI_WITH_PORT: &str = "http://127.0.0.1:51004/cb";
-/// A resource indicator.
-pub const RESOURCE: &str = "https://mcp.example.com/mcp";
+/// A resource indicator the demo configuration knows.
+pub const RESOURCE: &str = oauth_provider::DEMO_RESOURCE;
+/// A well-formed resource indicator no test configuration knows.
+pub const UNKNOWN_RESOURCE: &str = "https://elsewhere.example/mcp";
+/// The initial access token of [`test_config`].
+pub const REGISTRATION_TOKEN: &str = "test-initial-access-token-0123456789";
+
+/// The demo configuration with [`REGISTRATION_TOKEN`].
+pub fn test_config() -> Config {
+    Config {
+        registration_token: Some(REGISTRATION_TOKEN.to_owned()),
+        ..Config::demo()
+    }
+}
 
 /// PKCE pair.
 pub struct Pkce {
@@ -452,10 +520,25 @@ pub async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
     (status, body)
 }
 
-/// Asserts an OAuth JSON error.
+/// Asserts an OAuth JSON error (whose description uses only RFC 6749 §5.2's characters).
 #[track_caller]
 pub fn assert_error(result: &(StatusCode, Value), status: StatusCode, error: &str) {
     assert_eq!(result.0, status, "{}", result.1);
     assert_eq!(result.1["error"], json!(error), "{}", result.1);
-    assert!(result.1["error_description"].is_string(), "{}", result.1);
+    let description = result.1["error_description"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error_description: {}", result.1));
+    assert_safe_description(description);
+}
+
+/// RFC 6749 §5.2: `error_description` is %x20-21 / %x23-5B / %x5D-7E, and ours are short.
+#[track_caller]
+pub fn assert_safe_description(description: &str) {
+    assert!(
+        description.len() <= oauth_provider::error::MAX_DESCRIPTION_LEN
+            && description
+                .bytes()
+                .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)),
+        "unsafe error_description {description:?}"
+    );
 }
