@@ -11,7 +11,8 @@
 //! cargo run --example grpc_server -- --self-test
 //! ```
 //!
-//! Serve against the reference provider (`cargo run -p oauth-provider -- --demo`):
+//! Serve against the reference provider, which issues tokens only for resources it knows
+//! (`cargo run -p oauth-provider -- --demo --resource http://127.0.0.1:50051`):
 //!
 //! ```sh
 //! cargo run --example grpc_server                    # 127.0.0.1:50051
@@ -130,13 +131,13 @@ async fn read_token(issuer: &str, resource: &str) -> anyhow::Result<String> {
 }
 
 async fn self_test(mut args: Args) -> anyhow::Result<()> {
-    let provider =
-        oauth_provider::Server::bind(oauth_provider::Config::demo(), "127.0.0.1:0".parse()?)
-            .await?;
-    args.auth.issuer = provider.issuer().to_owned();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let resource = format!("http://{addr}");
+    // The provider issues tokens only for resources it knows: this server's URL.
+    let config = oauth_provider::Config::demo().with_resource(&resource);
+    let provider = oauth_provider::Server::bind(config, "127.0.0.1:0".parse()?).await?;
+    args.auth.issuer = provider.issuer().to_owned();
     tokio::spawn(async move {
         if let Err(error) = serve(listener, &args).await {
             eprintln!("server failed: {error}");

@@ -67,10 +67,15 @@ async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
 
+    let listener = tokio::net::TcpListener::bind(&args.bind).await?;
+    let resource = args
+        .resource_url
+        .clone()
+        .unwrap_or(format!("http://{}/mcp", listener.local_addr()?));
     let provider = if args.with_provider {
-        let server =
-            oauth_provider::Server::bind(oauth_provider::Config::demo(), "127.0.0.1:0".parse()?)
-                .await?;
+        // The provider issues tokens only for resources it knows: this server's URL.
+        let config = oauth_provider::Config::demo().with_resource(&resource);
+        let server = oauth_provider::Server::bind(config, "127.0.0.1:0".parse()?).await?;
         args.auth.issuer = server.issuer().to_owned();
         println!("reference provider (demo accounts) at {}", server.issuer());
         Some(server)
@@ -78,11 +83,10 @@ async fn main() -> anyhow::Result<()> {
         None
     };
 
-    let listener = tokio::net::TcpListener::bind(&args.bind).await?;
     let auth = args
         .auth
         .settings(CacheConfig::default().max_ttl(Duration::from_secs(args.cache_max_ttl)));
-    let server = McpServer::start_at(listener, args.resource_url.clone(), &auth).await?;
+    let server = McpServer::start_at(listener, Some(resource), &auth).await?;
     println!(
         "MCP server at {} (authorization server {})",
         server.url, auth.issuer

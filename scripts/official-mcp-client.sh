@@ -21,7 +21,9 @@ check_dir=scripts/official-mcp-client
 
 # Settings inherited from the caller's shell must not reconfigure the servers.
 unset OAUTH_BIND OAUTH_ISSUER OAUTH_STORAGE_BACKEND OAUTH_SQLITE_PATH OAUTH_USERS_FILE OAUTH_DEMO \
-    OAUTH_SCOPES OAUTH_INTROSPECTION_URL OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET MCP_BIND MCP_RESOURCE_URL
+    OAUTH_SCOPES OAUTH_RESOURCES OAUTH_REGISTRABLE_SCOPES OAUTH_REGISTRATION_TOKEN \
+    OAUTH_SCOPE_DESCRIPTIONS OAUTH_INTROSPECTION_URL OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET MCP_BIND \
+    MCP_RESOURCE_URL
 
 export NO_COLOR=1
 
@@ -101,9 +103,16 @@ wait_for_line() {
     return 1
 }
 
+# The provider issues tokens only for resources it knows, and the MCP server needs the provider's
+# issuer to start: pick the MCP server's port first (a free port the kernel just handed out).
+mcp_port=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')
+[[ $mcp_port =~ ^[0-9]+$ ]] || die "could not find a free port for the MCP server"
+mcp_resource=http://127.0.0.1:$mcp_port/mcp
+
 # Each server also gets a hard time limit, in case this script itself is killed without its trap.
-log "starting oauth-provider --demo --storage memory on a free port"
+log "starting oauth-provider --demo --storage memory --resource $mcp_resource on a free port"
 timeout --kill-after=5 300 "$provider_bin" --demo --storage memory --bind 127.0.0.1:0 \
+    --resource "$mcp_resource" \
     >"$work/provider.out" 2>"$work/provider.log" &
 pids+=($!)
 line=$(wait_for_line "$work/provider.out" '^oauth-provider listening on http://' "${pids[0]}") \
@@ -112,8 +121,8 @@ issuer=$(printf '%s\n' "$line" | sed -E 's/.*\(issuer ([^)]+)\).*/\1/')
 [[ $issuer == http://* ]] || die "could not read the issuer from: $line"
 log "$line"
 
-log "starting the mcp_server example on a free port"
-timeout --kill-after=5 300 "$mcp_bin" --issuer "$issuer" --bind 127.0.0.1:0 \
+log "starting the mcp_server example on port $mcp_port"
+timeout --kill-after=5 300 "$mcp_bin" --issuer "$issuer" --bind "127.0.0.1:$mcp_port" \
     >"$work/mcp_server.log" 2>&1 &
 pids+=($!)
 line=$(wait_for_line "$work/mcp_server.log" '^MCP server at http://' "${pids[1]}") \

@@ -156,7 +156,7 @@ function formAction(html, base) {
 }
 
 function scopesOnPage(html) {
-  return [...html.matchAll(/<li><code>([^<]*)<\/code><\/li>/g)].map((m) => decodeHtml(m[1]));
+  return [...html.matchAll(/<li><code>([^<]*)<\/code>/g)].map((m) => decodeHtml(m[1]));
 }
 
 class HeadlessBrowserProvider {

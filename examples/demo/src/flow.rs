@@ -106,10 +106,22 @@ fn same_kind(a: &Outcome, b: &Outcome) -> bool {
     }
 }
 
-async fn start_provider(listener: TcpListener, database: &Path) -> anyhow::Result<Server> {
-    let config = Config::demo().with_storage(StorageConfig::Sqlite {
-        path: database.to_owned(),
-    });
+/// The demo MCP server's URL (its resource identifier) on `listener`.
+fn mcp_url(listener: &TcpListener) -> anyhow::Result<String> {
+    Ok(format!("http://{}/mcp", listener.local_addr()?))
+}
+
+async fn start_provider(
+    listener: TcpListener,
+    database: &Path,
+    resource: &str,
+) -> anyhow::Result<Server> {
+    // The provider issues tokens only for resources it knows: the MCP server's URL.
+    let config = Config::demo()
+        .with_storage(StorageConfig::Sqlite {
+            path: database.to_owned(),
+        })
+        .with_resource(resource);
     Server::start(config, listener)
         .await
         .context("starting the reference provider")
@@ -123,9 +135,11 @@ pub async fn run() -> anyhow::Result<Report> {
     let dir = tempfile::tempdir()?;
     let database = dir.path().join("oauth.db");
 
+    let mcp_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let resource = mcp_url(&mcp_listener)?;
     let provider_listener = TcpListener::bind("127.0.0.1:0").await?;
     let provider_addr: SocketAddr = provider_listener.local_addr()?;
-    let provider = start_provider(provider_listener, &database).await?;
+    let provider = start_provider(provider_listener, &database, &resource).await?;
     let auth = AuthSettings {
         issuer: provider.issuer().to_owned(),
         introspection_endpoint: None,
@@ -133,7 +147,7 @@ pub async fn run() -> anyhow::Result<Report> {
         client_secret: DEMO_RESOURCE_SERVER_SECRET.to_owned(),
         cache: CacheConfig::default(),
     };
-    let mcp = McpServer::start(TcpListener::bind("127.0.0.1:0").await?, &auth).await?;
+    let mcp = McpServer::start(mcp_listener, &auth).await?;
     say(&format!(
         "authorization server  {} (SQLite {})",
         provider.issuer(),
@@ -257,7 +271,12 @@ pub async fn run() -> anyhow::Result<Report> {
 
     say("\n7. Provider restart on the same SQLite file (admin)");
     provider.shutdown().await?;
-    let provider = start_provider(TcpListener::bind(provider_addr).await?, &database).await?;
+    let provider = start_provider(
+        TcpListener::bind(provider_addr).await?,
+        &database,
+        &resource,
+    )
+    .await?;
     mcp.cache.invalidate_all();
     let admin = token_of("admin");
     let outcome = call(&mcp, &admin.access_token, "admin_operation").await?;
