@@ -77,6 +77,9 @@ pub struct Config {
     pub scopes_supported: Vec<String>,
     /// A users file to load (see [`crate::users`]).
     pub users_file: Option<PathBuf>,
+    /// A clients file to load (see [`crate::clients`]): resource servers and other configured
+    /// clients, stored at every start.
+    pub clients_file: Option<PathBuf>,
     /// Seed the demo accounts and demo clients. Never enabled implicitly.
     pub demo: bool,
     /// How often expired rows are purged (default 60 s).
@@ -107,6 +110,7 @@ impl Default for Config {
             lifetimes: Lifetimes::default(),
             scopes_supported: ["read", "write", "admin"].map(String::from).to_vec(),
             users_file: None,
+            clients_file: None,
             demo: false,
             cleanup_interval: Duration::from_secs(60),
             max_body_bytes: 16 * 1024,

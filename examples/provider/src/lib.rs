@@ -26,6 +26,7 @@
 
 pub mod cleanup;
 pub mod client_auth;
+pub mod clients;
 pub mod config;
 pub mod endpoints;
 pub mod error;

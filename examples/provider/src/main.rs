@@ -38,6 +38,11 @@ struct Cli {
     #[arg(long, env = "OAUTH_USERS_FILE")]
     users_file: Option<PathBuf>,
 
+    /// Clients file (TOML, or JSON when it ends in .json): resource servers and other configured
+    /// clients.
+    #[arg(long, env = "OAUTH_CLIENTS_FILE")]
+    clients_file: Option<PathBuf>,
+
     /// Seed the demo accounts and demo clients (never use in production).
     #[arg(long, env = "OAUTH_DEMO", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     demo: bool,
@@ -91,6 +96,9 @@ struct Cli {
 enum Command {
     /// Read a password from stdin (first line) and print its argon2id PHC string for the users file.
     HashPassword,
+    /// Read a client secret from stdin (first line, at least 32 characters) and print its
+    /// `secret_hash` for the clients file.
+    HashClientSecret,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -117,6 +125,7 @@ impl Cli {
             },
             scopes_supported: self.scopes.split_whitespace().map(String::from).collect(),
             users_file: self.users_file.clone(),
+            clients_file: self.clients_file.clone(),
             demo: self.demo,
             cleanup_interval: Duration::from_secs(self.cleanup_interval),
             resources: self
@@ -144,6 +153,26 @@ fn parse_scope_description(value: &str) -> Result<(String, String), String> {
         }
         _ => Err("expected scope=description".to_owned()),
     }
+}
+
+/// Client secrets are stored as an unsalted SHA-256, which is safe only for high-entropy secrets.
+const MIN_CLIENT_SECRET_LEN: usize = 32;
+
+fn hash_client_secret() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        eprintln!("cannot read the secret from stdin");
+        return ExitCode::FAILURE;
+    }
+    let secret = line.trim_end_matches(['\r', '\n']);
+    if secret.len() < MIN_CLIENT_SECRET_LEN {
+        eprintln!(
+            "client secrets must have at least {MIN_CLIENT_SECRET_LEN} characters (use a random one)"
+        );
+        return ExitCode::FAILURE;
+    }
+    println!("{}", oauth_provider::tokens::hash_secret(secret));
+    ExitCode::SUCCESS
 }
 
 fn hash_password() -> ExitCode {
@@ -193,8 +222,10 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::HashPassword) = cli.command {
-        return hash_password();
+    match cli.command {
+        Some(Command::HashPassword) => return hash_password(),
+        Some(Command::HashClientSecret) => return hash_client_secret(),
+        None => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(

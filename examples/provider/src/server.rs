@@ -25,6 +25,9 @@ pub enum Error {
     /// The users file is invalid.
     #[error(transparent)]
     Users(#[from] UsersError),
+    /// The clients file is invalid.
+    #[error(transparent)]
+    Clients(#[from] crate::clients::ClientsError),
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -148,6 +151,16 @@ impl Server {
         let users = load_users(&config)?;
         if config.demo {
             crate::seed::seed_demo_clients(storage.as_ref(), crate::state::now()).await?;
+        }
+        if let Some(path) = &config.clients_file {
+            let resources = config.known_resources();
+            let known = crate::clients::Known {
+                scopes: &config.scopes_supported,
+                resources: &resources,
+            };
+            for client in crate::clients::load_file(path, &known, crate::state::now())? {
+                storage.put_client(&client).await?;
+            }
         }
         let state = AppState::new(&config, storage.clone(), users, issuer);
         let app = crate::router(state.clone());

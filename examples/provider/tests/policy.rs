@@ -26,6 +26,7 @@ backend_tests!(
     only_resource_servers_introspect_other_clients_tokens,
     refresh_tokens_never_introspect_as_active,
     code_presented_by_another_client_leaves_the_owners_tokens_alone,
+    configured_clients_come_from_the_clients_file,
 );
 
 const BAD: StatusCode = StatusCode::BAD_REQUEST;
@@ -597,4 +598,94 @@ async fn code_presented_by_another_client_leaves_the_owners_tokens_alone(backend
     );
     env.assert_active(at, false).await;
     env.assert_refresh_usable(rt, false).await;
+}
+
+async fn configured_clients_come_from_the_clients_file(backend: Backend) {
+    // Without --demo, the clients file is where resource servers and self-granting services
+    // come from.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clients.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[clients]]\nclient_id = \"api-gateway\"\nsecret_hash = \"{}\"\nresource_server = true\n\n\
+             [[clients]]\nclient_id = \"report-job\"\nsecret_hash = \"{}\"\n\
+             grant_types = [\"client_credentials\"]\nscope = \"read\"\nresources = [\"{RESOURCE}\"]\n",
+            hash_secret("gateway-secret-0123456789abcdef0123"),
+            hash_secret("job-secret-0123456789abcdef01234567"),
+        ),
+    )
+    .unwrap();
+    let config = Config {
+        clients_file: Some(path.clone()),
+        resources: vec![RESOURCE.to_owned(), UNKNOWN_RESOURCE.to_owned()],
+        ..Config::default()
+    };
+    let env = Env::start_with(backend, config).await;
+    let job = ("report-job", "job-secret-0123456789abcdef01234567");
+    let gateway = ("api-gateway", "gateway-secret-0123456789abcdef0123");
+    let (status, body) = env
+        .token_basic(
+            job.0,
+            job.1,
+            &[("grant_type", "client_credentials"), ("resource", RESOURCE)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let at = body["access_token"].as_str().unwrap();
+    // Restricted to its resource, and must name it.
+    for form in [
+        vec![
+            ("grant_type", "client_credentials"),
+            ("resource", UNKNOWN_RESOURCE),
+        ],
+        vec![("grant_type", "client_credentials")],
+    ] {
+        assert_error(
+            &env.token_basic(job.0, job.1, &form).await,
+            BAD,
+            "invalid_target",
+        );
+    }
+    // The configured resource server introspects it; nobody else does.
+    let (status, info) = env.introspect_as(gateway.0, gateway.1, at).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            info["active"].clone(),
+            info["aud"].clone(),
+            info["client_id"].clone()
+        ),
+        (json!(true), json!(RESOURCE), json!("report-job"))
+    );
+    let (other, other_secret) = env.confidential_client(json!(["authorization_code"])).await;
+    let (_, info) = env.introspect_as(&other, &other_secret, at).await;
+    assert_eq!(info, json!({"active": false}));
+    // The resource server has no grant of its own.
+    assert_error(
+        &env.token_basic(
+            gateway.0,
+            gateway.1,
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+        BAD,
+        "unauthorized_client",
+    );
+    env.shutdown().await;
+
+    // A bad clients file stops the server.
+    std::fs::write(
+        &path,
+        "[[clients]]\nclient_id = \"x\"\nsecret_hash = \"plaintext-secret\"\n",
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = Config {
+        clients_file: Some(path),
+        ..Config::default()
+    };
+    let result =
+        Server::start_with_storage(config, listener, open_storage(backend, &dir).await).await;
+    assert!(matches!(result, Err(oauth_provider::Error::Clients(_))));
 }

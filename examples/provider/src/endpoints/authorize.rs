@@ -23,9 +23,16 @@
 //! # Scope
 //!
 //! Requested scopes must be in `scopes_supported` and in the client's registered scope; a blank
-//! `scope` is `invalid_scope`. Without a
-//! `scope` parameter the client's registered scope is requested. The user grants the requested
-//! scope ∩ the user's own scopes; when that is empty the request ends with `access_denied`.
+//! `scope` is `invalid_scope`. Without a `scope` parameter the client's registered scope is
+//! requested. The user grants the requested scope ∩ the user's own scopes; when that is empty the
+//! request ends with `access_denied`.
+//!
+//! # Exactness
+//!
+//! `redirect_uri` is matched as a string ([`crate::redirect`]); `state` must be `VSCHAR` and is
+//! echoed byte for byte; `resource` must be one of the known resources ([`crate::resource`]).
+//! The login and consent pages show the redirect URI's host beside the client's self-chosen name,
+//! and each scope's configured description.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
