@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limits::Limits;
+
 /// Where the state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageConfig {
@@ -28,6 +30,11 @@ pub struct Lifetimes {
     pub refresh_token: Duration,
     /// How long a user has to log in and consent (default 10 minutes).
     pub interaction: Duration,
+    /// How long after a rotation the previous refresh token may still be presented once more,
+    /// as long as its successor was never used (default 10 s). This lets a client whose refresh
+    /// response was lost retry; the retry gets a fresh pair and the unused successor is
+    /// revoked. Any other reuse revokes the whole grant (RFC 9700 §4.14.2). Zero disables it.
+    pub refresh_reuse_grace: Duration,
 }
 
 impl Default for Lifetimes {
@@ -37,6 +44,7 @@ impl Default for Lifetimes {
             access_token: Duration::from_secs(3600),
             refresh_token: Duration::from_secs(30 * 24 * 3600),
             interaction: Duration::from_secs(600),
+            refresh_reuse_grace: Duration::from_secs(10),
         }
     }
 }
@@ -69,6 +77,8 @@ pub struct Config {
     pub cleanup_interval: Duration,
     /// Largest accepted request body in bytes (default 16 KiB).
     pub max_body_bytes: usize,
+    /// Bounds on password hashing, login attempts and anonymous writes.
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -83,6 +93,7 @@ impl Default for Config {
             demo: false,
             cleanup_interval: Duration::from_secs(60),
             max_body_bytes: 16 * 1024,
+            limits: Limits::default(),
         }
     }
 }

@@ -33,6 +33,9 @@ pub enum ErrorCode {
     InvalidClientMetadata,
     /// The server failed (500); the cause is logged, not returned.
     ServerError,
+    /// A limit was reached; retry after the time in `Retry-After` (503, or 429 when the limit
+    /// is the caller's own).
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
@@ -49,6 +52,7 @@ impl ErrorCode {
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 
@@ -56,6 +60,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

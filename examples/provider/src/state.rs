@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, Lifetimes};
+use crate::limits::{ClientAddr, Limits, LoginThrottle, PasswordGate, WindowCounter};
 use crate::model::UnixTime;
 use crate::storage::Storage;
 use crate::users::UserDirectory;
@@ -21,6 +22,10 @@ struct Inner {
     lifetimes: Lifetimes,
     scopes_supported: Vec<String>,
     max_body_bytes: usize,
+    limits: Limits,
+    password_gate: PasswordGate,
+    login_throttle: LoginThrottle,
+    registrations: WindowCounter<ClientAddr>,
 }
 
 impl AppState {
@@ -40,6 +45,20 @@ impl AppState {
                 lifetimes: config.lifetimes,
                 scopes_supported: config.scopes_supported.clone(),
                 max_body_bytes: config.max_body_bytes,
+                limits: config.limits.clone(),
+                password_gate: PasswordGate::new(
+                    config.limits.password_hashes_in_flight,
+                    config.limits.password_hash_wait,
+                ),
+                login_throttle: LoginThrottle::new(
+                    config.limits.login_failures_per_account,
+                    config.limits.login_failures_per_address,
+                    config.limits.tracked_keys,
+                ),
+                registrations: WindowCounter::new(
+                    config.limits.registrations_per_address,
+                    config.limits.tracked_keys,
+                ),
             }),
         }
     }
@@ -82,6 +101,26 @@ impl AppState {
     /// Request body limit.
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes
+    }
+
+    /// The configured abuse bounds.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The gate every password verification passes through.
+    pub fn password_gate(&self) -> &PasswordGate {
+        &self.inner.password_gate
+    }
+
+    /// Failed-login counters.
+    pub fn login_throttle(&self) -> &LoginThrottle {
+        &self.inner.login_throttle
+    }
+
+    /// Open registrations per client address.
+    pub fn registrations(&self) -> &WindowCounter<ClientAddr> {
+        &self.inner.registrations
     }
 
     /// How long a revoked family is remembered: longer than any token of it can live.
