@@ -475,3 +475,73 @@ async fn concurrent_wrong_passwords_stay_under_the_memory_bound(backend: Backend
     );
     process.stop().await;
 }
+
+/// Bytes of the SQLite database at `path` once its WAL is folded in.
+async fn database_bytes(path: &std::path::Path) -> u64 {
+    let storage = oauth_provider::storage::SqliteStorage::open(path)
+        .await
+        .unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(storage.pool())
+        .await
+        .unwrap();
+    oauth_provider::storage::Storage::close(&storage).await;
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// What one address can make the server store in an hour with the default limits, with every
+/// field as large as the limits allow: 30 registrations (then 429 for the rest of the hour) and 100 live
+/// pending authorizations (each expires after 10 minutes, so the stock never exceeds 100).
+/// Logins and failed logins store nothing; codes and tokens need a user's approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_adds_a_bounded_amount_of_storage_per_hour() {
+    let env = Env::start(Backend::Sqlite).await;
+    let path = env.dir.as_ref().unwrap().path().join("oauth.db");
+    let before = database_bytes(&path).await;
+
+    let long_uri = |i: usize| format!("http://127.0.0.1/{i}{}", "a".repeat(1980));
+    let metadata = json!({
+        "client_name": "€".repeat(200),
+        // As many 2000-character URIs as fit in the 16 KiB body limit.
+        "redirect_uris": (0..7).map(long_uri).collect::<Vec<_>>(),
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+    });
+    let mut registered = Vec::new();
+    loop {
+        let (status, body) = env.register(metadata.clone()).await;
+        if status != StatusCode::CREATED {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+            break;
+        }
+        registered.push(body["client_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(registered.len(), 30);
+    let after_clients = database_bytes(&path).await;
+
+    let mut pending = 0;
+    loop {
+        let mut req = AuthRequest::new(&registered[0]);
+        req.redirect_uri = long_uri(0);
+        req.state = "s".repeat(2048);
+        req.resource = Some(format!("https://mcp.example.com/{}", "r".repeat(1970)));
+        let resp = env.authorize(&req.query()).await;
+        if resp.status() != StatusCode::OK {
+            assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+            break;
+        }
+        pending += 1;
+    }
+    assert_eq!(pending, 100);
+    let after = database_bytes(&path).await;
+    let clients_kib = (after_clients - before) / 1024;
+    let pending_kib = (after - after_clients) / 1024;
+    println!(
+        "one address, one hour, default limits: {} clients = {clients_kib} KiB, {pending} pending \
+         authorizations = {pending_kib} KiB, total {} KiB",
+        registered.len(),
+        (after - before) / 1024
+    );
+    // Measured: 30 clients = 480 KiB, 100 pending = 808 KiB, 1288 KiB in all.
+    assert!(after - before < 2 * 1024 * 1024, "{} bytes", after - before);
+}
