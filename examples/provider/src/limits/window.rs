@@ -93,7 +93,12 @@ impl<K: Hash + Eq + Clone> WindowCounter<K> {
             return None;
         }
         let table = self.lock();
-        let entry = table.entries.get(key).or(table.overflow.as_ref())?;
+        // An untracked key shares the overflow entry only while the table is full.
+        let entry = match table.entries.get(key) {
+            Some(entry) => entry,
+            None if table.entries.len() >= self.capacity => table.overflow.as_ref()?,
+            None => return None,
+        };
         entry
             .banned_until
             .filter(|until| *until > now)
@@ -242,7 +247,14 @@ mod tests {
         counter.try_record(&3, t0).unwrap();
         counter.try_record(&4, t0).unwrap();
         assert_eq!(counter.try_record(&5, t0), Err(MINUTE));
+        assert_eq!(counter.blocked(&9, t0), Some(MINUTE));
         assert_eq!(counter.len(), 3);
+        // With room again, a new key is on its own.
+        counter.forget(&0);
+        assert_eq!(counter.blocked(&9, t0), None);
+        assert_eq!(counter.try_record(&9, t0), Ok(()));
+        counter.forget(&9);
+        counter.try_record(&0, t0).unwrap();
         // Once the tracked entries are stale they are swept and new keys get their own entry.
         let later = t0 + 2 * MINUTE;
         assert_eq!(counter.try_record(&6, later), Ok(()));
