@@ -350,6 +350,13 @@ async fn refresh_rotation(
         outcome.is_allowed(),
         outcome.to_string(),
     );
+    // The successor is used: from now on the first token is stale (before that, a retry
+    // within a few seconds counts as a lost response and is allowed).
+    let newest = oauth_client::refresh(discovery, client_id, &second)
+        .await?
+        .map_err(|e| anyhow::anyhow!("second refresh failed: {}", e.error))?
+        .refresh_token
+        .unwrap_or_default();
     let reuse = oauth_client::refresh(discovery, client_id, &first).await?;
     report.check(
         "reusing the rotated refresh token is refused",
@@ -359,7 +366,7 @@ async fn refresh_rotation(
             Err(e) => e.error.clone(),
         },
     );
-    let family = oauth_client::refresh(discovery, client_id, &second).await?;
+    let family = oauth_client::refresh(discovery, client_id, &newest).await?;
     report.check(
         "…and revokes the whole family, the newest refresh token included",
         family.is_err(),

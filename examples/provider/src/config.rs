@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limits::Limits;
+
 /// Where the state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageConfig {
@@ -29,6 +31,11 @@ pub struct Lifetimes {
     pub refresh_token: Duration,
     /// How long a user has to log in and consent (default 10 minutes).
     pub interaction: Duration,
+    /// How long after a rotation the previous refresh token may still be presented once more,
+    /// as long as its successor was never used (default 10 s). This lets a client whose refresh
+    /// response was lost retry; the retry gets a fresh pair and the unused successor is
+    /// revoked. Any other reuse revokes the whole grant (RFC 9700 §4.14.2). Zero disables it.
+    pub refresh_reuse_grace: Duration,
 }
 
 impl Default for Lifetimes {
@@ -38,6 +45,7 @@ impl Default for Lifetimes {
             access_token: Duration::from_secs(3600),
             refresh_token: Duration::from_secs(30 * 24 * 3600),
             interaction: Duration::from_secs(600),
+            refresh_reuse_grace: Duration::from_secs(10),
         }
     }
 }
@@ -99,6 +107,8 @@ pub struct Config {
     /// What each scope allows, in words, for the consent page (default none; `demo` adds
     /// [`DEMO_SCOPE_DESCRIPTIONS`] for scopes not described here).
     pub scope_descriptions: BTreeMap<String, String>,
+    /// Bounds on password hashing, login attempts and anonymous writes.
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -118,6 +128,7 @@ impl Default for Config {
             registrable_scopes: None,
             registration_token: None,
             scope_descriptions: BTreeMap::new(),
+            limits: Limits::default(),
         }
     }
 }

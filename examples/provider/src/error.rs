@@ -44,6 +44,9 @@ pub enum ErrorCode {
     NotServed,
     /// The server failed (500); the cause is logged, not returned.
     ServerError,
+    /// A limit was reached; retry after the time in `Retry-After` (503, or 429 when the limit
+    /// is the caller's own).
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
@@ -61,6 +64,7 @@ impl ErrorCode {
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 
@@ -68,6 +72,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -31,6 +31,7 @@ pub mod config;
 pub mod endpoints;
 pub mod error;
 pub mod html;
+pub mod limits;
 pub mod model;
 pub mod params;
 pub mod pkce;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use oauth_provider::limits::{Limits, WindowLimit};
 use oauth_provider::{Config, Lifetimes, Server, StorageConfig};
 
 /// Reference OAuth 2.1 authorization server (PKCE, refresh rotation, introspection, revocation,
@@ -90,6 +91,63 @@ struct Cli {
     /// Interval of the expired-row cleanup, in seconds.
     #[arg(long, env = "OAUTH_CLEANUP_INTERVAL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 60)]
     cleanup_interval: u64,
+
+    /// Seconds after a rotation during which the previous refresh token may be retried once its
+    /// successor is unused (lost responses); 0 disables.
+    #[arg(long, env = "OAUTH_REFRESH_REUSE_GRACE", default_value_t = 10)]
+    refresh_reuse_grace: u64,
+
+    /// Password verifications (argon2, ~19 MiB each) run at once; default: the number of cores.
+    #[arg(long, env = "OAUTH_PASSWORD_HASHES_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
+    password_hashes_in_flight: Option<u64>,
+
+    /// Seconds a login waits for a hashing slot before a 503.
+    #[arg(long, env = "OAUTH_PASSWORD_HASH_WAIT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 5)]
+    password_hash_wait: u64,
+
+    /// Failed logins per account within the window before a ban; 0 disables.
+    #[arg(
+        long,
+        env = "OAUTH_LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        default_value_t = 10
+    )]
+    login_max_failures_per_account: u32,
+
+    /// Failed logins per client address within the window before a ban; 0 disables.
+    #[arg(
+        long,
+        env = "OAUTH_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 30
+    )]
+    login_max_failures_per_address: u32,
+
+    /// Window over which failed logins are counted, in seconds.
+    #[arg(long, env = "OAUTH_LOGIN_FAILURE_WINDOW", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 900)]
+    login_failure_window: u64,
+
+    /// How long a banned account or address is refused, in seconds.
+    #[arg(long, env = "OAUTH_LOGIN_BAN", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 900)]
+    login_ban: u64,
+
+    /// Open registrations per client address per hour; 0 disables.
+    #[arg(long, env = "OAUTH_REGISTRATIONS_PER_ADDRESS", default_value_t = 30)]
+    registrations_per_address: u32,
+
+    /// Most anonymously registered clients not used yet, server-wide.
+    #[arg(long, env = "OAUTH_MAX_UNUSED_CLIENTS", default_value_t = 10_000)]
+    max_unused_clients: u64,
+
+    /// Seconds an anonymously registered client may stay unused before it is deleted.
+    #[arg(long, env = "OAUTH_UNUSED_CLIENT_TTL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 86_400)]
+    unused_client_ttl: u64,
+
+    /// Unfinished sign-ins (pending authorizations) per client address.
+    #[arg(long, env = "OAUTH_PENDING_PER_ADDRESS", default_value_t = 100)]
+    pending_per_address: u64,
+
+    /// Unfinished sign-ins (pending authorizations) server-wide.
+    #[arg(long, env = "OAUTH_MAX_PENDING", default_value_t = 10_000)]
+    max_pending: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -122,6 +180,7 @@ impl Cli {
                 access_token: Duration::from_secs(self.access_token_ttl),
                 refresh_token: Duration::from_secs(self.refresh_token_ttl),
                 interaction: Duration::from_secs(self.interaction_ttl),
+                refresh_reuse_grace: Duration::from_secs(self.refresh_reuse_grace),
             },
             scopes_supported: self.scopes.split_whitespace().map(String::from).collect(),
             users_file: self.users_file.clone(),
@@ -140,7 +199,36 @@ impl Cli {
                 .map(|s| s.split_whitespace().map(String::from).collect()),
             registration_token: self.registration_token.clone(),
             scope_descriptions: self.scope_descriptions.iter().cloned().collect(),
+            limits: self.limits(),
             ..Config::default()
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        let defaults = Limits::default();
+        let login = |max| {
+            WindowLimit::new(
+                max,
+                Duration::from_secs(self.login_failure_window),
+                Duration::from_secs(self.login_ban),
+            )
+        };
+        let hour = Duration::from_secs(3600);
+        Limits {
+            password_hashes_in_flight: self
+                .password_hashes_in_flight
+                .map_or(defaults.password_hashes_in_flight, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
+            password_hash_wait: Duration::from_secs(self.password_hash_wait),
+            login_failures_per_account: login(self.login_max_failures_per_account),
+            login_failures_per_address: login(self.login_max_failures_per_address),
+            registrations_per_address: WindowLimit::new(self.registrations_per_address, hour, hour),
+            max_unused_clients: self.max_unused_clients,
+            unused_client_ttl: Duration::from_secs(self.unused_client_ttl),
+            pending_per_address: self.pending_per_address,
+            max_pending: self.max_pending,
+            ..defaults
         }
     }
 }

@@ -234,6 +234,8 @@ pub struct TokenRecord {
 pub struct StorageStats {
     /// Registered clients.
     pub clients: u64,
+    /// Anonymously registered clients not used yet (a subset of `clients`).
+    pub unused_clients: u64,
     /// Pending interactive authorizations.
     pub pending: u64,
     /// Authorization codes (consumed or not).

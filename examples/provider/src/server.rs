@@ -166,6 +166,8 @@ impl Server {
         let app = crate::router(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = tokio::spawn(async move {
+            // Connect info gives handlers the TCP peer address that per-address limits use.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     // A dropped sender also means "stop".

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, Lifetimes};
+use crate::limits::{ClientAddr, Limits, LoginThrottle, PasswordGate, WindowCounter};
 use crate::model::UnixTime;
 use crate::storage::Storage;
 use crate::users::UserDirectory;
@@ -26,6 +27,10 @@ struct Inner {
     registrable_scopes: Vec<String>,
     registration_token_hash: Option<String>,
     scope_descriptions: BTreeMap<String, String>,
+    limits: Limits,
+    password_gate: PasswordGate,
+    login_throttle: LoginThrottle,
+    registrations: WindowCounter<ClientAddr>,
 }
 
 impl AppState {
@@ -52,6 +57,20 @@ impl AppState {
                     .as_deref()
                     .map(crate::tokens::hash_secret),
                 scope_descriptions: config.effective_scope_descriptions(),
+                limits: config.limits.clone(),
+                password_gate: PasswordGate::new(
+                    config.limits.password_hashes_in_flight,
+                    config.limits.password_hash_wait,
+                ),
+                login_throttle: LoginThrottle::new(
+                    config.limits.login_failures_per_account,
+                    config.limits.login_failures_per_address,
+                    config.limits.tracked_keys,
+                ),
+                registrations: WindowCounter::new(
+                    config.limits.registrations_per_address,
+                    config.limits.tracked_keys,
+                ),
             }),
         }
     }
@@ -123,6 +142,26 @@ impl AppState {
     /// Request body limit.
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes
+    }
+
+    /// The configured abuse bounds.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The gate every password verification passes through.
+    pub fn password_gate(&self) -> &PasswordGate {
+        &self.inner.password_gate
+    }
+
+    /// Failed-login counters.
+    pub fn login_throttle(&self) -> &LoginThrottle {
+        &self.inner.login_throttle
+    }
+
+    /// Open registrations per client address.
+    pub fn registrations(&self) -> &WindowCounter<ClientAddr> {
+        &self.inner.registrations
     }
 
     /// How long a revoked family is remembered: longer than any token of it can live.

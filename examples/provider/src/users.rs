@@ -12,9 +12,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
 /// One end user.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -78,15 +79,61 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
         .to_string())
 }
 
-/// Checks a password against a PHC string; malformed hashes never verify (fail closed).
-fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        })
-        .unwrap_or(false)
+/// Working memory for argon2 verifications, kept and reused between them.
+///
+/// Argon2 allocates its whole memory cost (~19 MiB with the default parameters) for every
+/// computation. Allocating it per verification lets the allocator keep a copy per thread that
+/// ever ran one (glibc arenas), so the resident set grew with the number of threads rather than
+/// with the number of verifications in flight. A fixed set of reused buffers, one per hashing
+/// slot, makes the memory exactly slots × memory cost.
+#[derive(Default)]
+pub struct HashMemory(Vec<Block>);
+
+impl HashMemory {
+    /// Bytes held.
+    pub fn len_bytes(&self) -> usize {
+        self.0.len() * std::mem::size_of::<Block>()
+    }
+}
+
+/// Checks a password against a PHC string, using `memory` as argon2's working memory (grown to
+/// the hash's memory cost if needed). Malformed hashes never verify (fail closed); the hash
+/// output is compared in constant time.
+fn verify_password(password: &str, phc: &str, memory: &mut HashMemory) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) =
+        (Algorithm::try_from(hash.algorithm), Params::try_from(&hash))
+    else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.0.len() < blocks {
+        memory.0.resize(blocks, Block::default());
+    }
+    let mut computed = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params);
+    argon2
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut computed,
+            &mut memory.0[..blocks],
+        )
+        .is_ok()
+        && bool::from(computed.ct_eq(expected.as_bytes()))
 }
 
 /// The set of users who can log in.
@@ -163,12 +210,23 @@ impl UserDirectory {
     }
 
     /// Returns the user when the password is right. Unknown users and wrong passwords take the
-    /// same time and give the same `None`.
+    /// same time and give the same `None`. Allocates its own working memory; the server uses
+    /// [`authenticate_with`](Self::authenticate_with) with reused memory.
     pub fn authenticate(&self, username: &str, password: &str) -> Option<&User> {
+        self.authenticate_with(username, password, &mut HashMemory::default())
+    }
+
+    /// [`authenticate`](Self::authenticate) with `memory` as argon2's working memory.
+    pub fn authenticate_with(
+        &self,
+        username: &str,
+        password: &str,
+        memory: &mut HashMemory,
+    ) -> Option<&User> {
         match self.users.get(username) {
-            Some(user) => verify_password(password, &user.password_hash).then_some(user),
+            Some(user) => verify_password(password, &user.password_hash, memory).then_some(user),
             None => {
-                let _ = verify_password(password, DUMMY_HASH);
+                let _ = verify_password(password, DUMMY_HASH, memory);
                 None
             }
         }
@@ -194,9 +252,24 @@ mod tests {
     #[test]
     fn hashed_passwords_verify() {
         let phc = hash_password("s3cret").unwrap();
-        assert!(verify_password("s3cret", &phc));
-        assert!(!verify_password("s3cre", &phc));
-        assert!(!verify_password("s3cret", "not a phc string"));
+        let mut memory = HashMemory::default();
+        assert!(verify_password("s3cret", &phc, &mut memory));
+        assert!(!verify_password("s3cre", &phc, &mut memory));
+        assert!(!verify_password("s3cret", "not a phc string", &mut memory));
+        // The memory is kept at the hash's memory cost (19 MiB) and reused.
+        assert_eq!(memory.len_bytes(), 19456 * 1024);
+        assert!(verify_password("s3cret", &phc, &mut memory));
+        // Hashes of other parameters and algorithms verify too (the memory grows as needed).
+        let argon2i = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x10,
+            Params::new(32 * 1024, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let other = argon2i.hash_password(b"pw", &salt).unwrap().to_string();
+        assert!(verify_password("pw", &other, &mut memory));
+        assert!(!verify_password("px", &other, &mut memory));
+        assert_eq!(memory.len_bytes(), 32 * 1024 * 1024);
     }
 
     #[test]

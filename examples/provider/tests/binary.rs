@@ -9,47 +9,8 @@ use common::*;
 use oauth_provider::users::{User, UserDirectory};
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_oauth-provider");
-
-/// A running server process, killed when dropped.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Process {
-    async fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .envs(envs.iter().copied())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn oauth-provider");
-        let stdout = child.stdout.take().unwrap();
-        let line = BufReader::new(stdout)
-            .lines()
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the server prints its address");
-        let base = line
-            .strip_prefix("oauth-provider listening on ")
-            .and_then(|rest| rest.split(' ').next())
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
-        Self { child, base }
-    }
-
-    async fn stop(mut self) {
-        self.child.kill().await.unwrap();
-    }
-}
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_one_sqlite_file() {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use common::*;
 use oauth_provider::{DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 backend_tests!(
     token_errors_change_nothing,
@@ -238,21 +238,6 @@ async fn concurrent_redemptions_yield_one_token(backend: Backend) {
     assert_eq!(ok, 1, "exactly one redemption must succeed");
 }
 
-async fn refresh(
-    env: &Env,
-    client_id: &str,
-    token: &str,
-    extra: &[(&str, &str)],
-) -> (StatusCode, Value) {
-    let mut form = vec![
-        ("grant_type", "refresh_token"),
-        ("refresh_token", token),
-        ("client_id", client_id),
-    ];
-    form.extend_from_slice(extra);
-    env.token(&form).await
-}
-
 async fn refresh_rotation_and_reuse_detection(backend: Backend) {
     let env = Env::start(backend).await;
     let client_id = env.public_client().await;
@@ -261,7 +246,7 @@ async fn refresh_rotation_and_reuse_detection(backend: Backend) {
     let rt1 = first["refresh_token"].as_str().unwrap();
     let at1 = first["access_token"].as_str().unwrap();
 
-    let (status, second) = refresh(&env, &client_id, rt1, &[]).await;
+    let (status, second) = env.refresh(&client_id, rt1, &[]).await;
     assert_eq!(status, StatusCode::OK, "{second}");
     let rt2 = second["refresh_token"].as_str().unwrap();
     let at2 = second["access_token"].as_str().unwrap();
@@ -277,13 +262,13 @@ async fn refresh_rotation_and_reuse_detection(backend: Backend) {
     );
 
     // A narrower access token; the refresh token keeps the full grant.
-    let (status, third) = refresh(
-        &env,
-        &client_id,
-        rt2,
-        &[("scope", "read"), ("resource", RESOURCE)],
-    )
-    .await;
+    let (status, third) = env
+        .refresh(
+            &client_id,
+            rt2,
+            &[("scope", "read"), ("resource", RESOURCE)],
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{third}");
     assert_eq!(third["scope"], json!("read"));
     let rt3 = third["refresh_token"].as_str().unwrap();
@@ -292,7 +277,7 @@ async fn refresh_rotation_and_reuse_detection(backend: Backend) {
 
     // Reusing a rotated refresh token revokes the whole family.
     assert_error(
-        &refresh(&env, &client_id, rt1, &[]).await,
+        &env.refresh(&client_id, rt1, &[]).await,
         StatusCode::BAD_REQUEST,
         "invalid_grant",
     );
@@ -301,7 +286,7 @@ async fn refresh_rotation_and_reuse_detection(backend: Backend) {
     }
     env.assert_refresh_usable(rt3, false).await;
     assert_error(
-        &refresh(&env, &client_id, rt3, &[]).await,
+        &env.refresh(&client_id, rt3, &[]).await,
         StatusCode::BAD_REQUEST,
         "invalid_grant",
     );
@@ -316,40 +301,33 @@ async fn refresh_errors_change_nothing(backend: Backend) {
     let before = env.storage().stats().await.unwrap();
     let bad = StatusCode::BAD_REQUEST;
     assert_error(
-        &refresh(&env, &client_id, rt, &[("scope", "read write admin")]).await,
+        &env.refresh(&client_id, rt, &[("scope", "read write admin")])
+            .await,
         bad,
         "invalid_scope",
     );
     assert_error(
-        &refresh(&env, &client_id, rt, &[("scope", "bad\\scope")]).await,
+        &env.refresh(&client_id, rt, &[("scope", "bad\\scope")])
+            .await,
         bad,
         "invalid_scope",
     );
     assert_error(
-        &refresh(
-            &env,
-            &client_id,
-            rt,
-            &[("resource", "https://other.example/")],
-        )
-        .await,
+        &env.refresh(&client_id, rt, &[("resource", "https://other.example/")])
+            .await,
         bad,
         "invalid_target",
     );
+    assert_error(&env.refresh(&other_id, rt, &[]).await, bad, "invalid_grant");
     assert_error(
-        &refresh(&env, &other_id, rt, &[]).await,
-        bad,
-        "invalid_grant",
-    );
-    assert_error(
-        &refresh(&env, &client_id, "rt_unknown", &[]).await,
+        &env.refresh(&client_id, "rt_unknown", &[]).await,
         bad,
         "invalid_grant",
     );
     // An access token is not a refresh token.
     let at = tokens["access_token"].as_str().unwrap();
     assert_error(
-        &refresh(&env, &client_id, at, &[]).await,
+        &env.refresh(&client_id, at, &[]).await,
         bad,
         "invalid_grant",
     );
@@ -366,14 +344,14 @@ async fn refresh_errors_change_nothing(backend: Backend) {
     assert_eq!(status, StatusCode::CREATED);
     let no_refresh = body["client_id"].as_str().unwrap();
     assert_error(
-        &refresh(&env, no_refresh, rt, &[]).await,
+        &env.refresh(no_refresh, rt, &[]).await,
         bad,
         "unauthorized_client",
     );
 
     assert_eq!(env.storage().stats().await.unwrap().tokens, before.tokens);
     env.assert_refresh_usable(rt, true).await;
-    let (status, _) = refresh(&env, &client_id, rt, &[]).await;
+    let (status, _) = env.refresh(&client_id, rt, &[]).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -580,7 +558,7 @@ async fn revocation(backend: Backend) {
         env.assert_active(at, false).await;
         env.assert_refresh_usable(rt, false).await;
         assert_error(
-            &refresh(&env, &client_id, rt, &[]).await,
+            &env.refresh(&client_id, rt, &[]).await,
             StatusCode::BAD_REQUEST,
             "invalid_grant",
         );

@@ -11,7 +11,7 @@ use oauth_provider::model::{
     AuthMethod, AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats,
     TokenKind, TokenRecord,
 };
-use oauth_provider::storage::Storage;
+use oauth_provider::storage::{Admission, PendingCaps, Rotation, Storage};
 use oauth_provider::tokens::{hash_secret, random_id};
 
 backend_tests!(
@@ -21,7 +21,18 @@ backend_tests!(
     expired_rows_are_never_returned_and_are_purged,
     revoked_family_hides_tokens_stored_later,
     pending_authorization_is_single_use,
+    rotation_consumes_and_stores_the_pair_together,
+    lost_response_retry_within_grace_replaces_the_unused_successor,
+    retry_after_the_successor_was_used_is_refused,
+    pending_authorizations_are_capped_per_address_and_in_total,
+    unused_anonymous_clients_are_capped_and_purged,
 );
+
+/// Caps large enough never to matter.
+const NO_CAPS: PendingCaps = PendingCaps {
+    per_address: u64::MAX,
+    total: u64::MAX,
+};
 
 const NOW: i64 = 1_700_000_000;
 
@@ -97,6 +108,24 @@ fn pending(id: &str, expires_at: i64) -> PendingAuthorization {
     }
 }
 
+/// An access/refresh pair `<prefix>-a` / `<prefix>-r` of `family`.
+fn successors(prefix: &str, family: &str) -> Vec<TokenRecord> {
+    vec![
+        token(&format!("{prefix}-a"), TokenKind::Access, family, NOW + 60),
+        token(
+            &format!("{prefix}-r"),
+            TokenKind::Refresh,
+            family,
+            NOW + 600,
+        ),
+    ]
+}
+
+async fn put_pending(s: &dyn Storage, p: &PendingAuthorization) {
+    let stored = s.put_pending(p, "192.0.2.1", NO_CAPS, NOW).await.unwrap();
+    assert_eq!(stored, Admission::Stored);
+}
+
 async fn clients_round_trip_and_upsert_keeps_tokens(backend: Backend) {
     let (s, _dir) = store(backend).await;
     assert_eq!(s.get_client("c1").await.unwrap(), Some(client("c1")));
@@ -168,23 +197,28 @@ async fn refresh_token_rotates_exactly_once(backend: Backend) {
     ])
     .await
     .unwrap();
-    assert!(
-        !s.rotate_refresh_token("a", NOW).await.unwrap(),
+    assert_eq!(
+        s.rotate_refresh_token("a", NOW, NOW, &[]).await.unwrap(),
+        Rotation::Refused,
         "access tokens do not rotate"
     );
+    // Without a grace (retry_since = now), exactly one of concurrent rotations wins.
     let mut tasks = Vec::new();
-    for _ in 0..20 {
+    for i in 0..20 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.rotate_refresh_token("r", NOW).await.unwrap()
+            let pair = successors(&format!("x{i}"), "f");
+            s.rotate_refresh_token("r", NOW, NOW, &pair).await.unwrap()
         }));
     }
     let mut wins = 0;
     for t in tasks {
-        wins += usize::from(t.await.unwrap());
+        wins += usize::from(t.await.unwrap() == Rotation::Rotated);
     }
     assert_eq!(wins, 1);
     assert!(s.get_token("r", NOW).await.unwrap().unwrap().consumed);
+    // Exactly one successor pair was stored: the old pair plus one new pair.
+    assert_eq!(s.stats().await.unwrap().tokens, 4);
 }
 
 async fn expired_rows_are_never_returned_and_are_purged(backend: Backend) {
@@ -197,7 +231,7 @@ async fn expired_rows_are_never_returned_and_are_purged(backend: Backend) {
     ])
     .await
     .unwrap();
-    s.put_pending(&pending("p", exp)).await.unwrap();
+    put_pending(s.as_ref(), &pending("p", exp)).await;
     s.revoke_family("f-other", exp).await.unwrap();
 
     // Before expiry everything is visible.
@@ -250,6 +284,7 @@ async fn expired_rows_are_never_returned_and_are_purged(backend: Backend) {
         after,
         StorageStats {
             clients: 1,
+            unused_clients: 0,
             pending: 0,
             codes: 0,
             tokens: 1,
@@ -281,7 +316,12 @@ async fn revoked_family_hides_tokens_stored_later(backend: Backend) {
         .await
         .unwrap();
     assert!(s.get_token("late", NOW).await.unwrap().is_none());
-    assert!(!s.rotate_refresh_token("late", NOW).await.unwrap());
+    assert_eq!(
+        s.rotate_refresh_token("late", NOW, NOW - 60, &successors("l", "fam"))
+            .await
+            .unwrap(),
+        Rotation::Refused
+    );
     // Revoking twice is harmless and only extends the memory.
     s.revoke_family("fam", NOW + 10).await.unwrap();
     cleanup::run_once(s.as_ref(), NOW + 20).await.unwrap();
@@ -291,7 +331,7 @@ async fn revoked_family_hides_tokens_stored_later(backend: Backend) {
 async fn pending_authorization_is_single_use(backend: Backend) {
     let (s, _dir) = store(backend).await;
     let id = hash_secret("p");
-    s.put_pending(&pending("p", NOW + 600)).await.unwrap();
+    put_pending(s.as_ref(), &pending("p", NOW + 600)).await;
     assert_eq!(
         s.get_pending(&id, NOW).await.unwrap(),
         Some(pending("p", NOW + 600))
@@ -351,4 +391,198 @@ async fn sqlite_memory_path_is_a_private_database() {
         .await
         .unwrap();
     assert_eq!(other.get_client("c1").await.unwrap(), None);
+}
+
+async fn rotation_consumes_and_stores_the_pair_together(backend: Backend) {
+    let (s, _dir) = store(backend).await;
+    s.put_tokens(&successors("g0", "f")).await.unwrap();
+    let pair = successors("g1", "f");
+    assert_eq!(
+        s.rotate_refresh_token("g0-r", NOW, NOW, &pair)
+            .await
+            .unwrap(),
+        Rotation::Rotated
+    );
+    assert!(s.get_token("g0-r", NOW).await.unwrap().unwrap().consumed);
+    assert!(s.get_token("g1-a", NOW).await.unwrap().is_some());
+    assert!(!s.get_token("g1-r", NOW).await.unwrap().unwrap().consumed);
+    // A failure while storing the successors (a duplicate key here, standing in for a crash)
+    // leaves the old token unconsumed: the rotation is all or nothing.
+    let clash = vec![
+        token("g2-a", TokenKind::Access, "f", NOW + 60),
+        token("g1-a", TokenKind::Access, "f", NOW + 60),
+    ];
+    match s.rotate_refresh_token("g1-r", NOW, NOW, &clash).await {
+        Err(_) => {
+            assert!(!s.get_token("g1-r", NOW).await.unwrap().unwrap().consumed);
+            assert!(s.get_token("g2-a", NOW).await.unwrap().is_none());
+        }
+        // The memory backend replaces rows by key instead of failing; nothing to roll back.
+        Ok(outcome) => assert_eq!(outcome, Rotation::Rotated),
+    }
+}
+
+async fn lost_response_retry_within_grace_replaces_the_unused_successor(backend: Backend) {
+    let (s, _dir) = store(backend).await;
+    s.put_tokens(&successors("g0", "f")).await.unwrap();
+    let first = successors("g1", "f");
+    assert_eq!(
+        s.rotate_refresh_token("g0-r", NOW, NOW - 10, &first)
+            .await
+            .unwrap(),
+        Rotation::Rotated
+    );
+    // The response was lost; the client presents g0-r again 3 s later, within a 10 s grace.
+    let retry = successors("g1b", "f");
+    assert_eq!(
+        s.rotate_refresh_token("g0-r", NOW + 3, NOW + 3 - 10, &retry)
+            .await
+            .unwrap(),
+        Rotation::Replaced
+    );
+    // The unused successor pair is dead: its access token is gone, its refresh token consumed.
+    assert!(s.get_token("g1-a", NOW + 3).await.unwrap().is_none());
+    assert!(
+        s.get_token("g1-r", NOW + 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .consumed
+    );
+    assert!(s.get_token("g1b-a", NOW + 3).await.unwrap().is_some());
+    // Presenting the dead successor is reuse: refused.
+    assert_eq!(
+        s.rotate_refresh_token("g1-r", NOW + 4, NOW + 4 - 10, &successors("z", "f"))
+            .await
+            .unwrap(),
+        Rotation::Refused
+    );
+    // Outside the grace the old token is refused.
+    assert_eq!(
+        s.rotate_refresh_token("g0-r", NOW + 11, NOW + 11 - 10, &successors("y", "f"))
+            .await
+            .unwrap(),
+        Rotation::Refused
+    );
+    // The retry's successor rotates normally.
+    assert_eq!(
+        s.rotate_refresh_token("g1b-r", NOW + 12, NOW + 12 - 10, &successors("g2", "f"))
+            .await
+            .unwrap(),
+        Rotation::Rotated
+    );
+}
+
+async fn retry_after_the_successor_was_used_is_refused(backend: Backend) {
+    let (s, _dir) = store(backend).await;
+    s.put_tokens(&successors("g0", "f")).await.unwrap();
+    let grace_start = NOW - 10;
+    let rotate = |hash: &'static str, prefix: &'static str| {
+        let s = s.clone();
+        async move {
+            s.rotate_refresh_token(hash, NOW, grace_start, &successors(prefix, "f"))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(rotate("g0-r", "g1").await, Rotation::Rotated);
+    assert_eq!(rotate("g1-r", "g2").await, Rotation::Rotated);
+    // g0-r is within the grace, but its successor was used: that is theft, not a lost response.
+    assert_eq!(rotate("g0-r", "evil").await, Rotation::Refused);
+    assert!(s.get_token("evil-a", NOW).await.unwrap().is_none());
+    assert!(s.get_token("g2-a", NOW).await.unwrap().is_some());
+}
+
+async fn pending_authorizations_are_capped_per_address_and_in_total(backend: Backend) {
+    let (s, _dir) = store(backend).await;
+    let caps = PendingCaps {
+        per_address: 3,
+        total: 5,
+    };
+    let put = |id: String, address: &'static str, expires_at: i64| {
+        let s = s.clone();
+        async move {
+            s.put_pending(&pending(&id, expires_at), address, caps, NOW)
+                .await
+                .unwrap()
+        }
+    };
+    // An expired record does not count.
+    assert_eq!(put("old".into(), "a", NOW).await, Admission::Stored);
+    for i in 0..3 {
+        assert_eq!(
+            put(format!("a{i}"), "a", NOW + 600).await,
+            Admission::Stored
+        );
+    }
+    assert_eq!(
+        put("a3".into(), "a", NOW + 600).await,
+        Admission::AddressFull
+    );
+    assert_eq!(put("b0".into(), "b", NOW + 600).await, Admission::Stored);
+    assert_eq!(put("c0".into(), "c", NOW + 600).await, Admission::Stored);
+    assert_eq!(put("d0".into(), "d", NOW + 600).await, Admission::TotalFull);
+    assert!(
+        s.get_pending(&hash_secret("d0"), NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Concurrent inserts cannot overshoot the cap.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        tasks.push(tokio::spawn(put(format!("e{i}"), "e", NOW + 600)));
+    }
+    for t in tasks {
+        assert_ne!(t.await.unwrap(), Admission::Stored);
+    }
+    assert_eq!(s.stats().await.unwrap().pending, 6);
+}
+
+async fn unused_anonymous_clients_are_capped_and_purged(backend: Backend) {
+    let (s, _dir) = store(backend).await;
+    let ttl_end = NOW + 3600;
+    for id in ["anon1", "anon2"] {
+        let admitted = s
+            .register_client(&client(id), ttl_end, 2, NOW)
+            .await
+            .unwrap();
+        assert_eq!(admitted, Admission::Stored);
+    }
+    let third = s
+        .register_client(&client("anon3"), ttl_end, 2, NOW)
+        .await
+        .unwrap();
+    assert_eq!(third, Admission::TotalFull);
+    assert!(s.get_client("anon3").await.unwrap().is_none());
+    // anon1 gets used (a user approved it); anon2 never does.
+    s.mark_client_used("anon1").await.unwrap();
+    put_pending(s.as_ref(), &{
+        let mut p = pending("p2", ttl_end + 600);
+        p.client_id = "anon2".into();
+        p
+    })
+    .await;
+    let stats = s.stats().await.unwrap();
+    assert_eq!((stats.clients, stats.unused_clients), (3, 1));
+    // Using a client frees its place under the cap.
+    let admitted = s
+        .register_client(&client("anon3"), ttl_end, 2, NOW)
+        .await
+        .unwrap();
+    assert_eq!(admitted, Admission::Stored);
+
+    // Nothing expires before the deadline; at the deadline the unused ones go (with their
+    // pending authorizations), the used one and the configured one stay.
+    assert_eq!(cleanup::run_once(s.as_ref(), ttl_end - 1).await.unwrap(), 0);
+    assert_eq!(cleanup::run_once(s.as_ref(), ttl_end).await.unwrap(), 3);
+    assert!(s.get_client("anon2").await.unwrap().is_none());
+    assert!(s.get_client("anon3").await.unwrap().is_none());
+    assert!(s.get_client("anon1").await.unwrap().is_some());
+    assert!(s.get_client("c1").await.unwrap().is_some());
+    let stats = s.stats().await.unwrap();
+    assert_eq!(
+        (stats.clients, stats.unused_clients, stats.pending),
+        (2, 0, 0)
+    );
 }

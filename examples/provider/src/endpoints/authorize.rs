@@ -8,7 +8,10 @@
 //!    problem is redirected back per RFC 6749 §4.1.2.1 with `error`, `state` and `iss`.
 //! 2. The validated request is stored server-side as a *pending authorization* with a random id,
 //!    an expiry ([`crate::config::Lifetimes::interaction`]) and a stage (`login`, then `consent`).
-//!    The browser only carries the id and a CSRF token in hidden form fields.
+//!    The browser only carries the id and a CSRF token in hidden form fields. Live records are
+//!    capped per client address and in total ([`crate::limits::Limits::pending_per_address`],
+//!    [`crate::limits::Limits::max_pending`]: `429` / `503` with `Retry-After` beyond), and a
+//!    `HEAD` request stores nothing.
 //! 3. The pending record is bound to the browser by a random `HttpOnly`, `SameSite=Lax` cookie
 //!    (`oauth_browser`), whose hash is stored in the record; the CSRF token's hash is stored as
 //!    well. Each form submission must present the id, the matching cookie and the matching CSRF
@@ -36,13 +39,14 @@
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use url::Url;
 
 use crate::endpoints::interaction;
 use crate::error::safe_description;
 use crate::html::{self, LoginView, ScopeLine};
+use crate::limits::ClientAddr;
 use crate::model::{Client, InteractionStage, PendingAuthorization};
 use crate::params::{self, Params};
 use crate::pkce;
@@ -50,6 +54,7 @@ use crate::redirect;
 use crate::resource;
 use crate::scope;
 use crate::state::{AppState, now, secs};
+use crate::storage::{Admission, PendingCaps};
 use crate::tokens::{self, hash_secret};
 
 /// Name of the browser-binding cookie.
@@ -57,28 +62,49 @@ pub const BROWSER_COOKIE: &str = "oauth_browser";
 /// Longest accepted `state` (longer ones are refused, not truncated).
 const MAX_STATE_LEN: usize = 2048;
 
-/// `GET /authorize`.
+/// `GET /authorize` (and `HEAD`, which validates the same way but stores nothing).
 pub async fn get(
     State(state): State<AppState>,
+    method: Method,
+    addr: ClientAddr,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
-    start(&state, &headers, &params).await
+    let origin = Origin {
+        addr,
+        head: method == Method::HEAD,
+    };
+    start(&state, &headers, &params, origin).await
 }
 
 /// `POST /authorize`: either an authorization request sent as a form (RFC 6749 §3.1 allows POST)
 /// or a submission of the login / consent form (recognised by its `request_id`).
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    addr: ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !params::is_form(&headers) {
         return html::bad_request("Expected a form submission.");
     }
     let params = Params::parse(&body);
     if params.get("request_id").is_some() || params.is_repeated("request_id") {
-        interaction::submit(&state, &headers, &params).await
+        interaction::submit(&state, &headers, &params, addr).await
     } else {
-        start(&state, &headers, &params).await
+        let origin = Origin { addr, head: false };
+        start(&state, &headers, &params, origin).await
     }
+}
+
+/// Where an authorization request came from.
+#[derive(Clone, Copy)]
+struct Origin {
+    /// The client address its pending record counts against.
+    addr: ClientAddr,
+    /// A `HEAD` request: answered like `GET`, without storing anything.
+    head: bool,
 }
 
 /// An error answered by redirecting to the (trusted) redirect URI.
@@ -164,7 +190,7 @@ fn is_valid_state(state: &str) -> bool {
 }
 
 /// Validates an authorization request and shows the login form.
-async fn start(state: &AppState, headers: &HeaderMap, params: &Params) -> Response {
+async fn start(state: &AppState, headers: &HeaderMap, params: &Params, origin: Origin) -> Response {
     // Until the redirect URI is trusted, errors are shown to the user, never redirected.
     if params.is_repeated("client_id") || params.is_repeated("redirect_uri") {
         return html::bad_request("The request repeats client_id or redirect_uri.");
@@ -251,6 +277,11 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params) -> Respon
         Err(why) => return reply.send("invalid_target", why),
     };
 
+    if origin.head {
+        // Same status and headers as a GET would get, but no pending record and no cookie: a
+        // HEAD must not create state (RFC 9110 §9.3.2 makes it safe).
+        return html::response(StatusCode::OK, String::new(), None);
+    }
     let (browser_token, set_cookie) = browser_binding(state, headers);
     let request_id = tokens::random_token("");
     let csrf_token = tokens::random_token("");
@@ -270,8 +301,20 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params) -> Respon
         granted_scope: None,
         expires_at: now() + secs(state.lifetimes().interaction),
     };
-    if let Err(e) = state.storage().put_pending(&pending).await {
-        return server_error(e);
+    let limits = state.limits();
+    let caps = PendingCaps {
+        per_address: limits.pending_per_address,
+        total: limits.max_pending,
+    };
+    let address = origin.addr.to_string();
+    match state
+        .storage()
+        .put_pending(&pending, &address, caps, now())
+        .await
+    {
+        Ok(Admission::Stored) => {}
+        Ok(full) => return too_many_pending(state, full),
+        Err(e) => return server_error(e),
     }
     let host = redirect_host(redirect_uri);
     let page = html::login_page(&LoginView {
@@ -284,6 +327,30 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params) -> Respon
         error: None,
     });
     html::response(StatusCode::OK, page, set_cookie)
+}
+
+/// The answer when the address or the server holds as many unfinished sign-ins as allowed. No
+/// redirect: the client did nothing wrong, and the user can simply retry later.
+fn too_many_pending(state: &AppState, full: Admission) -> Response {
+    let (status, message) = if full == Admission::AddressFull {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in requests are open from your network. Finish or abandon one, or \
+             try again later.",
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server has too many open sign-in requests. Please try again later.",
+        )
+    };
+    tracing::debug!(?full, "pending authorization refused");
+    let mut response = html::response(status, html::error_page(message), None);
+    let retry_after = state.lifetimes().interaction.as_secs().clamp(1, 60);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
 }
 
 /// The browser's binding token from its cookie, or a new one with the `Set-Cookie` header.

@@ -5,13 +5,16 @@
 //! browser-binding cookie of the browser that started the request; anything else gets the same
 //! generic error page and changes nothing.
 
-use axum::http::{HeaderMap, StatusCode};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use crate::endpoints::authorize::{
     display_name, read_cookie, redirect_host, redirect_with, scope_lines, server_error,
 };
 use crate::html::{self, ConsentView, LoginView};
+use crate::limits::{ClientAddr, retry_after_secs};
 use crate::model::{AuthorizationCode, Client, InteractionStage, PendingAuthorization};
 use crate::params::Params;
 use crate::scope;
@@ -20,12 +23,21 @@ use crate::tokens::{self, constant_time_eq, hash_secret};
 
 /// Generic message after a failed login (never says which of username/password was wrong).
 const LOGIN_FAILED: &str = "Invalid username or password.";
+/// Message when the account or the address used up its failed logins (followed by the wait).
+pub const LOGIN_THROTTLED: &str = "Too many failed sign-in attempts.";
+/// Message when every password-hashing slot stayed busy for the whole wait.
+pub const LOGIN_BUSY: &str = "The server is busy. Please try again in a moment.";
 /// Message for any problem with a form submission.
 const INTERACTION_INVALID: &str =
     "This sign-in request is invalid or has expired. Please start again from the application.";
 
 /// Handles a login or consent form submission.
-pub(crate) async fn submit(state: &AppState, headers: &HeaderMap, params: &Params) -> Response {
+pub(crate) async fn submit(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    addr: ClientAddr,
+) -> Response {
     let (Some(request_id), Some(csrf_token)) = (params.get("request_id"), params.get("csrf_token"))
     else {
         return html::bad_request(INTERACTION_INVALID);
@@ -50,41 +62,98 @@ pub(crate) async fn submit(state: &AppState, headers: &HeaderMap, params: &Param
     };
     match pending.stage {
         InteractionStage::Login => {
-            login(state, params, &client, &pending, request_id, csrf_token).await
+            let form = LoginForm {
+                state,
+                client: &client,
+                pending: &pending,
+                request_id,
+                csrf_token,
+            };
+            login(state, params, &form, addr).await
         }
         InteractionStage::Consent => consent(state, params, &pending, now).await,
+    }
+}
+
+/// What the login page is re-rendered from.
+struct LoginForm<'a> {
+    state: &'a AppState,
+    client: &'a Client,
+    pending: &'a PendingAuthorization,
+    request_id: &'a str,
+    csrf_token: &'a str,
+}
+
+impl LoginForm<'_> {
+    /// The login form again, with a message, the given status and an optional `Retry-After`.
+    fn again(&self, status: StatusCode, error: &str, retry_after: Option<Duration>) -> Response {
+        let page = html::login_page(&LoginView {
+            client_name: display_name(self.client),
+            redirect_host: &redirect_host(&self.pending.redirect_uri),
+            scopes: &scope_lines(self.state, &self.pending.scope),
+            resource: self.pending.resource.as_deref(),
+            request_id: self.request_id,
+            csrf_token: self.csrf_token,
+            error: Some(error),
+        });
+        let mut response = html::response(status, page, None);
+        if let Some(wait) = retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(wait)),
+            );
+        }
+        response
     }
 }
 
 async fn login(
     state: &AppState,
     params: &Params,
-    client: &Client,
-    pending: &PendingAuthorization,
-    request_id: &str,
-    csrf_token: &str,
+    form: &LoginForm<'_>,
+    addr: ClientAddr,
 ) -> Response {
+    let pending = form.pending;
     let username = params.get("username").unwrap_or_default().to_owned();
     let password = params.get("password").unwrap_or_default().to_owned();
-    // Argon2 takes tens of milliseconds of CPU: keep it off the async worker threads.
+    // Counted before hashing, so concurrent guesses cannot overrun the limit; a banned account
+    // or address is refused without hashing at all.
+    if let Err(throttled) = state
+        .login_throttle()
+        .begin(&username, addr, Instant::now())
+    {
+        let minutes = retry_after_secs(throttled.retry_after).div_ceil(60);
+        let message = format!("{LOGIN_THROTTLED} Please try again in {minutes} minute(s).");
+        tracing::debug!(%addr, "login refused: too many failed attempts");
+        return form.again(
+            StatusCode::TOO_MANY_REQUESTS,
+            &message,
+            Some(throttled.retry_after),
+        );
+    }
+    // Argon2 takes tens of milliseconds of CPU and ~19 MiB: run it off the async worker threads,
+    // a bounded number at a time.
     let users = state.users_shared();
-    let user =
-        tokio::task::spawn_blocking(move || users.authenticate(&username, &password).cloned())
-            .await
-            .ok()
-            .flatten();
-    let Some(user) = user else {
-        let page = html::login_page(&LoginView {
-            client_name: display_name(client),
-            redirect_host: &redirect_host(&pending.redirect_uri),
-            scopes: &scope_lines(state, &pending.scope),
-            resource: pending.resource.as_deref(),
-            request_id,
-            csrf_token,
-            error: Some(LOGIN_FAILED),
-        });
-        return html::response(StatusCode::OK, page, None);
+    let name = username.clone();
+    let verified = state
+        .password_gate()
+        .run(move |memory| users.authenticate_with(&name, &password, memory).cloned())
+        .await;
+    let user = match verified {
+        Ok(user) => user.flatten(),
+        Err(busy) => {
+            state.login_throttle().abandoned(&username, addr);
+            return form.again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                LOGIN_BUSY,
+                Some(busy.retry_after),
+            );
+        }
     };
+    let Some(user) = user else {
+        return form.again(StatusCode::OK, LOGIN_FAILED, None);
+    };
+    state.login_throttle().succeeded(&username, addr);
 
     let requested = scope::set(&pending.scope);
     let granted = scope::join(requested.iter().filter(|s| user.scopes.contains(s)));
@@ -124,12 +193,12 @@ async fn login(
         Err(e) => return server_error(e),
     }
     let page = html::consent_page(&ConsentView {
-        client_name: display_name(client),
+        client_name: display_name(form.client),
         redirect_host: &redirect_host(&pending.redirect_uri),
         username: &user.username,
         scopes: &scope_lines(state, &granted),
         resource: pending.resource.as_deref(),
-        request_id,
+        request_id: form.request_id,
         csrf_token: &new_csrf,
     });
     html::response(StatusCode::OK, page, None)
@@ -180,6 +249,10 @@ async fn consent(
         consumed: false,
     };
     if let Err(e) = state.storage().put_code(&record).await {
+        return server_error(e);
+    }
+    // An anonymously registered client that a user approved is in use: it no longer expires.
+    if let Err(e) = state.storage().mark_client_used(&record.client_id).await {
         return server_error(e);
     }
     tracing::info!(client_id = %record.client_id, subject = %record.subject, family = %record.family_id, "authorization code issued");

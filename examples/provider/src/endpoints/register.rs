@@ -19,21 +19,31 @@
 //! The secret is returned once and stored only as a hash; it does not expire
 //! (`client_secret_expires_at: 0`). Registered clients are never resource servers and never
 //! restricted to some resources: both are configuration.
+//!
+//! Anonymous registration is bounded: per client address
+//! ([`crate::limits::Limits::registrations_per_address`], `429` beyond) and in the number of
+//! registered clients never used ([`crate::limits::Limits::max_unused_clients`], `503`
+//! beyond); a client no user approved within
+//! [`crate::limits::Limits::unused_client_ttl`] is deleted by the cleanup task.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::endpoints::token::no_store;
 use crate::error::{ErrorCode, OAuthError};
+use crate::limits::{ClientAddr, retry_after_secs};
 use crate::model::{AuthMethod, Client};
 use crate::redirect;
 use crate::scope;
-use crate::state::{AppState, now};
+use crate::state::{AppState, now, secs};
+use crate::storage::Admission;
 use crate::tokens::{self, hash_secret};
 
 /// Most redirect URIs one client may register.
@@ -52,11 +62,46 @@ struct Request {
 }
 
 /// `POST /register`.
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    addr: ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Open registration writes a row for anyone: bounded per address before anything else.
+    if let Err(wait) = state.registrations().try_record(&addr, Instant::now()) {
+        tracing::debug!(%addr, "registration refused: per-address limit");
+        return unavailable(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many registrations from this address; retry later",
+            wait,
+        );
+    }
     match handle(&state, &headers, &body).await {
         Ok(body) => no_store((StatusCode::CREATED, Json(body)).into_response()),
+        Err(err) if err.code == ErrorCode::TemporarilyUnavailable => unavailable(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server holds too many unused registrations; retry later",
+            FULL_RETRY_AFTER,
+        ),
         Err(err) => err.into_response(),
     }
+}
+
+/// The registration server-wide cap: how long a refused caller is told to wait.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// An RFC 6749 §5.2 style error with `temporarily_unavailable`, the given status and
+/// `Retry-After`.
+fn unavailable(status: StatusCode, description: &'static str, wait: Duration) -> Response {
+    let mut response =
+        OAuthError::new(ErrorCode::TemporarilyUnavailable, description).into_response();
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after_secs(wait)),
+    );
+    response
 }
 
 fn metadata_error(description: &'static str) -> OAuthError {
@@ -232,7 +277,18 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
         resource_server: false,
         resources: Vec::new(),
     };
-    state.storage().put_client(&client).await?;
+    let limits = state.limits();
+    let unused_until = client.issued_at + secs(limits.unused_client_ttl);
+    let admitted = state
+        .storage()
+        .register_client(&client, unused_until, limits.max_unused_clients, now())
+        .await?;
+    if admitted != Admission::Stored {
+        return Err(OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "too many unused registrations",
+        ));
+    }
     tracing::info!(client_id = %client.client_id, method = auth_method.as_str(), "client registered");
 
     let mut body = json!({

@@ -21,6 +21,7 @@ use crate::pkce;
 use crate::resource;
 use crate::scope;
 use crate::state::{AppState, now, secs};
+use crate::storage::Rotation;
 use crate::tokens::{self, hash_secret};
 
 /// `POST /token`.
@@ -189,10 +190,6 @@ async fn refresh_token(
             "refresh token was issued to another client",
         ));
     }
-    if record.consumed {
-        revoke_after_replay(state, &record.family_id, "rotated refresh token reused").await?;
-        return Err(OAuthError::invalid_grant("refresh token was already used"));
-    }
     let access_scope = match params.get("scope") {
         None => record.scope.clone(),
         Some(s) => {
@@ -211,15 +208,6 @@ async fn refresh_token(
         }
     };
     check_grant_resource(state, client, record.resource.as_deref(), resource)?;
-    if !storage.rotate_refresh_token(&token_hash, now).await? {
-        revoke_after_replay(
-            state,
-            &record.family_id,
-            "refresh token rotated concurrently",
-        )
-        .await?;
-        return Err(OAuthError::invalid_grant("refresh token was already used"));
-    }
     let grant = Grant {
         family_id: &record.family_id,
         client_id: &client.client_id,
@@ -231,7 +219,26 @@ async fn refresh_token(
         access_scope: &access_scope,
         refresh: true,
     };
-    issue(state, &grant, now).await
+    let (body, successors) = mint(state, &grant, now);
+    // Consuming the old token and storing the new pair is one transaction. A token rotated
+    // within the grace whose successor was never used may be presented again (the client lost
+    // the response); everything else that finds the token consumed is reuse.
+    let retry_since = now - secs(state.lifetimes().refresh_reuse_grace);
+    match storage
+        .rotate_refresh_token(&token_hash, now, retry_since, &successors)
+        .await?
+    {
+        Rotation::Rotated => {}
+        Rotation::Replaced => {
+            tracing::info!(client_id = %client.client_id, family = %record.family_id, "refresh retried within the grace; unused successor revoked");
+        }
+        Rotation::Refused => {
+            revoke_after_replay(state, &record.family_id, "rotated refresh token reused").await?;
+            return Err(OAuthError::invalid_grant("refresh token was already used"));
+        }
+    }
+    tracing::info!(client_id = %grant.client_id, family = %grant.family_id, jti = %successors[0].jti, "tokens issued");
+    Ok(body)
 }
 
 async fn client_credentials(
@@ -333,7 +340,8 @@ fn record(
     }
 }
 
-async fn issue(state: &AppState, grant: &Grant<'_>, now: UnixTime) -> Result<Value, OAuthError> {
+/// Creates the tokens of a grant: the response body and the records to store.
+fn mint(state: &AppState, grant: &Grant<'_>, now: UnixTime) -> (Value, Vec<TokenRecord>) {
     let access_ttl = secs(state.lifetimes().access_token);
     let access_token = tokens::random_token(tokens::ACCESS_TOKEN_PREFIX);
     let mut records = vec![record(
@@ -363,6 +371,11 @@ async fn issue(state: &AppState, grant: &Grant<'_>, now: UnixTime) -> Result<Val
         ));
         body["refresh_token"] = Value::String(refresh_token);
     }
+    (body, records)
+}
+
+async fn issue(state: &AppState, grant: &Grant<'_>, now: UnixTime) -> Result<Value, OAuthError> {
+    let (body, records) = mint(state, grant, now);
     state.storage().put_tokens(&records).await?;
     tracing::info!(client_id = %grant.client_id, family = %grant.family_id, jti = %records[0].jti, "tokens issued");
     Ok(body)

@@ -9,18 +9,31 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{Storage, StorageResult};
+use super::{Admission, PendingCaps, Rotation, Storage, StorageResult};
 use crate::model::{
     AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats, TokenKind,
     TokenRecord, UnixTime,
 };
 
+/// A token with its rotation lineage.
+#[derive(Clone)]
+struct StoredToken {
+    record: TokenRecord,
+    /// The refresh token this one was issued in exchange for.
+    parent: Option<String>,
+    /// When this refresh token was rotated.
+    rotated_at: Option<UnixTime>,
+}
+
 #[derive(Default)]
 struct Inner {
     clients: HashMap<String, Client>,
-    pending: HashMap<String, PendingAuthorization>,
+    /// Anonymous clients not used yet: client id -> deleted after.
+    unused_clients: HashMap<String, UnixTime>,
+    /// Pending authorizations with the address that started them.
+    pending: HashMap<String, (PendingAuthorization, String)>,
     codes: HashMap<String, AuthorizationCode>,
-    tokens: HashMap<String, TokenRecord>,
+    tokens: HashMap<String, StoredToken>,
     /// family id -> remember until
     revoked_families: HashMap<String, UnixTime>,
 }
@@ -28,6 +41,28 @@ struct Inner {
 impl Inner {
     fn family_revoked(&self, family_id: &str) -> bool {
         self.revoked_families.contains_key(family_id)
+    }
+
+    fn insert_tokens(&mut self, tokens: &[TokenRecord], parent: Option<&str>) {
+        for t in tokens {
+            self.tokens.insert(
+                t.token_hash.clone(),
+                StoredToken {
+                    record: t.clone(),
+                    parent: parent.map(str::to_owned),
+                    rotated_at: None,
+                },
+            );
+        }
+    }
+
+    /// Deletes a client and everything that refers to it (the SQLite foreign keys cascade).
+    fn delete_client(&mut self, client_id: &str) {
+        self.clients.remove(client_id);
+        self.unused_clients.remove(client_id);
+        self.pending.retain(|_, (p, _)| p.client_id != client_id);
+        self.codes.retain(|_, c| c.client_id != client_id);
+        self.tokens.retain(|_, t| t.record.client_id != client_id);
     }
 }
 
@@ -59,15 +94,66 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    async fn register_client(
+        &self,
+        client: &Client,
+        unused_until: UnixTime,
+        max_unused: u64,
+        now: UnixTime,
+    ) -> StorageResult<Admission> {
+        let mut inner = self.lock();
+        let live = inner
+            .unused_clients
+            .values()
+            .filter(|until| **until > now)
+            .count() as u64;
+        if live >= max_unused {
+            return Ok(Admission::TotalFull);
+        }
+        inner
+            .clients
+            .insert(client.client_id.clone(), client.clone());
+        inner
+            .unused_clients
+            .insert(client.client_id.clone(), unused_until);
+        Ok(Admission::Stored)
+    }
+
+    async fn mark_client_used(&self, client_id: &str) -> StorageResult<()> {
+        self.lock().unused_clients.remove(client_id);
+        Ok(())
+    }
+
     async fn get_client(&self, client_id: &str) -> StorageResult<Option<Client>> {
         Ok(self.lock().clients.get(client_id).cloned())
     }
 
-    async fn put_pending(&self, pending: &PendingAuthorization) -> StorageResult<()> {
-        self.lock()
-            .pending
-            .insert(pending.id_hash.clone(), pending.clone());
-        Ok(())
+    async fn put_pending(
+        &self,
+        pending: &PendingAuthorization,
+        address: &str,
+        caps: PendingCaps,
+        now: UnixTime,
+    ) -> StorageResult<Admission> {
+        let mut inner = self.lock();
+        let (mut total, mut mine) = (0u64, 0u64);
+        for (p, origin) in inner.pending.values() {
+            if p.expires_at > now {
+                total += 1;
+                mine += u64::from(origin == address);
+            }
+        }
+        if mine >= caps.per_address {
+            return Ok(Admission::AddressFull);
+        }
+        if total >= caps.total {
+            return Ok(Admission::TotalFull);
+        }
+        inner.pending.insert(
+            pending.id_hash.clone(),
+            (pending.clone(), address.to_owned()),
+        );
+        Ok(Admission::Stored)
     }
 
     async fn get_pending(
@@ -79,6 +165,7 @@ impl Storage for MemoryStorage {
             .lock()
             .pending
             .get(id_hash)
+            .map(|(p, _)| p)
             .filter(|p| p.expires_at > now)
             .cloned())
     }
@@ -93,7 +180,7 @@ impl Storage for MemoryStorage {
     ) -> StorageResult<bool> {
         let mut inner = self.lock();
         match inner.pending.get_mut(id_hash) {
-            Some(p) if p.expires_at > now && p.stage == InteractionStage::Login => {
+            Some((p, _)) if p.expires_at > now && p.stage == InteractionStage::Login => {
                 p.stage = InteractionStage::Consent;
                 p.subject = Some(subject.to_owned());
                 p.granted_scope = Some(granted_scope.to_owned());
@@ -114,9 +201,9 @@ impl Storage for MemoryStorage {
         let eligible = inner
             .pending
             .get(id_hash)
-            .is_some_and(|p| p.expires_at > now && p.stage == stage);
+            .is_some_and(|(p, _)| p.expires_at > now && p.stage == stage);
         Ok(if eligible {
-            inner.pending.remove(id_hash)
+            inner.pending.remove(id_hash).map(|(p, _)| p)
         } else {
             None
         })
@@ -154,10 +241,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn put_tokens(&self, tokens: &[TokenRecord]) -> StorageResult<()> {
-        let mut inner = self.lock();
-        for t in tokens {
-            inner.tokens.insert(t.token_hash.clone(), t.clone());
-        }
+        self.lock().insert_tokens(tokens, None);
         Ok(())
     }
 
@@ -170,33 +254,60 @@ impl Storage for MemoryStorage {
         Ok(inner
             .tokens
             .get(token_hash)
+            .map(|t| &t.record)
             .filter(|t| t.expires_at > now && !inner.family_revoked(&t.family_id))
             .cloned())
     }
 
-    async fn rotate_refresh_token(&self, token_hash: &str, now: UnixTime) -> StorageResult<bool> {
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+        retry_since: UnixTime,
+        successors: &[TokenRecord],
+    ) -> StorageResult<Rotation> {
         let mut inner = self.lock();
-        let revoked = match inner.tokens.get(token_hash) {
-            Some(t) => inner.family_revoked(&t.family_id),
-            None => return Ok(false),
+        let Some(old) = inner.tokens.get(token_hash) else {
+            return Ok(Rotation::Refused);
         };
-        match inner.tokens.get_mut(token_hash) {
-            Some(t)
-                if !revoked
-                    && t.kind == TokenKind::Refresh
-                    && t.expires_at > now
-                    && !t.consumed =>
-            {
-                t.consumed = true;
-                Ok(true)
-            }
-            _ => Ok(false),
+        let live = old.record.kind == TokenKind::Refresh
+            && old.record.expires_at > now
+            && !inner.family_revoked(&old.record.family_id);
+        if !live {
+            return Ok(Rotation::Refused);
         }
+        if !old.record.consumed {
+            if let Some(old) = inner.tokens.get_mut(token_hash) {
+                old.record.consumed = true;
+                old.rotated_at = Some(now);
+            }
+            inner.insert_tokens(successors, Some(token_hash));
+            return Ok(Rotation::Rotated);
+        }
+        let within_grace = old.rotated_at.is_some_and(|at| at > retry_since);
+        let is_child = |t: &StoredToken| t.parent.as_deref() == Some(token_hash);
+        let successor_used = inner
+            .tokens
+            .values()
+            .any(|t| is_child(t) && t.rotated_at.is_some());
+        if !within_grace || successor_used {
+            return Ok(Rotation::Refused);
+        }
+        // The unused successors die: the access token goes; the refresh token stays consumed,
+        // so that presenting it later counts as reuse and revokes the family.
+        inner
+            .tokens
+            .retain(|_, t| !(is_child(t) && t.record.kind == TokenKind::Access));
+        for t in inner.tokens.values_mut().filter(|t| is_child(t)) {
+            t.record.consumed = true;
+        }
+        inner.insert_tokens(successors, Some(token_hash));
+        Ok(Rotation::Replaced)
     }
 
     async fn revoke_family(&self, family_id: &str, remember_until: UnixTime) -> StorageResult<()> {
         let mut inner = self.lock();
-        inner.tokens.retain(|_, t| t.family_id != family_id);
+        inner.tokens.retain(|_, t| t.record.family_id != family_id);
         let entry = inner
             .revoked_families
             .entry(family_id.to_owned())
@@ -208,17 +319,27 @@ impl Storage for MemoryStorage {
     async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64> {
         let mut inner = self.lock();
         let before = count(&inner);
-        inner.pending.retain(|_, p| p.expires_at > now);
+        let abandoned: Vec<String> = inner
+            .unused_clients
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for client_id in &abandoned {
+            inner.delete_client(client_id);
+        }
+        inner.pending.retain(|_, (p, _)| p.expires_at > now);
         inner.codes.retain(|_, c| c.expires_at > now);
-        inner.tokens.retain(|_, t| t.expires_at > now);
+        inner.tokens.retain(|_, t| t.record.expires_at > now);
         inner.revoked_families.retain(|_, until| *until > now);
-        Ok(before - count(&inner))
+        Ok(before - count(&inner) + abandoned.len() as u64)
     }
 
     async fn stats(&self) -> StorageResult<StorageStats> {
         let inner = self.lock();
         Ok(StorageStats {
             clients: inner.clients.len() as u64,
+            unused_clients: inner.unused_clients.len() as u64,
             pending: inner.pending.len() as u64,
             codes: inner.codes.len() as u64,
             tokens: inner.tokens.len() as u64,

@@ -5,6 +5,10 @@
 //! - tokens whose family was revoked are never returned;
 //! - "consume" operations (authorization codes, refresh-token rotation, interaction records) are
 //!   single atomic compare-and-set steps, so exactly one of any number of concurrent callers wins;
+//! - a refresh rotation consumes the old token and stores its successors in one transaction:
+//!   a crash leaves either the old token usable or the new pair stored, never neither;
+//! - capped inserts (anonymous clients, pending authorizations) check the cap and insert in one
+//!   atomic step, so concurrent callers (and processes) cannot overshoot it;
 //! - only hashes of secrets are stored.
 //!
 //! Time is passed in explicitly (`now`) so tests can drive expiry without sleeping.
@@ -39,6 +43,40 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
 }
 
+/// Whether a capped insert was admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Stored.
+    Stored,
+    /// Refused: the caller's address already holds its share.
+    AddressFull,
+    /// Refused: the server-wide cap is reached.
+    TotalFull,
+}
+
+/// Caps on live pending authorizations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingCaps {
+    /// Live records one client address may hold.
+    pub per_address: u64,
+    /// Live records in total.
+    pub total: u64,
+}
+
+/// What presenting a refresh token for rotation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was unused: it is now consumed and the successors are stored.
+    Rotated,
+    /// The token had been rotated within the retry grace and its successor was never used: the
+    /// unused successors were deleted and the new ones stored in their place (a client retrying
+    /// after a lost response).
+    Replaced,
+    /// Nothing changed: unknown, expired, revoked, not a refresh token, or reused outside the
+    /// grace. The caller treats a known token of a live family as stolen.
+    Refused,
+}
+
 /// Result alias for storage operations.
 pub type StorageResult<T> = Result<T, StorageError>;
 
@@ -46,13 +84,36 @@ pub type StorageResult<T> = Result<T, StorageError>;
 /// (and, for SQLite, between processes using the same file).
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
-    /// Inserts or replaces a client.
+    /// Inserts or replaces a client (configured and demo clients: no cap, no expiry).
     async fn put_client(&self, client: &Client) -> StorageResult<()>;
+    /// Stores an anonymously registered client that is deleted by [`purge_expired`] once
+    /// `unused_until` passes, unless [`mark_client_used`] was called first. Refused with
+    /// [`Admission::TotalFull`] when `max_unused` live unused clients exist already.
+    ///
+    /// [`purge_expired`]: Storage::purge_expired
+    /// [`mark_client_used`]: Storage::mark_client_used
+    async fn register_client(
+        &self,
+        client: &Client,
+        unused_until: UnixTime,
+        max_unused: u64,
+        now: UnixTime,
+    ) -> StorageResult<Admission>;
+    /// Records that a client was used (a user approved one of its requests), so it no longer
+    /// expires. Idempotent.
+    async fn mark_client_used(&self, client_id: &str) -> StorageResult<()>;
     /// Looks a client up by id.
     async fn get_client(&self, client_id: &str) -> StorageResult<Option<Client>>;
 
-    /// Stores a new pending interactive authorization.
-    async fn put_pending(&self, pending: &PendingAuthorization) -> StorageResult<()>;
+    /// Stores a new pending interactive authorization started from `address`, unless that
+    /// address or the server already holds as many live ones as `caps` allow.
+    async fn put_pending(
+        &self,
+        pending: &PendingAuthorization,
+        address: &str,
+        caps: PendingCaps,
+        now: UnixTime,
+    ) -> StorageResult<Admission>;
     /// Reads a pending authorization that has not expired.
     async fn get_pending(
         &self,
@@ -100,14 +161,26 @@ pub trait Storage: Send + Sync + 'static {
         token_hash: &str,
         now: UnixTime,
     ) -> StorageResult<Option<TokenRecord>>;
-    /// Marks an unexpired, unconsumed refresh token of a non-revoked family as rotated. Returns
-    /// `true` only for the one caller that flipped the flag.
-    async fn rotate_refresh_token(&self, token_hash: &str, now: UnixTime) -> StorageResult<bool>;
+    /// Rotates a refresh token in one transaction: marks the unexpired, unconsumed refresh token
+    /// of a non-revoked family consumed and stores `successors` as its children
+    /// ([`Rotation::Rotated`]; of concurrent callers exactly one gets it). A token already
+    /// rotated after `retry_since` none of whose children was rotated in turn has its children
+    /// replaced ([`Rotation::Replaced`]): their access token is deleted, their refresh token
+    /// marked consumed (so presenting it later is reuse), and `successors` stored. Anything
+    /// else changes nothing ([`Rotation::Refused`]).
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+        retry_since: UnixTime,
+        successors: &[TokenRecord],
+    ) -> StorageResult<Rotation>;
     /// Revokes a grant family: deletes its tokens and remembers the family as revoked until
     /// `remember_until`, so a token of that family stored concurrently is never returned either.
     async fn revoke_family(&self, family_id: &str, remember_until: UnixTime) -> StorageResult<()>;
 
-    /// Deletes every row that expired at or before `now`. Returns the number of rows deleted.
+    /// Deletes every row that expired at or before `now`, including anonymous clients never
+    /// used before their deadline. Returns the number of rows deleted.
     async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64>;
     /// Counts rows, expired ones included.
     async fn stats(&self) -> StorageResult<StorageStats>;

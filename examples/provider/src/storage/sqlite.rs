@@ -8,8 +8,15 @@
 //! versions in `_sqlx_migrations`).
 //!
 //! Every compare-and-set is one SQL statement (`UPDATE … WHERE consumed = 0`, `DELETE …
-//! RETURNING`), whose `rows_affected` tells the single winner; no transaction ever reads before
-//! it writes, so SQLite's busy handler applies and no `SQLITE_BUSY_SNAPSHOT` can occur.
+//! RETURNING`, `INSERT … SELECT … WHERE count < cap`), whose `rows_affected` tells the single
+//! winner. The few transactions that read before they write (refresh rotation, capped client
+//! registration) start with `BEGIN IMMEDIATE`, taking the write lock first, so SQLite's busy
+//! handler applies and no `SQLITE_BUSY_SNAPSHOT` can occur.
+//!
+//! Files: a directory the server creates is `0700`; the database is created `0600` before SQLite
+//! opens it, and SQLite gives its `-wal` and `-shm` files the database file's mode. Processes
+//! started at the same moment on a new file race to apply the migrations; each migration is one
+//! transaction that fails as a whole for the loser, which retries and finds it applied.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,7 +29,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use super::{Storage, StorageError, StorageResult};
+use super::{Admission, PendingCaps, Rotation, Storage, StorageError, StorageResult};
 use crate::model::{
     AuthMethod, AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats,
     TokenKind, TokenRecord, UnixTime,
@@ -33,6 +40,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pool size for file databases. SQLite serialises writers anyway; a few connections let reads
 /// proceed in parallel under WAL.
 const FILE_POOL_SIZE: u32 = 4;
+/// Attempts to open a file database (connect and migrate) before giving up.
+const OPEN_ATTEMPTS: u32 = 10;
+/// Pause after the n-th failed attempt: n times this.
+const OPEN_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Durable storage in a SQLite database file.
 pub struct SqliteStorage {
@@ -48,8 +59,9 @@ impl SqliteStorage {
             return Self::in_memory().await;
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
+            files::create_private_dir(parent)?;
         }
+        files::create_private_file(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -57,11 +69,35 @@ impl SqliteStorage {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        // Processes started together on a new file race to create the schema. Every migration
+        // runs in a transaction and none is idempotent, so the loser's attempt fails and rolls
+        // back without effect; on retry it finds the migrations applied.
+        let mut attempt = 1;
+        loop {
+            match Self::connect(options.clone()).await {
+                Ok(storage) => return Ok(storage),
+                Err(e) if attempt < OPEN_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "opening the database failed; retrying");
+                    tokio::time::sleep(OPEN_RETRY_PAUSE * attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> StorageResult<Self> {
         let pool = SqlitePoolOptions::new()
             .max_connections(FILE_POOL_SIZE)
             .connect_with(options)
             .await?;
-        Self::with_pool(pool).await
+        match Self::with_pool(pool.clone()).await {
+            Ok(storage) => Ok(storage),
+            Err(e) => {
+                pool.close().await;
+                Err(e)
+            }
+        }
     }
 
     /// A private in-memory database (one connection, since every SQLite in-memory connection
@@ -170,16 +206,20 @@ fn token_from_row(row: &SqliteRow) -> StorageResult<TokenRecord> {
 }
 
 const INSERT_ONE_TOKEN: &str = "INSERT INTO tokens (token_hash, kind, family_id, client_id, \
-     subject, scope, resource, jti, issued_at, expires_at, consumed) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     subject, scope, resource, jti, issued_at, expires_at, consumed, parent_hash) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const INSERT_TWO_TOKENS: &str = "INSERT INTO tokens (token_hash, kind, family_id, client_id, \
-     subject, scope, resource, jti, issued_at, expires_at, consumed) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     subject, scope, resource, jti, issued_at, expires_at, consumed, parent_hash) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
-/// Binds the eleven columns of a token row, in `INSERT_ONE_TOKEN` order.
-fn bind_token<'q>(query: SqliteQuery<'q>, t: &'q TokenRecord) -> SqliteQuery<'q> {
+/// Binds the twelve columns of a token row, in `INSERT_ONE_TOKEN` order.
+fn bind_token<'q>(
+    query: SqliteQuery<'q>,
+    t: &'q TokenRecord,
+    parent_hash: Option<&'q str>,
+) -> SqliteQuery<'q> {
     query
         .bind(&t.token_hash)
         .bind(t.kind.as_str())
@@ -192,6 +232,37 @@ fn bind_token<'q>(query: SqliteQuery<'q>, t: &'q TokenRecord) -> SqliteQuery<'q>
         .bind(t.issued_at)
         .bind(t.expires_at)
         .bind(t.consumed)
+        .bind(parent_hash)
+}
+
+/// The client upsert, bound (an upsert, not `INSERT OR REPLACE`: a replace deletes the row
+/// first, which would cascade to the client's codes and tokens).
+fn upsert_client(client: &Client) -> SqliteQuery<'_> {
+    sqlx::query(
+        "INSERT INTO clients (client_id, secret_hash, client_name, redirect_uris, grant_types, \
+         scope, auth_method, issued_at, resource_server, resources) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (client_id) DO UPDATE SET secret_hash = excluded.secret_hash, \
+         client_name = excluded.client_name, redirect_uris = excluded.redirect_uris, \
+         grant_types = excluded.grant_types, scope = excluded.scope, \
+         auth_method = excluded.auth_method, issued_at = excluded.issued_at, \
+         resource_server = excluded.resource_server, resources = excluded.resources",
+    )
+    .bind(&client.client_id)
+    .bind(&client.secret_hash)
+    .bind(&client.client_name)
+    .bind(to_json(&client.redirect_uris))
+    .bind(to_json(&client.grant_types))
+    .bind(&client.scope)
+    .bind(client.auth_method.as_str())
+    .bind(client.issued_at)
+    .bind(client.resource_server)
+    .bind(to_json(&client.resources))
+}
+
+/// A cap as an SQLite integer (saturating).
+fn cap(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn to_json(values: &[String]) -> String {
@@ -201,30 +272,41 @@ fn to_json(values: &[String]) -> String {
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn put_client(&self, client: &Client) -> StorageResult<()> {
-        // An upsert, not `INSERT OR REPLACE`: a replace deletes the row first, which would
-        // cascade to the client's codes and tokens.
-        sqlx::query(
-            "INSERT INTO clients (client_id, secret_hash, client_name, redirect_uris, grant_types, \
-             scope, auth_method, issued_at, resource_server, resources) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (client_id) DO UPDATE SET secret_hash = excluded.secret_hash, \
-             client_name = excluded.client_name, redirect_uris = excluded.redirect_uris, \
-             grant_types = excluded.grant_types, scope = excluded.scope, \
-             auth_method = excluded.auth_method, issued_at = excluded.issued_at, \
-             resource_server = excluded.resource_server, resources = excluded.resources",
-        )
-        .bind(&client.client_id)
-        .bind(&client.secret_hash)
-        .bind(&client.client_name)
-        .bind(to_json(&client.redirect_uris))
-        .bind(to_json(&client.grant_types))
-        .bind(&client.scope)
-        .bind(client.auth_method.as_str())
-        .bind(client.issued_at)
-        .bind(client.resource_server)
-        .bind(to_json(&client.resources))
-        .execute(&self.pool)
-        .await?;
+        upsert_client(client).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn register_client(
+        &self,
+        client: &Client,
+        unused_until: UnixTime,
+        max_unused: u64,
+        now: UnixTime,
+    ) -> StorageResult<Admission> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let unused: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM unused_clients WHERE expires_at > ?")
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+        if unused >= cap(max_unused) {
+            return Ok(Admission::TotalFull);
+        }
+        upsert_client(client).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO unused_clients (client_id, expires_at) VALUES (?, ?)")
+            .bind(&client.client_id)
+            .bind(unused_until)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Admission::Stored)
+    }
+
+    async fn mark_client_used(&self, client_id: &str) -> StorageResult<()> {
+        sqlx::query("DELETE FROM unused_clients WHERE client_id = ?")
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -238,11 +320,21 @@ impl Storage for SqliteStorage {
             .transpose()
     }
 
-    async fn put_pending(&self, p: &PendingAuthorization) -> StorageResult<()> {
-        sqlx::query(
+    async fn put_pending(
+        &self,
+        p: &PendingAuthorization,
+        address: &str,
+        caps: PendingCaps,
+        now: UnixTime,
+    ) -> StorageResult<Admission> {
+        // Check both caps and insert in one statement, so concurrent requests cannot overshoot.
+        let done = sqlx::query(
             "INSERT INTO pending_authorizations (id_hash, browser_hash, csrf_hash, client_id, \
              redirect_uri, scope, state, code_challenge, resource, stage, subject, granted_scope, \
-             expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             expires_at, origin) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+             WHERE (SELECT count(*) FROM pending_authorizations \
+                    WHERE origin = ? AND expires_at > ?) < ? \
+             AND (SELECT count(*) FROM pending_authorizations WHERE expires_at > ?) < ?",
         )
         .bind(&p.id_hash)
         .bind(&p.browser_hash)
@@ -257,9 +349,29 @@ impl Storage for SqliteStorage {
         .bind(&p.subject)
         .bind(&p.granted_scope)
         .bind(p.expires_at)
+        .bind(address)
+        .bind(address)
+        .bind(now)
+        .bind(cap(caps.per_address))
+        .bind(now)
+        .bind(cap(caps.total))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        if done.rows_affected() == 1 {
+            return Ok(Admission::Stored);
+        }
+        let mine: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pending_authorizations WHERE origin = ? AND expires_at > ?",
+        )
+        .bind(address)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(if mine >= cap(caps.per_address) {
+            Admission::AddressFull
+        } else {
+            Admission::TotalFull
+        })
     }
 
     async fn get_pending(
@@ -374,19 +486,18 @@ impl Storage for SqliteStorage {
         match tokens {
             [] => {}
             [one] => {
-                bind_token(sqlx::query(INSERT_ONE_TOKEN), one)
+                bind_token(sqlx::query(INSERT_ONE_TOKEN), one, None)
                     .execute(&self.pool)
                     .await?;
             }
             [first, second] => {
-                bind_token(bind_token(sqlx::query(INSERT_TWO_TOKENS), first), second)
-                    .execute(&self.pool)
-                    .await?;
+                let query = bind_token(sqlx::query(INSERT_TWO_TOKENS), first, None);
+                bind_token(query, second, None).execute(&self.pool).await?;
             }
             many => {
                 let mut tx = self.pool.begin().await?;
                 for t in many {
-                    bind_token(sqlx::query(INSERT_ONE_TOKEN), t)
+                    bind_token(sqlx::query(INSERT_ONE_TOKEN), t, None)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -414,17 +525,69 @@ impl Storage for SqliteStorage {
         .transpose()
     }
 
-    async fn rotate_refresh_token(&self, token_hash: &str, now: UnixTime) -> StorageResult<bool> {
-        let done = sqlx::query(
-            "UPDATE tokens SET consumed = 1 WHERE token_hash = ? AND kind = 'refresh' \
-             AND consumed = 0 AND expires_at > ? AND NOT EXISTS \
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+        retry_since: UnixTime,
+        successors: &[TokenRecord],
+    ) -> StorageResult<Rotation> {
+        // One transaction: the old token is consumed if and only if its successors are stored.
+        // Dropping `tx` without commit (early return, error, crash) rolls everything back.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rotated = sqlx::query(
+            "UPDATE tokens SET consumed = 1, rotated_at = ? WHERE token_hash = ? \
+             AND kind = 'refresh' AND consumed = 0 AND expires_at > ? AND NOT EXISTS \
              (SELECT 1 FROM revoked_families f WHERE f.family_id = tokens.family_id)",
         )
+        .bind(now)
         .bind(token_hash)
         .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let outcome = if rotated {
+            Rotation::Rotated
+        } else {
+            let retry = sqlx::query(
+                "SELECT 1 FROM tokens o WHERE o.token_hash = ? AND o.kind = 'refresh' \
+                 AND o.consumed = 1 AND o.rotated_at > ? AND o.expires_at > ? \
+                 AND NOT EXISTS (SELECT 1 FROM revoked_families f \
+                                 WHERE f.family_id = o.family_id) \
+                 AND NOT EXISTS (SELECT 1 FROM tokens c WHERE c.parent_hash = o.token_hash \
+                                 AND c.rotated_at IS NOT NULL)",
+            )
+            .bind(token_hash)
+            .bind(retry_since)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+            if !retry {
+                return Ok(Rotation::Refused);
+            }
+            // The unused successors die: the access token is deleted; the refresh token is kept
+            // as consumed, so that presenting it later counts as reuse and revokes the family.
+            sqlx::query("DELETE FROM tokens WHERE parent_hash = ? AND kind = 'access'")
+                .bind(token_hash)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE tokens SET consumed = 1 WHERE parent_hash = ? AND kind = 'refresh'",
+            )
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await?;
+            Rotation::Replaced
+        };
+        for t in successors {
+            bind_token(sqlx::query(INSERT_ONE_TOKEN), t, Some(token_hash))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn revoke_family(&self, family_id: &str, remember_until: UnixTime) -> StorageResult<()> {
@@ -450,6 +613,12 @@ impl Storage for SqliteStorage {
         let mut tx = self.pool.begin().await?;
         let mut deleted = 0;
         for sql in [
+            // Anonymous clients never used in time, with their pending authorizations (counted
+            // here; the remaining rows that refer to them cascade).
+            "DELETE FROM pending_authorizations WHERE client_id IN \
+             (SELECT client_id FROM unused_clients WHERE expires_at <= ?)",
+            "DELETE FROM clients WHERE client_id IN \
+             (SELECT client_id FROM unused_clients WHERE expires_at <= ?)",
             "DELETE FROM pending_authorizations WHERE expires_at <= ?",
             "DELETE FROM authorization_codes WHERE expires_at <= ?",
             "DELETE FROM tokens WHERE expires_at <= ?",
@@ -468,6 +637,7 @@ impl Storage for SqliteStorage {
     async fn stats(&self) -> StorageResult<StorageStats> {
         let row = sqlx::query(
             "SELECT (SELECT count(*) FROM clients) AS clients, \
+             (SELECT count(*) FROM unused_clients) AS unused_clients, \
              (SELECT count(*) FROM pending_authorizations) AS pending, \
              (SELECT count(*) FROM authorization_codes) AS codes, \
              (SELECT count(*) FROM tokens) AS tokens, \
@@ -481,6 +651,7 @@ impl Storage for SqliteStorage {
         };
         Ok(StorageStats {
             clients: get("clients")?,
+            unused_clients: get("unused_clients")?,
             pending: get("pending")?,
             codes: get("codes")?,
             tokens: get("tokens")?,
@@ -490,5 +661,30 @@ impl Storage for SqliteStorage {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Creating the database's files and directory privately.
+mod files {
+    use std::fs::OpenOptions;
+    use std::path::Path;
+
+    /// Creates `dir` and its missing parents with mode `0700` (existing ones are left alone).
+    pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)
+    }
+
+    /// Creates the database file with mode `0600` if it does not exist. SQLite creates the
+    /// `-wal` and `-shm` files with the database file's mode, so they are private too.
+    pub(super) fn create_private_file(path: &Path) -> std::io::Result<()> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(path).map(drop)
     }
 }

@@ -7,13 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oauth_provider::model::{TokenKind, TokenRecord};
+use std::process::Stdio;
+
 use oauth_provider::storage::{MemoryStorage, SqliteStorage, Storage};
 use oauth_provider::tokens::hash_secret;
 use oauth_provider::{Config, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET, Server};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
 
 /// The storage backends every behavioural test runs against.
 #[derive(Clone, Copy, Debug)]
@@ -252,6 +256,22 @@ impl Env {
             .await
             .expect("token");
         json_of(resp).await
+    }
+
+    /// Refresh-token grant for a public client, with extra form fields.
+    pub async fn refresh(
+        &self,
+        client_id: &str,
+        token: &str,
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", client_id),
+        ];
+        form.extend_from_slice(extra);
+        self.token(&form).await
     }
 
     /// Introspects as the demo resource server.
@@ -541,4 +561,61 @@ pub fn assert_safe_description(description: &str) {
                 .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)),
         "unsafe error_description {description:?}"
     );
+}
+
+/// The `oauth-provider` binary built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_oauth-provider");
+
+/// A running server process, killed (SIGKILL) when dropped.
+pub struct Process {
+    pub child: Child,
+    /// `http://127.0.0.1:port`, from the line the server prints once it listens.
+    pub base: String,
+}
+
+impl Process {
+    pub async fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn oauth-provider");
+        let stdout = child.stdout.take().unwrap();
+        let line = BufReader::new(stdout)
+            .lines()
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the server prints its address");
+        let base = line
+            .strip_prefix("oauth-provider listening on ")
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        Self { child, base }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Kills the process with SIGKILL (no shutdown code runs) and reaps it.
+    pub async fn stop(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// A field of `/proc/<pid>/status` in KiB (e.g. `VmHWM`, the peak resident set size).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
 }
