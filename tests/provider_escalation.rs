@@ -66,7 +66,7 @@ async fn escalation_is_refused(storage: StorageConfig) {
     let mcp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mcp_url = format!("http://{}/mcp", mcp_listener.local_addr().unwrap());
     let config = Config {
-        registration_token: Some(REGISTRATION_TOKEN.to_owned()),
+        registration_token: Some(REGISTRATION_TOKEN.into()),
         ..Config::demo().with_storage(storage).with_resource(&mcp_url)
     };
     let provider = Server::bind(config, "127.0.0.1:0".parse().unwrap())

@@ -71,6 +71,36 @@ pub const DEMO_SCOPE_DESCRIPTIONS: [(&str, &str); 3] = [
     ("admin", "System administration, user management"),
 ];
 
+/// A secret from the configuration; its `Debug` output never shows it, so logging a [`Config`]
+/// cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(secret: &str) -> Self {
+        Self(secret.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 /// Everything the server needs to run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -103,7 +133,7 @@ pub struct Config {
     pub registrable_scopes: Option<Vec<String>>,
     /// The initial access token (RFC 7591 §3) that allows registering `client_credentials`
     /// clients. `None` (the default): only configured clients may use that grant.
-    pub registration_token: Option<String>,
+    pub registration_token: Option<Secret>,
     /// What each scope allows, in words, for the consent page (default none; `demo` adds
     /// [`DEMO_SCOPE_DESCRIPTIONS`] for scopes not described here).
     pub scope_descriptions: BTreeMap<String, String>,
@@ -188,5 +218,21 @@ impl Config {
     pub fn with_storage(mut self, storage: StorageConfig) -> Self {
         self.storage = storage;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_registration_token() {
+        let config = Config {
+            registration_token: Some("initial-access-token-0123456789".into()),
+            ..Config::demo()
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("initial-access-token"), "{printed}");
+        assert!(printed.contains("Secret(<redacted>)"));
     }
 }

@@ -51,7 +51,7 @@ use axum::routing::{get, post};
 
 pub use config::{
     Config, DEMO_PUBLIC_CLIENT_ID, DEMO_RESOURCE, DEMO_RESOURCE_SERVER_ID,
-    DEMO_RESOURCE_SERVER_SECRET, Lifetimes, StorageConfig,
+    DEMO_RESOURCE_SERVER_SECRET, Lifetimes, Secret, StorageConfig,
 };
 pub use server::{Error, Server};
 pub use state::AppState;

@@ -197,7 +197,7 @@ impl Cli {
                 .registrable_scopes
                 .as_deref()
                 .map(|s| s.split_whitespace().map(String::from).collect()),
-            registration_token: self.registration_token.clone(),
+            registration_token: self.registration_token.clone().map(Into::into),
             scope_descriptions: self.scope_descriptions.iter().cloned().collect(),
             limits: self.limits(),
             ..Config::default()

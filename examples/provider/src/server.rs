@@ -80,8 +80,8 @@ pub fn validate_policy(config: &Config) -> Result<(), Error> {
     }
     if config
         .registration_token
-        .as_deref()
-        .is_some_and(|t| t.len() < MIN_REGISTRATION_TOKEN_LEN)
+        .as_ref()
+        .is_some_and(|t| t.expose().len() < MIN_REGISTRATION_TOKEN_LEN)
     {
         return Err(Error::Config(format!(
             "the registration token must have at least {MIN_REGISTRATION_TOKEN_LEN} characters"

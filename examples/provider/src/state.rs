@@ -54,8 +54,8 @@ impl AppState {
                 registrable_scopes: config.effective_registrable_scopes(),
                 registration_token_hash: config
                     .registration_token
-                    .as_deref()
-                    .map(crate::tokens::hash_secret),
+                    .as_ref()
+                    .map(|t| crate::tokens::hash_secret(t.expose())),
                 scope_descriptions: config.effective_scope_descriptions(),
                 limits: config.limits.clone(),
                 password_gate: PasswordGate::new(

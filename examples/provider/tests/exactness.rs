@@ -96,7 +96,7 @@ async fn state_is_echoed_byte_for_byte(backend: Backend) {
         "a+b%20c&d=e#f".to_owned(),
         "x".repeat(2048),
     ] {
-        // After approval (the helper asserts `state` is echoed exactly)…
+        // After approval (`authorize_and_approve` asserts `state` is echoed exactly)…
         let mut req = AuthRequest::new(&client_id);
         req.state = state.clone();
         env.authorize_and_approve(&req, "alice", "password123")

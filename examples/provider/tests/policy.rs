@@ -239,7 +239,7 @@ async fn self_granted_scope_is_bounded_by_the_registrable_scopes(backend: Backen
             ..Config::demo()
         },
         Config {
-            registration_token: Some("short".to_owned()),
+            registration_token: Some("short".into()),
             ..Config::demo()
         },
     ] {

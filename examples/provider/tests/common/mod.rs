@@ -407,7 +407,7 @@ pub const REGISTRATION_TOKEN: &str = "test-initial-access-token-0123456789";
 /// The demo configuration with [`REGISTRATION_TOKEN`].
 pub fn test_config() -> Config {
     Config {
-        registration_token: Some(REGISTRATION_TOKEN.to_owned()),
+        registration_token: Some(REGISTRATION_TOKEN.into()),
         ..Config::demo()
     }
 }
