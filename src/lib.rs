@@ -206,6 +206,19 @@
 //! - The inbound token is not given to the inner service in any form other than the original
 //!   request headers; never forward it upstream (use token exchange instead).
 
+// Without their features the items named above do not exist here: link them to their docs.rs
+// pages so that the crate documentation builds (and reads) the same for every feature set.
+#![cfg_attr(
+    not(feature = "mcp"),
+    doc = "",
+    doc = "[`mcp::McpScopeLayer`]: https://docs.rs/tower-introspect/latest/tower_introspect/mcp/struct.McpScopeLayer.html",
+    doc = "[`mcp::McpSessionBindingLayer`]: https://docs.rs/tower-introspect/latest/tower_introspect/mcp/struct.McpSessionBindingLayer.html"
+)]
+#![cfg_attr(
+    not(feature = "rmcp"),
+    doc = "",
+    doc = "[`PrincipalExt`]: https://docs.rs/tower-introspect/latest/tower_introspect/trait.PrincipalExt.html"
+)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
