@@ -1,12 +1,17 @@
 //! A verdict cache in front of any [`TokenVerifier`].
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::FutureExt;
+use futures_util::future::{Shared, WeakShared};
 use moka::Expiry;
-use moka::future::Cache;
+use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
 use crate::{InvalidToken, Principal, TokenVerifier, VerifyError};
@@ -77,8 +82,10 @@ impl CacheConfig {
     }
 
     /// Bounds the cache by the approximate memory of its entries instead of their number: useful
-    /// when principals carry large or varying claims. Each entry weighs its key, its bookkeeping
-    /// and the bytes of its claims (see [`Principal::approximate_size`]).
+    /// when principals carry large or varying claims. Each entry weighs its key and bookkeeping
+    /// (about 320 bytes) plus what its parsed claims occupy in memory (see
+    /// [`Principal::approximate_size`]), within a small factor of the real heap use: a response
+    /// of many tiny JSON values weighs several times its wire size, as it costs.
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_capacity = bytes;
         self.weigh_bytes = true;
@@ -177,22 +184,75 @@ fn bump(counter: &AtomicU64) {
 ///   [`CacheConfig::max_bytes`] (least recently used evicted first).
 ///
 /// Revocation is the price of any cache: a token revoked at the server keeps working here until its
-/// entry ends (at most `max_ttl`), unless you call [`CachedVerifier::invalidate`].
+/// entry ends (at most `max_ttl`), unless you call [`CachedVerifier::invalidate`]. An invalidation
+/// wins over a call already in flight for that token: its answer, which may predate the revocation,
+/// is handed to the requests that were already waiting for it but is never cached, and requests
+/// arriving after the invalidation start a new call.
 ///
 /// Clones share the cache and the counters: keep one as a handle to invalidate entries or read
 /// statistics while the layer uses another.
 pub struct CachedVerifier<V> {
-    inner: Arc<V>,
+    state: Arc<State<V>>,
+}
+
+/// What every clone of a [`CachedVerifier`] shares.
+struct State<V> {
+    inner: V,
     cache: Cache<TokenKey, Verdict>,
-    counters: Arc<Counters>,
+    /// The calls in flight, by token key: where concurrent misses of one token meet (single
+    /// flight), and what an invalidation cancels. Publishing a result and invalidating both happen
+    /// under this lock, so one always sees the other. Never held across an `.await`; bounded by the
+    /// number of distinct tokens being verified at once.
+    flights: Mutex<HashMap<TokenKey, Flight>>,
+    next_flight: AtomicU64,
+    counters: Counters,
+}
+
+/// The outcome of a call, shared by every request waiting for it: a verdict, or the reason the
+/// server could not give one.
+type FlightOutcome = Result<Verdict, Arc<str>>;
+
+/// A call of the inner verifier, shareable by every request that misses the same key meanwhile.
+type Call = Shared<Pin<Box<dyn Future<Output = FlightOutcome> + Send>>>;
+
+/// One call to the inner verifier, awaited by every request that missed the same key meanwhile.
+struct Flight {
+    /// Tells this call from a later one for the same key.
+    id: u64,
+    /// Weak, so that the table never keeps a call alive: when every waiting request is gone (the
+    /// clients hung up), the call is dropped and its guard removes this entry.
+    call: WeakShared<Pin<Box<dyn Future<Output = FlightOutcome> + Send>>>,
+}
+
+impl<V> State<V> {
+    fn flights(&self) -> MutexGuard<'_, HashMap<TokenKey, Flight>> {
+        // The map stays consistent even if a holder panicked: every critical section is one
+        // insert or remove.
+        self.flights.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Removes a flight from the table when its call ends or is abandoned (every waiter gone), unless an
+/// invalidation or a newer call replaced it.
+struct FlightGuard<V> {
+    state: Arc<State<V>>,
+    key: TokenKey,
+    id: u64,
+}
+
+impl<V> Drop for FlightGuard<V> {
+    fn drop(&mut self) {
+        let mut flights = self.state.flights();
+        if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
+            flights.remove(&self.key);
+        }
+    }
 }
 
 impl<V> Clone for CachedVerifier<V> {
     fn clone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
-            cache: self.cache.clone(),
-            counters: self.counters.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -200,7 +260,7 @@ impl<V> Clone for CachedVerifier<V> {
 impl<V> fmt::Debug for CachedVerifier<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachedVerifier")
-            .field("entries", &self.cache.entry_count())
+            .field("entries", &self.state.cache.entry_count())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -217,9 +277,13 @@ impl<V: TokenVerifier> CachedVerifier<V> {
         };
         let cache = builder.expire_after(VerdictExpiry(config)).build();
         Self {
-            inner: Arc::new(inner),
-            cache,
-            counters: Arc::default(),
+            state: Arc::new(State {
+                inner,
+                cache,
+                flights: Mutex::default(),
+                next_flight: AtomicU64::new(0),
+                counters: Counters::default(),
+            }),
         }
     }
 }
@@ -227,34 +291,52 @@ impl<V: TokenVerifier> CachedVerifier<V> {
 impl<V> CachedVerifier<V> {
     /// The wrapped verifier.
     pub fn inner(&self) -> &V {
-        &self.inner
+        &self.state.inner
     }
 
     /// Forgets the verdict for `token` (e.g. after revoking it), so the next request asks again.
+    ///
+    /// A call for `token` already in flight is not cached when it ends, and requests from now on
+    /// do not wait for it: they start a new call.
     pub async fn invalidate(&self, token: &str) {
-        self.cache.invalidate(&token_key(token)).await;
+        let key = token_key(token);
+        let state = &*self.state;
+        let mut flights = state.flights();
+        flights.remove(&key);
+        state.cache.invalidate(&key);
     }
 
-    /// Forgets every verdict.
+    /// Forgets every verdict, and every call in flight (as [`invalidate`](Self::invalidate) does
+    /// for one token).
     pub fn invalidate_all(&self) {
-        self.cache.invalidate_all();
+        let state = &*self.state;
+        let mut flights = state.flights();
+        flights.clear();
+        state.cache.invalidate_all();
     }
 
     /// Entries currently held (approximate until pending maintenance has run; see
     /// [`run_pending_tasks`](Self::run_pending_tasks)).
     pub fn entry_count(&self) -> u64 {
-        self.cache.entry_count()
+        self.state.cache.entry_count()
     }
 
     /// Runs the cache's pending maintenance (evictions, expirations) now. Useful in tests and
     /// before reading [`entry_count`](Self::entry_count).
     pub async fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks().await;
+        self.state.cache.run_pending_tasks();
+    }
+
+    /// The approximate memory the entries hold, in the unit of [`CacheConfig::max_bytes`] (or the
+    /// entry count when the cache is bounded by entries). Approximate until pending maintenance has
+    /// run.
+    pub fn weighted_size(&self) -> u64 {
+        self.state.cache.weighted_size()
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> CacheStats {
-        let c = &*self.counters;
+        let c = &self.state.counters;
         CacheStats {
             hits: c.hits.load(Ordering::Relaxed),
             negative_hits: c.negative_hits.load(Ordering::Relaxed),
@@ -268,47 +350,89 @@ impl<V> CachedVerifier<V> {
 impl<V: TokenVerifier> TokenVerifier for CachedVerifier<V> {
     async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
         let key = token_key(token);
-        let counters = &*self.counters;
-        if let Some(verdict) = self.cache.get(&key).await {
-            let counter = match verdict {
-                Verdict::Valid(_) => &counters.hits,
-                Verdict::Invalid(_) => &counters.negative_hits,
-            };
-            bump(counter);
+        let state = &*self.state;
+        if let Some(verdict) = self.hit(&key) {
             return verdict.into_result();
         }
-        bump(&counters.misses);
-        // Boxed so that the hit path's future stays small: the miss path holds the whole
-        // introspection call (kilobytes of HTTP client state), which hits should not carry.
-        Box::pin(self.miss(key, token)).await
+        let call = {
+            let mut flights = state.flights();
+            // A call may have ended between the lookup above and the lock.
+            if let Some(verdict) = self.hit(&key) {
+                return verdict.into_result();
+            }
+            bump(&state.counters.misses);
+            match flights.get(&key).and_then(|flight| flight.call.upgrade()) {
+                Some(call) => call,
+                None => {
+                    let (flight, call) = self.start_flight(key, token);
+                    flights.insert(key, flight);
+                    call
+                }
+            }
+        };
+        match call.await {
+            Ok(verdict) => verdict.into_result(),
+            Err(reason) => Err(VerifyError::Unavailable(reason.to_string())),
+        }
     }
 }
 
 impl<V: TokenVerifier> CachedVerifier<V> {
-    /// Asks the inner verifier, coalescing concurrent misses of the same key into one call.
-    async fn miss(&self, key: TokenKey, token: &str) -> Result<Principal, VerifyError> {
-        let counters = &*self.counters;
-        let call = async {
-            bump(&counters.introspection_calls);
-            match self.inner.verify(token).await {
+    /// The cached verdict for `key`, counted.
+    fn hit(&self, key: &TokenKey) -> Option<Verdict> {
+        let verdict = self.state.cache.get(key)?;
+        let counters = &self.state.counters;
+        bump(match verdict {
+            Verdict::Valid(_) => &counters.hits,
+            Verdict::Invalid(_) => &counters.negative_hits,
+        });
+        Some(verdict)
+    }
+
+    /// A call of the inner verifier for `token` that caches its verdict when it ends, unless its
+    /// flight was invalidated meanwhile; and its entry for the flight table.
+    fn start_flight(&self, key: TokenKey, token: &str) -> (Flight, Call) {
+        let state = self.state.clone();
+        let id = state.next_flight.fetch_add(1, Ordering::Relaxed);
+        // The token lives only as long as the call needs it; the cache keeps its hash.
+        let token = token.to_owned();
+        let call = async move {
+            let guard = FlightGuard { state, key, id };
+            let state = &*guard.state;
+            bump(&state.counters.introspection_calls);
+            let outcome = match state.inner.verify(&token).await {
                 Ok(principal) => Ok(Verdict::Valid(principal)),
                 Err(VerifyError::Invalid(reason)) => Ok(Verdict::Invalid(reason)),
                 Err(VerifyError::Unavailable(reason)) => {
-                    bump(&counters.server_errors);
+                    bump(&state.counters.server_errors);
                     tracing::warn!(token = %fingerprint(&key), %reason, "token verification unavailable");
-                    Err(reason)
+                    Err(Arc::from(reason))
+                }
+            };
+            let mut flights = state.flights();
+            // Still the current flight: no invalidation since it started, so the verdict may be
+            // cached. (The guard then finds nothing left to remove.)
+            if flights.get(&key).is_some_and(|f| f.id == id) {
+                flights.remove(&key);
+                if let Ok(verdict) = &outcome {
+                    state.cache.insert(key, verdict.clone());
                 }
             }
+            outcome
         };
-        match self.cache.try_get_with(key, call).await {
-            Ok(verdict) => verdict.into_result(),
-            Err(reason) => Err(VerifyError::Unavailable((*reason).clone())),
-        }
+        let call: Pin<Box<dyn Future<Output = FlightOutcome> + Send>> = Box::pin(call);
+        let call = call.shared();
+        let weak = call
+            .downgrade()
+            .expect("a call that was never polled has not completed");
+        (Flight { id, call: weak }, call)
     }
 }
 
-/// Bytes an entry costs besides its claims: key, moka's bookkeeping, the verdict and the `Arc`.
-const ENTRY_OVERHEAD_BYTES: usize = 160;
+/// Bytes an entry costs besides its claims: the key, moka's bookkeeping (entry, access and write
+/// order nodes, timer wheel node, hash table slot) and the verdict. Measured with a counting
+/// allocator (`tests/cache_weight.rs`): about 310 bytes for a small principal's entry.
+const ENTRY_OVERHEAD_BYTES: usize = 320;
 
 impl Verdict {
     /// The entry's approximate memory, for byte-bounded caches.

@@ -8,6 +8,13 @@
 //! | missing scope | 403 `insufficient_scope` | 7 `PERMISSION_DENIED` |
 //! | authorization server down | 503 + `Retry-After`, no challenge | 14 `UNAVAILABLE` |
 //!
+//! gRPC is recognised by the request's `content-type`: `application/grpc` and
+//! `application/grpc+<codec>` get a gRPC trailers-only response (`content-type: application/grpc`);
+//! gRPC-Web (`application/grpc-web`, `application/grpc-web+<codec>`, `application/grpc-web-text`,
+//! `application/grpc-web-text+<codec>`) gets the same trailers-only response in the request's own
+//! content type, which the gRPC-Web protocol allows ("trailers may be sent together with response
+//! headers, with no message in the body") and gRPC-Web clients read as the call's status.
+//!
 //! Every parameter value is emitted as an escaped quoted-string with anything outside visible ASCII
 //! dropped, so no configured or derived value can inject a header or a parameter.
 
@@ -178,7 +185,7 @@ impl Challenger {
         }
         match rejection {
             Rejection::InsufficientScope(required) => {
-                params.push("scope", Some(&required.to_string()));
+                params.push("scope", Some(&scope_parameter(required)));
             }
             Rejection::MissingToken => params.push("scope", self.scope.as_deref()),
             _ => {}
@@ -187,12 +194,15 @@ impl Challenger {
         HeaderValue::try_from(value).expect("escaped parameters are visible ASCII")
     }
 
-    /// The full response for `rejection`: gRPC-shaped when the request headers say gRPC.
+    /// The full response for `rejection`: gRPC-shaped when the request headers say gRPC or
+    /// gRPC-Web.
     pub fn response<B: Default>(&self, rejection: &Rejection, request: &HeaderMap) -> Response<B> {
-        if is_grpc(request) {
-            self.grpc_response(rejection)
-        } else {
-            self.http_response(rejection)
+        match GrpcKind::of(request) {
+            None => self.http_response(rejection),
+            Some(GrpcKind::Grpc) => {
+                self.grpc_response(rejection, HeaderValue::from_static("application/grpc"))
+            }
+            Some(GrpcKind::Web(content_type)) => self.grpc_response(rejection, content_type),
         }
     }
 
@@ -209,12 +219,16 @@ impl Challenger {
         response
     }
 
-    /// A trailers-only gRPC response: HTTP 200 whose headers carry the status, which every gRPC
-    /// client reads as the call's outcome.
-    fn grpc_response<B: Default>(&self, rejection: &Rejection) -> Response<B> {
+    /// A trailers-only gRPC (or gRPC-Web) response: HTTP 200 whose headers carry the status, which
+    /// every gRPC client reads as the call's outcome.
+    fn grpc_response<B: Default>(
+        &self,
+        rejection: &Rejection,
+        content_type: HeaderValue,
+    ) -> Response<B> {
         let mut response = Response::new(B::default());
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(CONTENT_TYPE, content_type);
         headers.insert(
             "grpc-status",
             HeaderValue::from(u16::from(rejection.grpc_status())),
@@ -262,15 +276,57 @@ impl Params<'_> {
     }
 }
 
-/// Whether the request is a gRPC call (`content-type: application/grpc`, `application/grpc+proto`…).
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.get(.."application/grpc".len())
-                .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
-        })
+/// The `scope` parameter naming `scopes`: only valid `scope-token`s, which need no escaping. A
+/// scope that is not one (a custom verifier's odd grant, step-up with granted scopes) is left out
+/// rather than shown mangled: a client would request the mangled name and loop.
+fn scope_parameter(scopes: &Scopes) -> String {
+    let mut out = String::with_capacity(scopes.as_str().len());
+    for scope in scopes.iter().filter(|s| Scopes::is_scope_token(s)) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(scope);
+    }
+    out
+}
+
+/// Which gRPC flavour a request speaks, by its `content-type`.
+#[derive(Debug, PartialEq, Eq)]
+enum GrpcKind {
+    /// `application/grpc`, `application/grpc+<codec>`.
+    Grpc,
+    /// `application/grpc-web[-text][+<codec>]`; carries the media type to answer in.
+    Web(HeaderValue),
+}
+
+impl GrpcKind {
+    fn of(headers: &HeaderMap) -> Option<Self> {
+        let value = headers.get(CONTENT_TYPE)?;
+        let media_type = value.to_str().ok()?.split(';').next()?.trim();
+        let subtype = strip_prefix_ignore_case(media_type, "application/grpc")?;
+        let (web, codec) = if let Some(rest) = strip_prefix_ignore_case(subtype, "-web-text") {
+            (true, rest)
+        } else if let Some(rest) = strip_prefix_ignore_case(subtype, "-web") {
+            (true, rest)
+        } else {
+            (false, subtype)
+        };
+        // Nothing, or `+codec`: `application/grpcfoo` is not gRPC.
+        if !(codec.is_empty() || codec.starts_with('+')) {
+            return None;
+        }
+        if !web {
+            return Some(Self::Grpc);
+        }
+        // The media type came from a header value and is a prefix of it: a valid value as well.
+        HeaderValue::from_str(media_type).ok().map(Self::Web)
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &value[prefix.len()..])
 }
 
 /// The gRPC spec's percent-encoding of `grpc-message`: bytes outside printable ASCII, and `%`.
@@ -335,6 +391,18 @@ mod tests {
     }
 
     #[test]
+    fn odd_scopes_are_left_out_of_challenges_not_mangled() {
+        let granted = Scopes::parse("write tenant:x\tadmin caf\u{e9}");
+        assert_eq!(
+            header(
+                &Challenger::default(),
+                &Rejection::InsufficientScope(granted)
+            ),
+            r#"Bearer error="insufficient_scope", error_description="The access token lacks a scope this request requires", scope="write""#
+        );
+    }
+
+    #[test]
     fn values_are_escaped() {
         let c = Challenger::new(
             Some("a\"b\\c\r\nX-Injected: 1é".into()),
@@ -359,6 +427,45 @@ mod tests {
         assert!(r.headers().get(WWW_AUTHENTICATE).is_none());
     }
 
+    fn kind(content_type: &'static str) -> Option<GrpcKind> {
+        let mut req = HeaderMap::new();
+        req.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        GrpcKind::of(&req)
+    }
+
+    #[test]
+    fn grpc_flavours_by_content_type() {
+        assert_eq!(kind("application/grpc"), Some(GrpcKind::Grpc));
+        assert_eq!(kind("Application/GRPC+proto"), Some(GrpcKind::Grpc));
+        assert_eq!(kind("application/grpc; charset=x"), Some(GrpcKind::Grpc));
+        for web in [
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/grpc-web-text",
+            "application/grpc-web-text+proto",
+        ] {
+            assert_eq!(
+                kind(web),
+                Some(GrpcKind::Web(HeaderValue::from_static(web))),
+                "{web}"
+            );
+        }
+        assert_eq!(
+            kind("application/grpc-web+proto; charset=utf-8"),
+            Some(GrpcKind::Web(HeaderValue::from_static(
+                "application/grpc-web+proto"
+            )))
+        );
+        for http in [
+            "application/grpcfoo",
+            "application/grpc-webx",
+            "application/json",
+            "application/grp",
+        ] {
+            assert_eq!(kind(http), None, "{http}");
+        }
+    }
+
     #[test]
     fn grpc_shape() {
         let mut req = HeaderMap::new();
@@ -366,7 +473,6 @@ mod tests {
             CONTENT_TYPE,
             HeaderValue::from_static("application/grpc+proto"),
         );
-        assert!(is_grpc(&req));
         let r: Response<()> =
             challenger().response(&Rejection::InsufficientScope(Scopes::parse("admin")), &req);
         assert_eq!(r.status(), StatusCode::OK);
@@ -378,7 +484,99 @@ mod tests {
         );
         assert!(r.headers().contains_key(WWW_AUTHENTICATE));
         assert_eq!(grpc_percent_encode("100% é"), "100%25 %C3%A9");
-        req.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        assert!(!is_grpc(&req));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Splits a rendered challenge into its parameters, undoing quoted-string escapes; `None`
+        /// when it is not exactly `Bearer` followed by `name="value"` pairs joined by `, `.
+        fn parameters(challenge: &str) -> Option<Vec<(String, String)>> {
+            let rest = challenge.strip_prefix("Bearer")?;
+            let mut rest = match rest.strip_prefix(' ') {
+                Some(rest) => rest,
+                None if rest.is_empty() => return Some(Vec::new()),
+                None => return None,
+            };
+            let mut params = Vec::new();
+            loop {
+                let (name, after) = rest.split_once("=\"")?;
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                    return None;
+                }
+                let mut value = String::new();
+                let mut chars = after.char_indices();
+                let end = loop {
+                    match chars.next()? {
+                        (_, '\\') => value.push(chars.next()?.1),
+                        (i, '"') => break i,
+                        (_, c) => value.push(c),
+                    }
+                };
+                params.push((name.to_owned(), value));
+                rest = &after[end + 1..];
+                if rest.is_empty() {
+                    return Some(params);
+                }
+                rest = rest.strip_prefix(", ")?;
+            }
+        }
+
+        /// What a configured value becomes in a challenge: visible ASCII and spaces only.
+        fn shown(value: &str) -> String {
+            value.chars().filter(|c| (' '..='~').contains(c)).collect()
+        }
+
+        fn rejection() -> impl Strategy<Value = Rejection> {
+            prop_oneof![
+                Just(Rejection::MissingToken),
+                Just(Rejection::InvalidRequest("The bearer token is missing")),
+                Just(Rejection::InvalidToken(InvalidToken::Expired)),
+                prop::collection::vec("[ -~]{1,8}|\\PC{1,4}", 0..5)
+                    .prop_map(|s| Rejection::InsufficientScope(s.into_iter().collect())),
+            ]
+        }
+
+        proptest! {
+            /// Whatever is configured and whatever is refused, the challenge is a valid header
+            /// value holding exactly the intended parameters, in order, with the intended values.
+            #[test]
+            fn challenges_hold_exactly_the_intended_parameters(
+                realm in proptest::option::of("\\PC{0,12}|[\\x00-\\x7f]{0,12}"),
+                metadata in proptest::option::of("\\PC{0,12}|[\\x00-\\x7f]{0,12}"),
+                scope in proptest::option::of("[!#-\\[\\]-~]{1,8}( [!#-\\[\\]-~]{1,8}){0,2}"),
+                rejection in rejection(),
+            ) {
+                let challenger = Challenger::new(realm.clone(), metadata.clone(), scope.clone(), 1, false);
+                let value = challenger.www_authenticate(&rejection).unwrap();
+                let text = value.to_str().expect("visible ASCII");
+                let mut expected = Vec::new();
+                if let Some(realm) = &realm {
+                    expected.push(("realm".to_owned(), shown(realm)));
+                }
+                if let Some(code) = rejection.error_code() {
+                    expected.push(("error".to_owned(), code.to_owned()));
+                    expected.push(("error_description".to_owned(), rejection.description().to_owned()));
+                }
+                match &rejection {
+                    Rejection::InsufficientScope(required) => {
+                        let valid: Vec<&str> =
+                            required.iter().filter(|s| Scopes::is_scope_token(s)).collect();
+                        expected.push(("scope".to_owned(), valid.join(" ")));
+                    }
+                    Rejection::MissingToken => {
+                        if let Some(scope) = &scope {
+                            expected.push(("scope".to_owned(), scope.clone()));
+                        }
+                    }
+                    _ => {}
+                }
+                if let Some(metadata) = &metadata {
+                    expected.push(("resource_metadata".to_owned(), shown(metadata)));
+                }
+                prop_assert_eq!(parameters(text), Some(expected), "{}", text);
+            }
+        }
     }
 }

@@ -37,6 +37,10 @@ pub enum InvalidToken {
     WrongIssuer,
     /// The token is not an access token (e.g. a refresh token was presented).
     NotAnAccessToken,
+    /// The granted `scope` breaks RFC 6749 §3.3 (a scope holds a character outside NQCHAR, e.g. a
+    /// TAB or NBSP). Such a token is refused whole rather than read one way here and another way by
+    /// whoever splits its scopes next.
+    MalformedScope,
 }
 
 impl InvalidToken {
@@ -49,6 +53,7 @@ impl InvalidToken {
             Self::WrongAudience => "The access token is not meant for this resource",
             Self::WrongIssuer => "The access token was issued by an untrusted issuer",
             Self::NotAnAccessToken => "The presented token is not an access token",
+            Self::MalformedScope => "The access token's scope is malformed",
         }
     }
 
@@ -61,6 +66,7 @@ impl InvalidToken {
             Self::WrongAudience => "wrong_audience",
             Self::WrongIssuer => "wrong_issuer",
             Self::NotAnAccessToken => "not_an_access_token",
+            Self::MalformedScope => "malformed_scope",
         }
     }
 }

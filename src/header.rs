@@ -25,6 +25,15 @@ pub(crate) enum Credentials<'a> {
 }
 
 /// Extracts the bearer token from `headers`.
+///
+/// The scheme is matched case-insensitively (RFC 7235 §2.1) and must be followed by exactly the
+/// separator RFC 6750 §2.1 allows: one or more SP. A value that starts with `Bearer` but continues
+/// with anything else (`Bearer<TAB>token`, `Bearer\ntoken`, `Bearertoken`) is *malformed*, never
+/// "no token": a client that meant to authenticate must learn that it did not, and a layer that lets
+/// anonymous requests through must not treat it as anonymous.
+///
+/// Another scheme's credentials are none of our business: whatever bytes they hold (a Digest
+/// username in UTF-8, say), such a header means "no bearer token".
 pub(crate) fn bearer_token(headers: &HeaderMap, max_len: usize) -> Credentials<'_> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -33,25 +42,43 @@ pub(crate) fn bearer_token(headers: &HeaderMap, max_len: usize) -> Credentials<'
     if values.next().is_some() {
         return Credentials::Malformed("Multiple Authorization headers");
     }
-    // Non-visible-ASCII bytes can never form a b64token.
-    let Ok(value) = value.to_str() else {
-        return Credentials::Malformed("The Authorization header is not valid ASCII");
-    };
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let bytes = value.as_bytes();
+    let Some(after_scheme) = strip_bearer_scheme(bytes) else {
         return Credentials::Missing;
-    }
-    let token = rest.trim_start_matches(' ');
+    };
+    let Some(separated) = after_scheme.strip_prefix(b" ") else {
+        return Credentials::Malformed(if after_scheme.is_empty() {
+            "The bearer token is missing"
+        } else {
+            "The bearer scheme must be followed by a space"
+        });
+    };
+    let token = trim_leading_spaces(separated);
     if token.is_empty() {
         return Credentials::Malformed("The bearer token is missing");
     }
     if token.len() > max_len {
         return Credentials::Malformed("The bearer token is too long");
     }
-    if !is_b64token(token) {
-        return Credentials::Malformed("The bearer token is not a valid b64token");
+    match std::str::from_utf8(token) {
+        Ok(token) if is_b64token(token) => Credentials::Bearer(token),
+        _ => Credentials::Malformed("The bearer token is not a valid b64token"),
     }
-    Credentials::Bearer(token)
+}
+
+/// The bytes after a case-insensitive `Bearer` prefix, or `None` when the value does not start
+/// with it.
+fn strip_bearer_scheme(value: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer";
+    let (scheme, rest) = value.split_at_checked(SCHEME.len())?;
+    scheme.eq_ignore_ascii_case(SCHEME).then_some(rest)
+}
+
+fn trim_leading_spaces(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    bytes
 }
 
 /// The characters of a `b64token` body, as a table: one load per byte on the hot path.
@@ -102,7 +129,32 @@ mod tests {
     fn missing_or_other_scheme() {
         assert_eq!(parse(&[]), Credentials::Missing);
         assert_eq!(parse(&[b"Basic dXNlcjpwYXNz"]), Credentials::Missing);
-        assert_eq!(parse(&[b"Bearerabc"]), Credentials::Missing);
+        // Another scheme's non-ASCII credentials are not ours to judge.
+        assert_eq!(
+            parse(&[b"Digest username=\"J\xc3\xbcrgen\", realm=\"x\""]),
+            Credentials::Missing
+        );
+        assert_eq!(parse(&[b"Bear abc"]), Credentials::Missing);
+    }
+
+    #[test]
+    fn bearer_scheme_without_a_space_is_malformed() {
+        for bad in [
+            &b"Bearer\tabc"[..],
+            b"Bearer\t abc",
+            b"bearer\tabc",
+            b"Bearer\x85abc",
+            b"Bearer\xc2\xa0abc",
+            b"Bearerabc",
+            b"Bearer,abc",
+        ] {
+            assert_eq!(
+                parse(&[bad]),
+                Credentials::Malformed("The bearer scheme must be followed by a space"),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
@@ -136,5 +188,71 @@ mod tests {
             parse(&[b"Bearer a", b"Bearer b"]),
             Credentials::Malformed("Multiple Authorization headers")
         );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Bytes a header value may hold (what `HeaderValue::from_bytes` accepts).
+        fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::vec(
+                prop_oneof![
+                    Just(b'\t'),
+                    0x20u8..0x7f,
+                    0x80u8..=0xff,
+                    prop::sample::select(b"Bb eEaArR=.-_~+/\t".to_vec()),
+                ],
+                0..40,
+            )
+        }
+
+        fn parse_one(value: &[u8]) -> Credentials<'static> {
+            parse(&[value])
+        }
+
+        proptest! {
+            /// Whatever the header, the parser answers, and a bearer token it returns is exactly
+            /// what followed `Bearer` and its spaces, a valid b64token within the length bound.
+            #[test]
+            fn any_header_is_judged_consistently(value in header_bytes()) {
+                let starts_with_bearer = value.len() >= 6 && value[..6].eq_ignore_ascii_case(b"bearer");
+                match parse_one(&value) {
+                    Credentials::Missing => prop_assert!(!starts_with_bearer),
+                    Credentials::Malformed(_) => prop_assert!(starts_with_bearer),
+                    Credentials::Bearer(token) => {
+                        prop_assert!(starts_with_bearer);
+                        prop_assert_eq!(value[6], b' ');
+                        let rest = &value[6..];
+                        let spaces = rest.iter().take_while(|&&b| b == b' ').count();
+                        prop_assert_eq!(&rest[spaces..], token.as_bytes());
+                        prop_assert!(is_b64token(token) && token.len() <= 64);
+                    }
+                }
+            }
+
+            /// Every valid token is read back exactly, whatever the scheme's case and the spaces.
+            #[test]
+            fn valid_tokens_round_trip(
+                body in "[A-Za-z0-9._~+/-]{1,40}",
+                padding in 0usize..3,
+                spaces in 1usize..4,
+                upper in prop::collection::vec(any::<bool>(), 6),
+            ) {
+                let scheme: String = "bearer"
+                    .chars()
+                    .zip(&upper)
+                    .map(|(c, &u)| if u { c.to_ascii_uppercase() } else { c })
+                    .collect();
+                let token = format!("{body}{}", "=".repeat(padding));
+                let value = format!("{scheme}{}{token}", " ".repeat(spaces));
+                let expected = if token.len() > 64 {
+                    Credentials::Malformed("The bearer token is too long")
+                } else {
+                    Credentials::Bearer(Box::leak(token.into_boxed_str()))
+                };
+                prop_assert_eq!(parse_one(value.as_bytes()), expected);
+            }
+        }
     }
 }

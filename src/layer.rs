@@ -13,7 +13,7 @@ use crate::cache::{CacheConfig, CachedVerifier};
 use crate::challenge::{ChallengeContext, Challenger, Rejection};
 use crate::future::ResponseFuture;
 use crate::header::{Credentials, DEFAULT_MAX_TOKEN_LENGTH, bearer_token};
-use crate::{Introspector, ProtectedResourceMetadata, TokenVerifier};
+use crate::{Introspector, ProtectedResourceMetadata, Scopes, TokenVerifier};
 
 /// What every [`BearerAuth`] clone shares besides the verifier.
 #[derive(Debug, Clone)]
@@ -141,10 +141,23 @@ impl<V> BearerAuthLayer<V> {
     }
 
     /// The `scope` parameter of the no-token challenge: what a client should ask for
-    /// (space-separated, as the MCP specification recommends).
+    /// (space-separated, as the MCP specification recommends). Kept in the order given.
+    ///
+    /// # Panics
+    ///
+    /// When a space-separated scope is not a valid RFC 6749 `scope-token` (see
+    /// [`Scopes::is_scope_token`](crate::Scopes::is_scope_token)): it would reach clients mangled.
     #[must_use]
+    #[track_caller]
     pub fn challenge_scope(self, scope: impl Into<String>) -> Self {
         let scope = scope.into();
+        // Validated (the panic), then normalised to single spaces in the caller's order.
+        let _ = Scopes::configured([scope.as_str()]);
+        let scope = scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         self.reword(|c| c.scope = Some(scope))
     }
 

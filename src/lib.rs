@@ -169,13 +169,17 @@
 //!
 //! # The request path
 //!
-//! 1. The `Authorization` header is parsed (RFC 6750 §2.1: case-insensitive scheme, `b64token`
-//!    grammar, length limit, exactly one header). Query-string tokens are never read.
+//! 1. The `Authorization` header is parsed (RFC 6750 §2.1: case-insensitive scheme followed by a
+//!    space, `b64token` grammar, length limit, exactly one header). A header starting with
+//!    `Bearer` that breaks the grammar is malformed, never "no token"; another scheme's header is
+//!    "no token". Query-string tokens are never read.
 //! 2. The token's SHA-256 is looked up in the [`CachedVerifier`]. On a miss, one introspection
 //!    call is made, however many requests wait for the same token.
-//! 3. An `active: true` answer is validated: `exp` and `nbf` (with leeway), audience, issuer, and
-//!    that it is not a refresh token. The verdict is cached until `exp − leeway` (at most
-//!    `max_ttl`); a negative verdict for `negative_ttl`; a server failure not at all.
+//! 3. An `active: true` answer is validated: `exp` and `nbf` (with leeway), audience, issuer, that
+//!    it is not a refresh token (in any of the spellings servers use), and that its `scope` is
+//!    well formed (RFC 6749 §3.3: scope tokens of NQCHAR separated by SP only; see [`Scopes`]).
+//!    The verdict is cached until `exp − leeway` (at most `max_ttl`); a negative verdict for
+//!    `negative_ttl`; a server failure not at all. An invalidation wins over a call in flight.
 //! 4. The [`Principal`] is inserted into the request extensions and the inner service is called.
 //!
 //! # Rejections
@@ -184,21 +188,37 @@
 //! |---|---|---|
 //! | no token | 401 | `Bearer realm=…, scope=…, resource_metadata=…` (no `error`) |
 //! | malformed header, two headers, bad token syntax | 400 | `Bearer error="invalid_request", …` |
-//! | inactive, expired, not yet valid, wrong audience or issuer, refresh token | 401 | `Bearer error="invalid_token", error_description=…, resource_metadata=…` |
-//! | missing scope ([`RequireScopeLayer`], [`mcp::McpScopeLayer`]) | 403 | `Bearer error="insufficient_scope", scope=…, resource_metadata=…` |
+//! | inactive, expired, not yet valid, wrong audience or issuer, refresh token, malformed scope | 401 | `Bearer error="invalid_token", error_description=…, resource_metadata=…` |
+//! | missing scope ([`RequireScopeLayer`], [`PathScopeLayer`], `mcp::McpScopeLayer`) | 403 | `Bearer error="insufficient_scope", scope=…, resource_metadata=…` |
 //! | authorization server unreachable, 5xx, timeout, garbage | 503 + `Retry-After` | none |
 //!
 //! gRPC requests (`content-type: application/grpc…`) get the same decisions as trailers-only
-//! responses with `grpc-status` 16, 7 or 14. The inner service is never called on a rejection.
+//! responses with `grpc-status` 16, 7 or 14; gRPC-Web requests (`application/grpc-web…`) get them
+//! in their own content type. The inner service is never called on a rejection.
 //!
 //! # Security properties
 //!
 //! - Fails closed: anything but a validated positive answer refuses the request.
 //! - Raw tokens are never stored or logged; cache keys and log fingerprints are SHA-256 based.
-//! - Every call to the authorization server is bounded by a timeout and a response size limit.
+//! - Every call to the authorization server is bounded by one timeout (waiting for a slot included)
+//!   and a response size limit, and goes over `https` unless the server is on loopback or you opt
+//!   out ([`IntrospectorBuilder::allow_insecure_http`]).
 //! - The inbound token is not given to the inner service in any form other than the original
 //!   request headers; never forward it upstream (use token exchange instead).
 
+// Without their features the items named above do not exist here: link them to their docs.rs
+// pages so that the crate documentation builds (and reads) the same for every feature set.
+#![cfg_attr(
+    not(feature = "mcp"),
+    doc = "",
+    doc = "[`mcp::McpScopeLayer`]: https://docs.rs/tower-introspect/latest/tower_introspect/mcp/struct.McpScopeLayer.html",
+    doc = "[`mcp::McpSessionBindingLayer`]: https://docs.rs/tower-introspect/latest/tower_introspect/mcp/struct.McpSessionBindingLayer.html"
+)]
+#![cfg_attr(
+    not(feature = "rmcp"),
+    doc = "",
+    doc = "[`PrincipalExt`]: https://docs.rs/tower-introspect/latest/tower_introspect/trait.PrincipalExt.html"
+)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tower_service::Service;
 use url::Url;
 
-use crate::ConfigError;
+use crate::{ConfigError, Scopes};
 
 /// The well-known path prefix of RFC 9728 §3.
 pub const WELL_KNOWN_PREFIX: &str = "/.well-known/oauth-protected-resource";
@@ -93,14 +93,27 @@ impl ProtectedResourceMetadata {
         self
     }
 
-    /// Sets `scopes_supported`.
+    /// Sets `scopes_supported` (in the order given).
+    ///
+    /// # Panics
+    ///
+    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]): a
+    /// client would request it and get a token no server can express.
     #[must_use]
+    #[track_caller]
     pub fn scopes_supported<I, T>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
         self.scopes_supported = scopes.into_iter().map(Into::into).collect();
+        if let Some(bad) = self
+            .scopes_supported
+            .iter()
+            .find(|s| !Scopes::is_scope_token(s))
+        {
+            panic!("{bad:?} is not a valid OAuth scope (RFC 6749 §3.3)");
+        }
         self
     }
 

@@ -70,6 +70,11 @@ impl PathScopeLayer {
     }
 
     /// Every one of `scopes` is required for exactly `path`.
+    ///
+    /// # Panics
+    ///
+    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]).
+    #[track_caller]
     pub fn path<I, T>(mut self, path: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -77,12 +82,17 @@ impl PathScopeLayer {
     {
         self.table()
             .exact
-            .insert(path.into(), scopes.into_iter().collect());
+            .insert(path.into(), Scopes::configured(scopes));
         self
     }
 
     /// Every one of `scopes` is required for paths starting with `prefix` (e.g. a whole gRPC
     /// service: `/package.Service/`).
+    ///
+    /// # Panics
+    ///
+    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]).
+    #[track_caller]
     pub fn prefix<I, T>(mut self, prefix: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -91,7 +101,7 @@ impl PathScopeLayer {
         let table = self.table();
         table
             .prefixes
-            .push((prefix.into(), scopes.into_iter().collect()));
+            .push((prefix.into(), Scopes::configured(scopes)));
         table
             .prefixes
             .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
@@ -99,12 +109,17 @@ impl PathScopeLayer {
     }
 
     /// Scopes required for paths no rule names (default: none, only a principal).
+    ///
+    /// # Panics
+    ///
+    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]).
+    #[track_caller]
     pub fn default_scopes<I, T>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        self.table().default = scopes.into_iter().collect();
+        self.table().default = Scopes::configured(scopes);
         self
     }
 }

@@ -109,12 +109,18 @@ impl Principal {
         &self.claims
     }
 
-    /// Approximate heap bytes held by this principal's claims (strings, scopes, audiences, extra
-    /// claims as serialized), for memory-bounded caches.
+    /// Approximate heap bytes held by this principal's claims, for memory-bounded caches.
+    ///
+    /// Counts what the parsed claims really occupy, not their serialized length: the shared
+    /// allocation of the claims, every string's capacity, the vectors' capacities, and for extra
+    /// claims the JSON tree as `serde_json` holds it (each value's slot, each map's nodes). A
+    /// response of many tiny values costs several times its wire size, and the weight says so.
     pub fn approximate_size(&self) -> usize {
         let c = &*self.claims;
-        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        std::mem::size_of::<IntrospectionResponse>()
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        // The `Arc` allocation: two counters and the claims.
+        2 * std::mem::size_of::<usize>()
+            + std::mem::size_of::<IntrospectionResponse>()
             + [
                 &c.client_id,
                 &c.username,
@@ -126,12 +132,45 @@ impl Principal {
             .into_iter()
             .map(text)
             .sum::<usize>()
-            + c.scope.as_str().len()
-            + c.aud.iter().map(|a| a.len() + 24).sum::<usize>()
-            + c.extra
-                .iter()
-                .map(|(k, v)| k.len() + v.to_string().len() + 64)
-                .sum::<usize>()
+            + c.scope.heap_bytes()
+            + c.aud.capacity() * std::mem::size_of::<String>()
+            + c.aud.iter().map(String::capacity).sum::<usize>()
+            + json_map_heap_bytes(&c.extra)
+    }
+}
+
+/// Heap bytes of one map entry besides its key's and value's own heap: the key and value slots and
+/// the map's share of node or index overhead (a `BTreeMap` leaf holds at most 11 entries and is
+/// often half full; `preserve_order`'s `IndexMap` keeps an entry vector and a hash index).
+const JSON_MAP_ENTRY_BYTES: usize =
+    std::mem::size_of::<String>() + std::mem::size_of::<serde_json::Value>() + 64;
+
+/// A non-empty `BTreeMap` allocates at least one whole leaf node, whatever its length.
+const JSON_MAP_MIN_BYTES: usize =
+    11 * (std::mem::size_of::<String>() + std::mem::size_of::<serde_json::Value>()) + 16;
+
+fn json_map_heap_bytes(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    if map.is_empty() {
+        return 0;
+    }
+    let nodes = (map.len() * JSON_MAP_ENTRY_BYTES).max(JSON_MAP_MIN_BYTES);
+    nodes
+        + map
+            .iter()
+            .map(|(k, v)| k.capacity() + json_heap_bytes(v))
+            .sum::<usize>()
+}
+
+fn json_heap_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => s.capacity(),
+        Value::Array(items) => {
+            items.capacity() * std::mem::size_of::<Value>()
+                + items.iter().map(json_heap_bytes).sum::<usize>()
+        }
+        Value::Object(map) => json_map_heap_bytes(map),
     }
 }
 
@@ -158,6 +197,13 @@ pub(crate) fn epoch_to_system_time(seconds: i64) -> SystemTime {
 ///
 /// Scopes are case-sensitive strings compared exactly: a granted `read-all` does not satisfy a
 /// required `read`. Duplicates collapse (set semantics) and the order of the wire form is not kept.
+///
+/// The wire form is split on SP (U+0020) only, as RFC 6749 §3.3 defines it
+/// (`scope = scope-token *( SP scope-token )`, `scope-token = 1*NQCHAR`). Other whitespace (TAB,
+/// LF, NBSP…) is *not* a separator: `"tenant:x\tadmin"` is one odd token, never `admin`. A set
+/// holding such a token is not [well formed](Self::is_well_formed); the introspector refuses a
+/// token whose `scope` is not (`invalid_token`), and [`contains`](Self::contains) never matches a
+/// needle outside NQCHAR, so an odd token can grant nothing.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Scopes(Cow<'static, str>);
 // The canonical wire form: sorted, deduplicated, single spaces. One allocation per set (a cache
@@ -172,16 +218,53 @@ impl Scopes {
         Self::default()
     }
 
-    /// Parses the space-delimited wire form (`"read write"`); runs of whitespace are tolerated
-    /// because real servers emit them, and an empty string is an empty set.
+    /// Parses the space-delimited wire form (`"read write"`); runs of SP are tolerated because
+    /// real servers emit them, and an empty string is an empty set. Only SP separates: any other
+    /// character, whitespace or not, belongs to a token (see [`is_well_formed`](Self::is_well_formed)).
     pub fn parse(value: &str) -> Self {
-        value.split_whitespace().collect()
+        std::iter::once(value).collect()
     }
 
-    /// Whether `scope` was granted (exact, case-sensitive match).
+    /// Whether `scope` is a valid RFC 6749 §3.3 `scope-token`: one or more NQCHAR (visible ASCII
+    /// other than `"` and `\\`).
+    pub fn is_scope_token(scope: &str) -> bool {
+        !scope.is_empty() && scope.bytes().all(is_nqchar)
+    }
+
+    /// Whether every scope of the set is a valid `scope-token` (see
+    /// [`is_scope_token`](Self::is_scope_token)). The introspector refuses tokens whose granted
+    /// scopes are not.
+    pub fn is_well_formed(&self) -> bool {
+        self.iter().all(Self::is_scope_token)
+    }
+
+    /// Scopes given by configuration (a layer's or policy's requirement, advertised scopes).
+    ///
+    /// # Panics
+    ///
+    /// When a scope is not a valid `scope-token`: a requirement that no token can ever satisfy,
+    /// or that would be shown mangled in a challenge, is a programming error to catch at startup.
+    #[track_caller]
+    pub(crate) fn configured<I, T>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let scopes: Scopes = scopes.into_iter().collect();
+        if let Some(bad) = scopes.iter().find(|s| !Self::is_scope_token(s)) {
+            panic!(
+                "{bad:?} is not a valid OAuth scope (RFC 6749 §3.3: printable ASCII other than \
+                 space, '\"' and '\\')"
+            );
+        }
+        scopes
+    }
+
+    /// Whether `scope` was granted (exact, case-sensitive match). Never true for a `scope` that is
+    /// not a valid `scope-token`.
     pub fn contains(&self, scope: &str) -> bool {
         let needle = scope.as_bytes();
-        !needle.is_empty() && self.0.as_bytes().split(|&b| b == b' ').any(|s| s == needle)
+        Self::is_scope_token(scope) && self.0.as_bytes().split(|&b| b == b' ').any(|s| s == needle)
     }
 
     /// Whether every one of `required` was granted. An empty requirement is always met.
@@ -222,19 +305,33 @@ impl Scopes {
         &self.0
     }
 
+    /// Heap bytes of the wire form.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Cow::Borrowed(_) => 0,
+            Cow::Owned(s) => s.capacity(),
+        }
+    }
+
     /// The union of `self` and `other`.
     pub fn union(&self, other: &Scopes) -> Scopes {
         self.iter().chain(other.iter()).collect()
     }
 }
 
-/// Items are split on whitespace (a scope token never contains any), sorted and deduplicated.
+/// `NQCHAR = %x21 / %x23-5B / %x5D-7E` (RFC 6749 Appendix A).
+const fn is_nqchar(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)
+}
+
+/// Items are split on SP (the only scope separator), sorted and deduplicated.
 impl<S: AsRef<str>> FromIterator<S> for Scopes {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
         let owned: Vec<S> = iter.into_iter().collect();
         let mut scopes: Vec<&str> = owned
             .iter()
-            .flat_map(|s| s.as_ref().split_whitespace())
+            .flat_map(|s| s.as_ref().split(' '))
+            .filter(|s| !s.is_empty())
             .collect();
         scopes.sort_unstable();
         scopes.dedup();
@@ -267,7 +364,7 @@ impl<'de> Deserialize<'de> for Scopes {
         Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
             None => Scopes::new(),
             Some(OneOrMany::One(text)) => Scopes::parse(&text),
-            Some(OneOrMany::Many(list)) => list.iter().flat_map(|s| s.split_whitespace()).collect(),
+            Some(OneOrMany::Many(list)) => list.iter().collect(),
         })
     }
 }
@@ -277,12 +374,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_tolerates_whitespace_and_empty() {
+    fn parse_tolerates_runs_of_spaces_and_empty() {
         assert!(Scopes::parse("").is_empty());
         assert!(Scopes::parse("   ").is_empty());
-        let s = Scopes::parse("  write read\tread  ");
+        let s = Scopes::parse("  write read  read  ");
         assert_eq!(s.len(), 2);
         assert_eq!(s.to_string(), "read write");
+        assert!(s.is_well_formed());
+    }
+
+    #[test]
+    fn only_sp_separates_scopes() {
+        for odd in [
+            "tenant:x\tadmin",
+            "tenant:x\nadmin",
+            "tenant:x\u{a0}admin",
+            "tenant:x\radmin",
+            "tenant:x\u{3000}admin",
+        ] {
+            let s = Scopes::parse(odd);
+            assert_eq!(s.len(), 1, "{odd:?}");
+            assert!(!s.contains("admin"), "{odd:?}");
+            assert!(!s.contains("tenant:x"), "{odd:?}");
+            assert!(!s.contains(odd), "a needle outside NQCHAR never matches");
+            assert!(!s.is_well_formed(), "{odd:?}");
+        }
+        let s: Scopes = ["read\twrite"].into_iter().collect();
+        assert!(!s.contains("write") && !s.is_well_formed());
+    }
+
+    #[test]
+    fn scope_tokens_are_nqchar() {
+        assert!(Scopes::is_scope_token("mcp:tools.read/x!#[]~"));
+        for bad in ["", "a b", "a\"b", "a\\b", "é", "a\tb", "a\u{7f}"] {
+            assert!(!Scopes::is_scope_token(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "\"admin\\t\" is not a valid OAuth scope")]
+    fn configured_scopes_must_be_scope_tokens() {
+        let _ = Scopes::configured(["read", "admin\t"]);
     }
 
     #[test]

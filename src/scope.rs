@@ -52,25 +52,35 @@ pub struct RequireScopeLayer {
 
 impl RequireScopeLayer {
     /// Requires every one of `scopes`.
+    ///
+    /// # Panics
+    ///
+    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]).
+    #[track_caller]
     pub fn all<I, T>(scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
         Self {
-            required: Arc::new(scopes.into_iter().collect()),
+            required: Arc::new(Scopes::configured(scopes)),
             mode: Mode::All,
         }
     }
 
     /// Requires at least one of `scopes` (an empty list is never satisfied).
+    ///
+    /// # Panics
+    ///
+    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]).
+    #[track_caller]
     pub fn any<I, T>(scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
         Self {
-            required: Arc::new(scopes.into_iter().collect()),
+            required: Arc::new(Scopes::configured(scopes)),
             mode: Mode::Any,
         }
     }

@@ -301,3 +301,155 @@ async fn byte_bound_limits_memory_not_count() {
     let entries = app.cache.entry_count();
     assert!((1..=9).contains(&entries), "{entries} entries");
 }
+
+/// A verifier standing in for an authorization server that answers only when released, so a test
+/// can act while a call is in flight.
+struct GatedVerifier {
+    started: tokio::sync::mpsc::UnboundedSender<String>,
+    release: tokio::sync::Semaphore,
+}
+
+impl GatedVerifier {
+    fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (started, calls) = tokio::sync::mpsc::unbounded_channel();
+        let verifier = Self {
+            started,
+            release: tokio::sync::Semaphore::new(0),
+        };
+        (verifier, calls)
+    }
+}
+
+impl tower_introspect::TokenVerifier for GatedVerifier {
+    async fn verify(
+        &self,
+        token: &str,
+    ) -> Result<tower_introspect::Principal, tower_introspect::VerifyError> {
+        self.started.send(token.to_owned()).unwrap();
+        self.release.acquire().await.unwrap().forget();
+        let mut claims = tower_introspect::IntrospectionResponse::default();
+        claims.active = true;
+        claims.sub = Some(token.to_owned());
+        Ok(tower_introspect::Principal::new(claims))
+    }
+}
+
+/// The next call the gated verifier saw start, failing (not hanging) when none comes.
+async fn next_call(calls: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(10), calls.recv())
+        .await
+        .expect("a call should have started")
+        .unwrap()
+}
+
+/// Whether no call has started (and none is about to: every task has run until it waits).
+async fn no_call_started(calls: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> bool {
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    calls.try_recv().is_err()
+}
+
+#[tokio::test]
+async fn invalidate_during_an_introspection_in_flight_wins() {
+    use tower_introspect::{CachedVerifier, TokenVerifier};
+    let (verifier, mut calls) = GatedVerifier::new();
+    let cache = CachedVerifier::new(verifier, CacheConfig::default());
+
+    // A request starts the call for "tok"; the server has not answered yet.
+    let before = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.verify("tok").await }
+    });
+    assert_eq!(next_call(&mut calls).await, "tok");
+
+    // The token is revoked and invalidated while its call is in flight.
+    cache.invalidate("tok").await;
+
+    // A request after the invalidation does not wait for the old call: it starts a new one.
+    let after = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.verify("tok").await }
+    });
+    assert_eq!(next_call(&mut calls).await, "tok");
+
+    // The old call ends (semaphore permits are served in order): its requester gets the answer,
+    // but it is not cached.
+    cache.inner().release.add_permits(1);
+    assert!(before.await.unwrap().is_ok());
+    cache.run_pending_tasks().await;
+    assert_eq!(
+        cache.entry_count(),
+        0,
+        "the pre-invalidation answer was cached"
+    );
+
+    // The new call's answer is cached as usual.
+    cache.inner().release.add_permits(1);
+    assert!(after.await.unwrap().is_ok());
+    assert!(cache.verify("tok").await.is_ok());
+    assert!(no_call_started(&mut calls).await, "served from the cache");
+    let stats = cache.stats();
+    assert_eq!((stats.introspection_calls, stats.hits), (2, 1), "{stats:?}");
+}
+
+#[tokio::test]
+async fn invalidate_all_during_introspections_in_flight_wins() {
+    use tower_introspect::{CachedVerifier, TokenVerifier};
+    let (verifier, mut calls) = GatedVerifier::new();
+    let cache = CachedVerifier::new(verifier, CacheConfig::default());
+
+    let in_flight: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|token| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.verify(token).await })
+        })
+        .collect();
+    let mut started = [next_call(&mut calls).await, next_call(&mut calls).await];
+    started.sort();
+    assert_eq!(started, ["a", "b"]);
+
+    cache.invalidate_all();
+    cache.inner().release.add_permits(2);
+    for task in in_flight {
+        assert!(task.await.unwrap().is_ok());
+    }
+    cache.run_pending_tasks().await;
+    assert_eq!(
+        cache.entry_count(),
+        0,
+        "answers from before invalidate_all were cached"
+    );
+
+    // Both tokens are asked about again.
+    cache.inner().release.add_permits(2);
+    assert!(cache.verify("a").await.is_ok());
+    assert!(cache.verify("b").await.is_ok());
+    assert_eq!(cache.stats().introspection_calls, 4);
+}
+
+#[tokio::test]
+async fn an_abandoned_introspection_leaves_no_flight_behind() {
+    use tower_introspect::{CachedVerifier, TokenVerifier};
+    let (verifier, mut calls) = GatedVerifier::new();
+    let cache = CachedVerifier::new(verifier, CacheConfig::default());
+
+    // The only requester gives up (client gone) while the call is in flight.
+    let abandoned = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.verify("tok").await }
+    });
+    assert_eq!(next_call(&mut calls).await, "tok");
+    abandoned.abort();
+    assert!(abandoned.await.unwrap_err().is_cancelled());
+
+    // The next request starts a fresh call instead of waiting for the abandoned one forever.
+    cache.inner().release.add_permits(1);
+    let fresh = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.verify("tok").await }
+    });
+    assert_eq!(next_call(&mut calls).await, "tok");
+    assert!(fresh.await.unwrap().is_ok());
+}

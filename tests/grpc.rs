@@ -123,3 +123,95 @@ async fn tonic_client_sees_the_right_codes() {
     let status = check(addr, Some("unlucky")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
 }
+
+/// A gRPC-Web call (HTTP/1.1, as browsers make it) to the protected axum app; what came back.
+async fn grpc_web_call(
+    addr: SocketAddr,
+    content_type: &str,
+    token: Option<&str>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut request = client()
+        .post(format!("http://{addr}/grpc.health.v1.Health/Check"))
+        .header("content-type", content_type)
+        .header("x-grpc-web", "1")
+        .body(vec![0u8, 0, 0, 0, 0]);
+    if let Some(token) = token {
+        request = request.header("authorization", bearer(token));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let mut headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "date" | "content-length" | "transfer-encoding"
+            )
+        })
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+        .collect();
+    headers.sort();
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn grpc_web_requests_are_refused_in_their_own_content_type() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    expect_introspection(&server, "revoked", json!({"active": false}), 1).await;
+    let seen = Seen::default();
+    let app = recording_app(&seen)
+        .layer(PathScopeLayer::new().default_scopes(["health"]))
+        .layer(
+            BearerAuthLayer::introspect(introspector_for(&server).build().unwrap())
+                .resource_metadata(METADATA),
+        );
+    let addr = serve(app).await;
+
+    let no_token_challenge = format!(r#"Bearer resource_metadata="{METADATA}""#);
+    let revoked_challenge = format!(
+        r#"Bearer error="invalid_token", error_description="The access token is not active", resource_metadata="{METADATA}""#
+    );
+    for content_type in [
+        "application/grpc-web",
+        "application/grpc-web+proto",
+        "application/grpc-web-text",
+        "application/grpc-web-text+proto",
+    ] {
+        let expected = |code: &str, message: &str, challenge: &str| {
+            let mut headers = vec![
+                ("content-type".to_owned(), content_type.to_owned()),
+                ("grpc-message".to_owned(), message.to_owned()),
+                ("grpc-status".to_owned(), code.to_owned()),
+                ("www-authenticate".to_owned(), challenge.to_owned()),
+            ];
+            headers.sort();
+            (200, headers, Vec::new())
+        };
+        assert_eq!(
+            grpc_web_call(addr, content_type, None).await,
+            expected("16", "A bearer token is required", &no_token_challenge),
+            "{content_type}"
+        );
+        assert_eq!(
+            grpc_web_call(addr, content_type, Some("revoked")).await,
+            expected("16", "The access token is not active", &revoked_challenge),
+            "{content_type}"
+        );
+        assert_eq!(
+            grpc_web_call(addr, content_type, Some("reader")).await,
+            expected(
+                "7",
+                "The access token lacks a scope this request requires",
+                &insufficient_scope("health")
+            ),
+            "{content_type}"
+        );
+    }
+    // Not gRPC at all, despite the prefix: a plain HTTP challenge.
+    let (status, headers, _) = grpc_web_call(addr, "application/grpcx", None).await;
+    assert_eq!(status, 401);
+    assert!(!headers.iter().any(|(name, _)| name == "grpc-status"));
+    assert_eq!(seen.calls(), 0);
+}

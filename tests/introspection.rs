@@ -281,16 +281,15 @@ async fn concurrent_calls_can_be_bounded() {
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(active("u", "read"))
-                .set_delay(std::time::Duration::from_millis(400)),
+                .set_delay(std::time::Duration::from_millis(150)),
         )
-        .expect(2)
+        .expect(3)
         .mount(&server)
         .await;
-    // One call at a time, 600 ms per call including the wait for a slot: the first call takes
-    // 400 ms, the second waits 400 ms then runs, the third would wait 800 ms and gives up.
+    // One call at a time, with time enough for all three in a row.
     let introspector = introspector_for(&server)
         .max_concurrent_requests(1)
-        .request_timeout(std::time::Duration::from_millis(600))
+        .request_timeout(std::time::Duration::from_secs(5))
         .build()
         .unwrap();
     let started = std::time::Instant::now();
@@ -299,15 +298,199 @@ async fn concurrent_calls_can_be_bounded() {
         introspector.verify("two"),
         introspector.verify("three"),
     );
-    let outcomes = [a, b, c];
-    let ok = outcomes.iter().filter(|r| r.is_ok()).count();
-    let waited_out = outcomes
-        .iter()
-        .filter(
-            |r| matches!(r, Err(VerifyError::Unavailable(reason)) if reason.contains("in flight")),
+    assert!(a.is_ok() && b.is_ok() && c.is_ok());
+    // Serialized: the three calls cannot have overlapped.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(450));
+}
+
+/// A loopback "authorization server" that accepts connections and never answers.
+async fn silent_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+// Virtual time: every call runs into its deadline, and the deadlines are exact.
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_slot_counts_against_the_request_timeout() {
+    use std::time::Duration;
+    let addr = silent_server().await;
+    install_crypto();
+    let introspector = Introspector::builder()
+        .endpoint(format!("http://{addr}/introspect"))
+        .max_concurrent_requests(1)
+        .request_timeout(Duration::from_secs(10))
+        // Longer than the request timeout, so only the request timeout can end a call.
+        .connect_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+
+    // The first call holds the only slot for its whole 10 s; the second arrives 5 s later.
+    let first = introspector.introspect("one");
+    let second = async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let arrived = tokio::time::Instant::now();
+        let outcome = introspector.introspect("two").await;
+        (outcome, arrived.elapsed())
+    };
+    let (first, (second, held)) = tokio::join!(first, second);
+    assert!(
+        matches!(first, Err(VerifyError::Unavailable(_))),
+        "{first:?}"
+    );
+    assert!(
+        matches!(second, Err(VerifyError::Unavailable(_))),
+        "{second:?}"
+    );
+    // One deadline for wait and call: 10 s, not 5 s of waiting plus a fresh 10 s.
+    assert!(
+        held >= Duration::from_secs(10) && held < Duration::from_secs(11),
+        "held {held:?}"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_endpoint_is_refused_unless_loopback_or_opted_in() {
+    install_crypto();
+    for refused in [
+        "http://as.example/introspect",
+        "http://10.1.2.3:8080/introspect",
+        "http://localhost.as.example/introspect",
+    ] {
+        let err = Introspector::builder()
+            .endpoint(refused)
+            .build()
+            .unwrap_err();
+        match err {
+            ConfigError::InvalidUrl { url, reason } => {
+                assert_eq!(url, refused);
+                assert!(reason.contains("https"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        Introspector::builder()
+            .endpoint(refused)
+            .allow_insecure_http(true)
+            .build()
+            .unwrap();
+    }
+    for allowed in [
+        "https://as.example/introspect",
+        "http://127.0.0.1:9/introspect",
+        "http://[::1]:9/introspect",
+        "http://localhost:9/introspect",
+    ] {
+        Introspector::builder().endpoint(allowed).build().unwrap();
+    }
+    // Discovery over plain http is refused before any request is made.
+    let err = Introspector::builder()
+        .discover("http://as.example")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::InvalidUrl { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn discovered_plain_http_endpoint_is_refused_unless_opted_in() {
+    let server = MockServer::start().await;
+    let issuer = server.uri();
+    Mock::given(method("GET"))
+        .and(path("/.well-known/oauth-authorization-server"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": issuer,
+            "introspection_endpoint": "http://as.example/introspect",
+        })))
+        .expect(2)
+        .mount(&server)
+        .await;
+    install_crypto();
+    let err = Introspector::builder().discover(&issuer).await.unwrap_err();
+    match err {
+        ConfigError::InvalidUrl { url, reason } => {
+            assert_eq!(url, "http://as.example/introspect");
+            assert!(reason.contains("https"), "{reason}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let introspector = Introspector::builder()
+        .allow_insecure_http(true)
+        .discover(&issuer)
+        .await
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(
+        introspector.endpoint().as_str(),
+        "http://as.example/introspect"
+    );
+}
+
+/// A loopback listener whose accept queue is full, so that a new connection attempt hangs.
+async fn unconnectable() -> (std::net::SocketAddr, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let attempt = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
         )
-        .count();
-    assert_eq!((ok, waited_out), (2, 1), "{outcomes:?}");
-    // Serialized: the two calls that ran cannot have overlapped.
-    assert!(started.elapsed() >= std::time::Duration::from_millis(800));
+        .await;
+        match attempt {
+            Ok(Ok(stream)) => queued.push(stream),
+            Ok(Err(e)) => panic!("connect failed: {e}"),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    // Keep the listener open (never accepting) for the test's life.
+    std::mem::forget(listener);
+    (addr, queued)
+}
+
+#[tokio::test]
+async fn connect_timeout_given_after_discovery_applies() {
+    use std::time::{Duration, Instant};
+    let (blackhole, _queued) = unconnectable().await;
+    let server = MockServer::start().await;
+    let issuer = server.uri();
+    Mock::given(method("GET"))
+        .and(path("/.well-known/oauth-authorization-server"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": issuer,
+            "introspection_endpoint": format!("http://{blackhole}/introspect"),
+        })))
+        .mount(&server)
+        .await;
+    install_crypto();
+    let introspector = Introspector::builder()
+        .discover(&issuer)
+        .await
+        .unwrap()
+        // After discovery: must still govern the client introspection uses.
+        .connect_timeout(Duration::from_millis(100))
+        .request_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let outcome = introspector.introspect("t").await;
+    let took = started.elapsed();
+    assert!(
+        matches!(outcome, Err(VerifyError::Unavailable(_))),
+        "{outcome:?}"
+    );
+    // The default connect timeout is 2 s; the one given after discovery is 100 ms (and the
+    // attempt did hang until it: a refused connection would fail at once).
+    assert!(
+        took >= Duration::from_millis(100) && took < Duration::from_millis(1500),
+        "took {took:?}"
+    );
 }

@@ -92,6 +92,75 @@ async fn malformed_headers_are_400_invalid_request() {
 }
 
 #[tokio::test]
+async fn bearer_scheme_not_followed_by_a_space_is_400_even_when_tokens_are_optional() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    for optional in [false, true] {
+        let app = protected(
+            introspector_for(&server).build().unwrap(),
+            CacheConfig::default(),
+            |layer| {
+                layer
+                    .resource_metadata(METADATA)
+                    .allow_missing_token(optional)
+            },
+        );
+        let seen = app.seen.clone();
+        let addr = serve(app.router).await;
+        for value in [
+            &b"Bearer\tgood"[..],
+            b"bearer\t good",
+            b"Bearer\x85good",
+            b"Bearer\xc2\xa0good",
+            b"Bearergood",
+        ] {
+            let answer = get_with_raw_authorization(addr, "/mcp", &[value]).await;
+            assert_eq!(answer.status, 400, "{value:?}, optional: {optional}");
+            assert_eq!(
+                answer.challenge.as_deref(),
+                Some(
+                    format!(
+                        r#"Bearer error="invalid_request", error_description="The bearer scheme must be followed by a space", resource_metadata="{METADATA}""#
+                    )
+                    .as_str()
+                ),
+                "{value:?}"
+            );
+        }
+        assert_eq!(seen.calls(), 0, "never passed on, anonymously or not");
+    }
+}
+
+#[tokio::test]
+async fn non_ascii_credentials_of_another_scheme_mean_no_bearer_token() {
+    let server = MockServer::start().await;
+    let (addr, seen) = app(&server).await;
+    let digest = "Digest username=\"J\u{fc}rgen\", realm=\"x\", nonce=\"n\"".as_bytes();
+    let answer = get_with_raw_authorization(addr, "/mcp", &[digest]).await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.challenge.as_deref(), Some(REALM_CHALLENGE));
+
+    // With anonymous access allowed, such a request is anonymous.
+    let optional = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default(),
+        |layer| layer.allow_missing_token(true),
+    );
+    let optional_seen = optional.seen.clone();
+    let optional_addr = serve(optional.router).await;
+    let answer = get_with_raw_authorization(optional_addr, "/mcp", &[digest]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(optional_seen.calls(), 1);
+    assert!(optional_seen.last().is_none());
+    assert_eq!(seen.calls(), 0);
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn invalid_tokens_are_401_invalid_token_with_reason() {
     let server = MockServer::start().await;
     let mut expired = active("u", "read");
@@ -106,6 +175,26 @@ async fn invalid_tokens_are_401_invalid_token_with_reason() {
     wrong_iss["iss"] = json!("https://evil.example");
     let mut refresh = active("u", "read");
     refresh["token_type"] = json!("refresh_token");
+    let refresh_forms = [
+        (
+            "token_type",
+            "urn:ietf:params:oauth:token-type:refresh_token",
+        ),
+        ("token_type", "Refresh_Token"),
+        ("token_use", "refresh_token"),
+        ("typ", "Refresh"),
+        ("typ", "Offline"),
+    ]
+    .map(|(claim, value)| {
+        let mut body = active("u", "read");
+        body[claim] = json!(value);
+        body
+    });
+    let [urn, mixed_case, token_use, typ_refresh, typ_offline] = refresh_forms;
+    let mut tab_scope = active("u", "read");
+    tab_scope["scope"] = json!("tenant:x\tadmin");
+    let mut nbsp_scope = active("u", "read");
+    nbsp_scope["scope"] = json!(["read", "x\u{a0}admin"]);
     let cases = [
         (
             "inactive",
@@ -133,6 +222,37 @@ async fn invalid_tokens_are_401_invalid_token_with_reason() {
             "refresh",
             refresh,
             "The presented token is not an access token",
+        ),
+        ("urn", urn, "The presented token is not an access token"),
+        (
+            "mixedcase",
+            mixed_case,
+            "The presented token is not an access token",
+        ),
+        (
+            "tokenuse",
+            token_use,
+            "The presented token is not an access token",
+        ),
+        (
+            "typrefresh",
+            typ_refresh,
+            "The presented token is not an access token",
+        ),
+        (
+            "typoffline",
+            typ_offline,
+            "The presented token is not an access token",
+        ),
+        (
+            "tabscope",
+            tab_scope,
+            "The access token's scope is malformed",
+        ),
+        (
+            "nbspscope",
+            nbsp_scope,
+            "The access token's scope is malformed",
         ),
     ];
     for (token, body, _) in &cases {

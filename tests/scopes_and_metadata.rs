@@ -199,3 +199,92 @@ async fn step_up_challenge_can_name_the_granted_scopes_too() {
     assert_eq!(answer.status, 403);
     assert_eq!(answer.challenge, Some(insufficient("admin profile read")));
 }
+
+#[tokio::test]
+async fn scopes_joined_by_other_whitespace_never_grant_admin() {
+    let server = MockServer::start().await;
+    let odd = [
+        ("tab", "tenant:x\tadmin write"),
+        ("lf", "tenant:x\nadmin write"),
+        ("cr", "tenant:x\radmin write"),
+        ("nbsp", "tenant:x\u{a0}admin write"),
+        ("ideographic", "tenant:x\u{3000}admin write"),
+    ];
+    for (token, scope) in odd {
+        expect_introspection(&server, token, active("eve", scope), 1).await;
+    }
+    let addr = app(&server, false).await;
+    for (token, _) in odd {
+        // Twice: the second answer comes from the negative cache (one introspection call each).
+        for _ in 0..2 {
+            let answer = get(addr, "/admin", &[&bearer(token)]).await;
+            assert_eq!(answer.status, 401, "{token}");
+            assert_eq!(
+                answer.challenge.as_deref(),
+                Some(
+                    format!(
+                        r#"Bearer error="invalid_token", error_description="The access token's scope is malformed", resource_metadata="{MD}""#
+                    )
+                    .as_str()
+                ),
+                "{token}"
+            );
+            assert_eq!(answer.body, "", "the handler never ran");
+        }
+    }
+}
+
+#[test]
+fn configured_scopes_outside_nqchar_are_refused() {
+    use std::panic::catch_unwind;
+    use tower_introspect::PathScopeLayer;
+    for bad in ["admin\t", "tenant:x\nadmin", "caf\u{e9}", "a\"b", "a\\b"] {
+        assert!(
+            catch_unwind(|| RequireScopeLayer::all([bad])).is_err(),
+            "{bad:?}"
+        );
+        assert!(
+            catch_unwind(|| RequireScopeLayer::any([bad])).is_err(),
+            "{bad:?}"
+        );
+        assert!(
+            catch_unwind(|| PathScopeLayer::new().path("/x", [bad])).is_err(),
+            "{bad:?}"
+        );
+        assert!(
+            catch_unwind(|| PathScopeLayer::new().prefix("/x", [bad])).is_err(),
+            "{bad:?}"
+        );
+        assert!(
+            catch_unwind(|| PathScopeLayer::new().default_scopes([bad])).is_err(),
+            "{bad:?}"
+        );
+        assert!(
+            catch_unwind(|| {
+                ProtectedResourceMetadata::new(RESOURCE, ISSUER)
+                    .unwrap()
+                    .scopes_supported([bad])
+            })
+            .is_err(),
+            "{bad:?}"
+        );
+        assert!(
+            catch_unwind(|| tower_introspect::mcp::McpScopePolicy::new().tool("t", [bad])).is_err(),
+            "{bad:?}"
+        );
+    }
+    // The challenge's scope is the space-separated wire form; each scope in it must be valid.
+    for bad in ["admin\t", "read\u{a0}write", "a\"b"] {
+        let server_less = || {
+            common::install_crypto();
+            let introspector = tower_introspect::Introspector::builder()
+                .endpoint("https://as.example/introspect")
+                .build()
+                .unwrap();
+            BearerAuthLayer::introspect(introspector).challenge_scope(bad)
+        };
+        assert!(catch_unwind(server_less).is_err(), "{bad:?}");
+    }
+    // Valid ones pass.
+    let _ = RequireScopeLayer::all(["mcp:tools.read", "a!#[]~"]);
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use super::http::read_capped;
+use super::http::{read_capped, require_tls};
 use crate::ConfigError;
 
 /// The members of the metadata document discovery needs.
@@ -38,11 +38,14 @@ pub(crate) async fn introspection_endpoint(
     issuer: &str,
     timeout: Duration,
     limit: usize,
+    allow_http: bool,
 ) -> Result<Url, ConfigError> {
     let parsed = Url::parse(issuer).map_err(|e| ConfigError::InvalidUrl {
         url: issuer.to_owned(),
         reason: e.to_string(),
     })?;
+    // Whoever answers discovery picks the endpoint we send tokens and credentials to.
+    require_tls(&parsed, allow_http)?;
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(ConfigError::InvalidUrl {
             url: issuer.to_owned(),
@@ -62,10 +65,12 @@ pub(crate) async fn introspection_endpoint(
                 let endpoint = metadata.introspection_endpoint.ok_or_else(|| {
                     ConfigError::Discovery(format!("{url} has no introspection_endpoint"))
                 })?;
-                return Url::parse(&endpoint).map_err(|e| ConfigError::InvalidUrl {
+                let endpoint = Url::parse(&endpoint).map_err(|e| ConfigError::InvalidUrl {
                     url: endpoint,
                     reason: e.to_string(),
-                });
+                })?;
+                require_tls(&endpoint, allow_http)?;
+                return Ok(endpoint);
             }
             Err(reason) => failures.push(format!("{url}: {reason}")),
         }

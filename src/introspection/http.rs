@@ -1,6 +1,9 @@
 //! The HTTP plumbing shared by introspection and discovery: a safe default client and bounded reads.
 
+use std::net::IpAddr;
 use std::time::Duration;
+
+use url::{Host, Url};
 
 use crate::ConfigError;
 
@@ -28,6 +31,35 @@ pub(crate) fn default_client(connect_timeout: Duration) -> Result<reqwest::Clien
         .map_err(ConfigError::HttpClient)
 }
 
+/// Refuses a URL to the authorization server that is not `https`, unless it is `http` to a loopback
+/// host (`127.0.0.0/8`, `::1`, `localhost`) or `allow_http` (RFC 7662 §4 requires TLS).
+pub(crate) fn require_tls(url: &Url, allow_http: bool) -> Result<(), ConfigError> {
+    let refuse = |reason: &str| {
+        Err(ConfigError::InvalidUrl {
+            url: url.to_string(),
+            reason: reason.to_owned(),
+        })
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_http || is_loopback(url) => Ok(()),
+        "http" => refuse(
+            "the authorization server must be reached over https unless it is on loopback \
+             (RFC 7662 §4); use allow_insecure_http(true) to opt out",
+        ),
+        _ => refuse("the authorization server must be reached over https"),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 /// Reads a response body, refusing more than `limit` bytes (a misbehaving server must not make us
 /// buffer without bound).
 pub(crate) async fn read_capped(
@@ -52,4 +84,36 @@ pub(crate) async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_required_except_on_loopback_or_opt_in() {
+        let check = |url: &str, allow| require_tls(&Url::parse(url).unwrap(), allow).is_ok();
+        for ok in [
+            "https://as.example/introspect",
+            "http://127.0.0.1:8080/introspect",
+            "http://127.8.9.10/introspect",
+            "http://[::1]:9/introspect",
+            "http://localhost:9/introspect",
+            "http://LOCALHOST/introspect",
+        ] {
+            assert!(check(ok, false), "{ok}");
+        }
+        for refused in [
+            "http://as.example/introspect",
+            "http://10.0.0.1/introspect",
+            "http://[::ffff:127.0.0.1]/introspect",
+            "http://localhost.evil.example/introspect",
+            "http://127.0.0.1.nip.io/introspect",
+            "ftp://127.0.0.1/introspect",
+        ] {
+            assert!(!check(refused, false), "{refused}");
+        }
+        assert!(check("http://as.internal/introspect", true));
+        assert!(!check("ftp://as.internal/introspect", true));
+    }
 }

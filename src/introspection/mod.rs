@@ -89,19 +89,29 @@ impl Introspector {
     /// Fails with [`VerifyError::Unavailable`] on any transport error, timeout, non-2xx status,
     /// oversized body or a body that is not an introspection response.
     pub async fn introspect(&self, token: &str) -> Result<IntrospectionResponse, VerifyError> {
+        // One deadline for the whole call, waiting for a slot included: a caller is never held
+        // longer than the request timeout, whatever the queue.
+        tokio::time::timeout(self.inner.request_timeout, self.introspect_unbounded(token))
+            .await
+            .unwrap_or_else(|_| {
+                Err(VerifyError::Unavailable(
+                    "introspection timed out (waiting for a slot included)".into(),
+                ))
+            })
+    }
+
+    /// [`introspect`](Self::introspect) without its deadline.
+    async fn introspect_unbounded(
+        &self,
+        token: &str,
+    ) -> Result<IntrospectionResponse, VerifyError> {
         let inner = &*self.inner;
-        // Waiting for a slot counts against the request timeout: a caller is never held longer
-        // than that, whatever the queue.
         let _permit = match &inner.in_flight {
             None => None,
             Some(slots) => Some(
-                tokio::time::timeout(inner.request_timeout, slots.acquire())
+                slots
+                    .acquire()
                     .await
-                    .map_err(|_| {
-                        VerifyError::Unavailable(
-                            "too many introspection calls in flight; timed out waiting".into(),
-                        )
-                    })?
                     .map_err(|_| VerifyError::Unavailable("introspector closed".into()))?,
             ),
         };
@@ -110,8 +120,7 @@ impl Introspector {
         let request = inner
             .client
             .post(inner.endpoint.clone())
-            .header(::http::header::ACCEPT, "application/json")
-            .timeout(inner.request_timeout);
+            .header(::http::header::ACCEPT, "application/json");
         let request = inner.auth.apply(request, &mut form).form(&form);
         // reqwest errors name the URL, never the form body, so they are safe to keep.
         let response = request
@@ -159,6 +168,7 @@ pub struct IntrospectorBuilder {
     max_response_bytes: usize,
     validation: Validation,
     max_in_flight: Option<usize>,
+    allow_insecure_http: bool,
 }
 
 impl Default for IntrospectorBuilder {
@@ -172,6 +182,7 @@ impl Default for IntrospectorBuilder {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             validation: Validation::default(),
             max_in_flight: None,
+            allow_insecure_http: false,
         }
     }
 }
@@ -233,8 +244,9 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Time allowed for one whole introspection call (default [`DEFAULT_REQUEST_TIMEOUT`], 5 s).
-    /// A call that takes longer fails as unavailable (503) and is not cached.
+    /// Time allowed for one whole introspection call (default [`DEFAULT_REQUEST_TIMEOUT`], 5 s),
+    /// waiting for a slot under [`max_concurrent_requests`](Self::max_concurrent_requests)
+    /// included. A call that takes longer fails as unavailable (503) and is not cached.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
@@ -244,8 +256,8 @@ impl IntrospectorBuilder {
     ///
     /// The cache coalesces requests for the *same* token and remembers bad ones, but a flood of
     /// *distinct* unknown tokens still costs one call each. This bound protects the authorization
-    /// server from such a flood: further calls wait for a slot, within the request timeout, and
-    /// then fail as unavailable (503).
+    /// server from such a flood: further calls wait for a slot, and a call whose wait and request
+    /// together exceed the request timeout fails as unavailable (503).
     pub fn max_concurrent_requests(mut self, calls: usize) -> Self {
         self.max_in_flight = Some(calls.max(1));
         self
@@ -278,8 +290,26 @@ impl IntrospectorBuilder {
         self
     }
 
+    /// Allows an `http` introspection endpoint (and discovery over `http`) on a host that is not
+    /// loopback (default: refused).
+    ///
+    /// RFC 7662 §4 requires TLS: the token and the client's credentials travel in the request, and
+    /// whoever can answer in the server's place decides which tokens are valid. Loopback
+    /// (`127.0.0.0/8`, `::1`, `localhost`) is allowed without this, for development and sidecars.
+    /// Call it before [`discover`](Self::discover), which applies the rule to the issuer it fetches
+    /// and to the endpoint it finds.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
     /// Finds the introspection endpoint in the RFC 8414 metadata of `issuer` (falling back to the
-    /// OpenID Connect discovery document), using this builder's client and timeouts.
+    /// OpenID Connect discovery document), using this builder's client (or a default one with its
+    /// connect timeout), request timeout and response size limit as they are when called.
+    ///
+    /// The issuer and the discovered endpoint must be `https` unless loopback or
+    /// [`allow_insecure_http`](Self::allow_insecure_http). Settings changed afterwards apply to
+    /// introspection: the default client is built by [`build`](Self::build), not here.
     pub async fn discover(mut self, issuer: &str) -> Result<Self, ConfigError> {
         let client = self.client_or_default()?;
         let endpoint = discovery::introspection_endpoint(
@@ -287,14 +317,15 @@ impl IntrospectorBuilder {
             issuer,
             self.request_timeout,
             self.max_response_bytes,
+            self.allow_insecure_http,
         )
         .await?;
-        self.client = Some(client);
         self.endpoint = Some(endpoint.into());
         Ok(self)
     }
 
-    /// Builds the introspector. Fails when no endpoint was set or it is not an http(s) URL.
+    /// Builds the introspector. Fails when no endpoint was set, or it is not an `https` URL (nor
+    /// `http` on loopback or with [`allow_insecure_http`](Self::allow_insecure_http)).
     pub fn build(mut self) -> Result<Introspector, ConfigError> {
         let raw = self
             .endpoint
@@ -308,12 +339,7 @@ impl IntrospectorBuilder {
             url: raw.clone(),
             reason: e.to_string(),
         })?;
-        if !matches!(endpoint.scheme(), "http" | "https") {
-            return Err(ConfigError::InvalidUrl {
-                url: raw,
-                reason: "the introspection endpoint must be an http(s) URL".into(),
-            });
-        }
+        http::require_tls(&endpoint, self.allow_insecure_http)?;
         let client = self.client_or_default()?;
         Ok(Introspector {
             inner: Arc::new(Inner {

@@ -7,9 +7,9 @@ use crate::principal::Scopes;
 /// The members of an introspection response (RFC 7662 §2.2).
 ///
 /// Only `active` is required. Real servers differ in the details, so parsing accepts:
-/// `aud` as a string or an array; `scope` absent, `null`, empty, space separated (or an array);
-/// `exp`/`iat`/`nbf` as integers (or floats, truncated). Members the library does not model are kept
-/// in [`extra`](Self::extra).
+/// `aud` as a string or an array; `scope` absent, `null`, empty, SP-separated (SP only, see
+/// [`Scopes`]) or an array; `exp`/`iat`/`nbf` as integers (or floats, truncated). Members the
+/// library does not model are kept in [`extra`](Self::extra).
 ///
 /// The struct is `#[non_exhaustive]`: build one with `IntrospectionResponse::default()` and assign
 /// the fields you need (custom verifiers and tests do this).

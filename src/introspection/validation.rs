@@ -57,6 +57,9 @@ impl Validation {
         if is_refresh_token(claims) {
             return Err(InvalidToken::NotAnAccessToken);
         }
+        if !claims.scope.is_well_formed() {
+            return Err(InvalidToken::MalformedScope);
+        }
         if let Some(expected) = &self.audience
             && !claims.aud.iter().any(|aud| aud == expected)
         {
@@ -71,16 +74,37 @@ impl Validation {
     }
 }
 
-/// Whether the server says this is a refresh token. Servers spell it differently: RFC 7662's
-/// `token_type` (`refresh_token`), Ory Hydra's `token_use`, Keycloak's `typ` (`Refresh`).
+/// The values by which servers say "this is a refresh token", compared ASCII-case-insensitively:
+/// RFC 7662 / RFC 6749 `refresh_token`, the RFC 8693 token type URI, the short `refresh`
+/// (Keycloak's `typ: "Refresh"`), and Keycloak's offline tokens (`typ: "Offline"`), which are
+/// long-lived refresh tokens.
+const REFRESH_TOKEN_TYPES: [&str; 4] = [
+    "refresh_token",
+    "refresh",
+    "offline",
+    "urn:ietf:params:oauth:token-type:refresh_token",
+];
+
+/// The claims in which servers name the token's type: RFC 7662's `token_type`, Ory Hydra's
+/// `token_use`, Keycloak's `typ`.
+const TOKEN_TYPE_CLAIMS: [&str; 2] = ["token_use", "typ"];
+
+/// Whether the server says this is a refresh token, in any of the claims and spellings servers use.
+///
+/// Matching ignores ASCII case and surrounding whitespace but is otherwise exact (no prefix
+/// matching): a refresh token must never be usable as an access token, so any spelling a server
+/// might plausibly emit is refused, and no access token type is spelled like one of these.
 fn is_refresh_token(claims: &IntrospectionResponse) -> bool {
     let says_refresh = |value: Option<&str>| {
         value.is_some_and(|v| {
-            v.eq_ignore_ascii_case("refresh_token") || v.eq_ignore_ascii_case("refresh")
+            let v = v.trim_ascii();
+            REFRESH_TOKEN_TYPES
+                .iter()
+                .any(|refresh| v.eq_ignore_ascii_case(refresh))
         })
     };
     says_refresh(claims.token_type.as_deref())
-        || ["token_use", "typ"]
+        || TOKEN_TYPE_CLAIMS
             .iter()
             .any(|name| says_refresh(claims.extra.get(*name).and_then(|v| v.as_str())))
 }
@@ -142,8 +166,17 @@ mod tests {
         let v = Validation::default();
         for (field, value) in [
             ("token_type", "refresh_token"),
+            ("token_type", "REFRESH_TOKEN"),
+            (
+                "token_type",
+                "urn:ietf:params:oauth:token-type:refresh_token",
+            ),
             ("token_use", "refresh_token"),
+            ("token_use", "refresh"),
             ("typ", "Refresh"),
+            ("typ", "Offline"),
+            ("typ", " offline "),
+            ("typ", "urn:ietf:params:oauth:token-type:refresh_token"),
         ] {
             let mut c = active();
             if field == "token_type" {
@@ -157,8 +190,38 @@ mod tests {
                 "{field}"
             );
         }
+        for access in [
+            "Bearer",
+            "access_token",
+            "urn:ietf:params:oauth:token-type:access_token",
+            "refresh_token_hint",
+        ] {
+            let mut c = active();
+            c.token_type = Some(access.into());
+            c.extra.insert("typ".into(), access.into());
+            assert_eq!(v.check(&c, NOW), Ok(()), "{access}");
+        }
+    }
+
+    #[test]
+    fn scopes_outside_nqchar_refuse_the_token() {
+        let v = Validation::default();
+        for odd in [
+            "tenant:x\tadmin",
+            "read\nadmin",
+            "read\u{a0}admin",
+            "read \"admin\"",
+        ] {
+            let mut c = active();
+            c.scope = crate::Scopes::parse(odd);
+            assert_eq!(
+                v.check(&c, NOW),
+                Err(InvalidToken::MalformedScope),
+                "{odd:?}"
+            );
+        }
         let mut c = active();
-        c.token_type = Some("Bearer".into());
+        c.scope = crate::Scopes::parse(" read  write ");
         assert_eq!(v.check(&c, NOW), Ok(()));
     }
 
@@ -196,5 +259,107 @@ mod tests {
         assert_eq!(v.check(&c, NOW), Err(InvalidToken::WrongIssuer));
         c.iss = Some("https://as.example".into());
         assert_eq!(v.check(&c, NOW), Ok(()));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        /// A JSON value of any type, for a claim a server might send in any shape.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                (-1e12f64..1e12).prop_map(Value::from),
+                "\\PC{0,8}".prop_map(Value::from),
+                prop::sample::select(vec![
+                    "refresh_token",
+                    "Refresh",
+                    "Offline",
+                    "Bearer",
+                    "read write",
+                    "read\tadmin",
+                    "https://rs.example/mcp",
+                    "https://as.example",
+                ])
+                .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(2, 8, 3, |inner| {
+                prop::collection::vec(inner, 0..3).prop_map(Value::from)
+            })
+        }
+
+        /// An introspection response made of the claims the validator reads, each present or not
+        /// and of any type.
+        fn response() -> impl Strategy<Value = Value> {
+            let claims = [
+                "active",
+                "scope",
+                "exp",
+                "nbf",
+                "aud",
+                "iss",
+                "token_type",
+                "token_use",
+                "typ",
+            ];
+            prop::collection::vec(proptest::option::of(any_json()), claims.len()).prop_map(
+                move |values| {
+                    let mut object = serde_json::Map::new();
+                    for (name, value) in claims.iter().zip(values) {
+                        if let Some(value) = value {
+                            object.insert((*name).to_owned(), value);
+                        }
+                    }
+                    if let Some(active) = object.get_mut("active") {
+                        // Mostly a boolean, so that validation is reached.
+                        if !active.is_string() {
+                            *active = json!(true);
+                        }
+                    }
+                    Value::Object(object)
+                },
+            )
+        }
+
+        proptest! {
+            /// Any bytes: parsing answers (never panics) and a parsed response round-trips.
+            #[test]
+            fn any_body_parses_or_fails_cleanly(body in prop::collection::vec(any::<u8>(), 0..64)) {
+                if let Ok(parsed) = serde_json::from_slice::<IntrospectionResponse>(&body) {
+                    let again = serde_json::to_vec(&parsed).unwrap();
+                    let reparsed: IntrospectionResponse = serde_json::from_slice(&again).unwrap();
+                    prop_assert_eq!(reparsed.active, parsed.active);
+                }
+            }
+
+            /// Whatever the server answers, an accepted token is active, current, an access token,
+            /// with well-formed scopes, for our audience and issuer.
+            #[test]
+            fn accepted_responses_meet_every_rule(response in response()) {
+                let Ok(claims) = serde_json::from_value::<IntrospectionResponse>(response.clone()) else {
+                    return Ok(());
+                };
+                if strict().check(&claims, NOW).is_ok() {
+                    prop_assert!(claims.active);
+                    prop_assert!(claims.exp.is_none_or(|exp| exp >= NOW - 60));
+                    prop_assert!(claims.nbf.is_none_or(|nbf| nbf <= NOW + 60));
+                    prop_assert!(claims.aud.iter().any(|a| a == "https://rs.example/mcp"));
+                    prop_assert_eq!(claims.iss.as_deref(), Some("https://as.example"));
+                    prop_assert!(claims.scope.is_well_formed());
+                    prop_assert!(!claims.scope.contains("admin"));
+                    for claim in ["token_type", "token_use", "typ"] {
+                        let value = response.get(claim).and_then(Value::as_str).unwrap_or("");
+                        prop_assert!(
+                            !["refresh_token", "refresh", "offline"]
+                                .contains(&value.to_ascii_lowercase().as_str()),
+                            "{} = {:?}", claim, value
+                        );
+                    }
+                }
+            }
+        }
     }
 }

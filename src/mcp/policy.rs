@@ -80,7 +80,7 @@ where
     I: IntoIterator<Item = T>,
     T: AsRef<str>,
 {
-    Requirement::Scopes(scopes.into_iter().collect())
+    Requirement::Scopes(Scopes::configured(scopes))
 }
 
 /// Methods every MCP client sends before it can do anything, plus tool discovery.

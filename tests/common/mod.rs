@@ -168,9 +168,20 @@ pub struct Answer {
 
 /// GETs `path` on `addr` with the given raw `Authorization` header values.
 pub async fn get(addr: SocketAddr, path: &str, authorization: &[&str]) -> Answer {
+    let values: Vec<&[u8]> = authorization.iter().map(|v| v.as_bytes()).collect();
+    get_with_raw_authorization(addr, path, &values).await
+}
+
+/// Like [`get`], with `Authorization` values given as bytes (e.g. control or non-ASCII bytes).
+pub async fn get_with_raw_authorization(
+    addr: SocketAddr,
+    path: &str,
+    authorization: &[&[u8]],
+) -> Answer {
     let mut request = client().get(format!("http://{addr}{path}"));
     for value in authorization {
-        request = request.header("authorization", *value);
+        let value = reqwest::header::HeaderValue::from_bytes(value).unwrap();
+        request = request.header("authorization", value);
     }
     let response = request.send().await.unwrap();
     Answer {
