@@ -493,6 +493,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes at all: an answer, never a panic.
+        #[test]
+        fn any_bytes_classify_or_fail_without_panicking(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = classify_body(&body);
+        }
+
+        /// Whatever a tool call's name is, the classifier names that tool: the policy judges
+        /// exactly what the server will run.
+        #[test]
+        fn a_tool_call_names_exactly_its_tool(name in ".*", id in proptest::num::i64::ANY) {
+            let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                                          "params": {"name": name, "arguments": {}}});
+            let classified = classify_body(body.to_string().as_bytes());
+            proptest::prop_assert_eq!(classified, Ok(vec![call("tools/call", vec![Target::Tool(name)])]));
+        }
+    }
+
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let body = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
