@@ -27,8 +27,11 @@ pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
 pub const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 100;
 /// Default bound on the sessions created without a token, all anonymous callers together.
 pub const DEFAULT_MAX_ANONYMOUS_SESSIONS: usize = 1_000;
-/// Default time a session binding is kept after its last use.
-pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(3600);
+/// Default time a session binding is kept after its last use: five minutes, as long as rmcp's
+/// `LocalSessionManager` keeps an idle session by default. A binding that outlived its session
+/// would hold a place in its owner's bound for nothing; one that ends first only makes the
+/// client re-initialize.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(300);
 
 /// How often, at most, a full table looks for idle bindings to drop.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -277,18 +280,21 @@ impl Shared {
 /// An unknown session id is never passed through: a binding forgotten for any reason must not
 /// turn its session into one anybody may use. The consequence is that after a restart (the
 /// bindings live in memory) every client re-initializes, as it would when the MCP server itself
-/// forgot its sessions. Keep the [`idle_timeout`](Self::idle_timeout) at least as long as the
-/// MCP server keeps idle sessions, or clients will re-initialize sooner than needed.
+/// forgot its sessions. Match the [`idle_timeout`](Self::idle_timeout) to how long the MCP
+/// server keeps an idle session: shorter makes clients re-initialize sooner than needed, longer
+/// keeps places in the bounds for sessions that are gone.
 ///
 /// The bounds are enforced by refusing new sessions, never by evicting live ones: eviction would
 /// let a flood of new sessions (even anonymous ones) make a victim's session unknown, a denial of
 /// service. A new session needs room both in its owner's bound (default 100 per principal,
 /// 1,000 for all anonymous callers together) and in the server's (default 100,000); idle
-/// bindings free their room after the idle timeout (default an hour) or a `DELETE` that ends
+/// bindings free their room after the idle timeout (default five minutes) or a `DELETE` that ends
 /// the session. A flood of anonymous sessions can thus deny new *anonymous* sessions for that
-/// long, but neither authenticated users' new sessions nor anybody's existing ones. Each
-/// binding holds two SHA-256 digests and a time stamp (about 100 bytes with the table's
-/// overhead), so the default bound costs at most about 10 MB.
+/// long, but neither authenticated users' new sessions (as long as the anonymous bound is below
+/// the server's) nor anybody's existing ones. Each binding holds two SHA-256 digests and a time
+/// stamp (about 100 bytes with the table's overhead), so the default bound costs this layer at
+/// most about 10 MB; the MCP server's own state per session is the larger cost, which the bounds
+/// cap too, since a refused creation never reaches it: size them with it.
 ///
 /// A `POST` without a session id may create one, so it holds a place in its owner's bound until
 /// its response arrives (a response without a session id frees it): a stateless server's
@@ -367,8 +373,9 @@ impl McpSessionBindingLayer {
         self.reconfigure(|l| l.anonymous = max)
     }
 
-    /// How long a binding is kept after its last use (default an hour); the session id is then
-    /// unknown (404).
+    /// How long a binding is kept after its last use (default five minutes, rmcp's default
+    /// session keep-alive); the session id is then unknown (404). Match it to how long the MCP
+    /// server keeps an idle session.
     #[must_use]
     pub fn idle_timeout(self, idle: Duration) -> Self {
         self.reconfigure(|l| l.idle = idle)
