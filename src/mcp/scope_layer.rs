@@ -116,8 +116,8 @@ fn identity_encoded(headers: &HeaderMap) -> bool {
     })
 }
 
-/// An empty response with `status`: what the layer answers to a request it cannot judge.
-fn refusal<B: Default>(status: StatusCode) -> Response<B> {
+/// An empty response with `status`: what the MCP layers answer to a request they cannot judge.
+pub(super) fn refusal<B: Default>(status: StatusCode) -> Response<B> {
     let mut response = Response::new(B::default());
     *response.status_mut() = status;
     response

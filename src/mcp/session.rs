@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::scope_layer::McpScopeFuture;
+use super::scope_layer::{McpScopeFuture, refusal};
 use crate::Principal;
 use crate::challenge::{ChallengeContext, Challenger, Rejection};
 
@@ -482,12 +482,6 @@ fn presented_session(headers: &HeaderMap) -> Result<Option<&str>, ()> {
     Ok(Some(id))
 }
 
-fn status<B: Default>(status: StatusCode) -> Response<B> {
-    let mut response = Response::new(B::default());
-    *response.status_mut() = status;
-    response
-}
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for McpSessionBinding<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -517,11 +511,11 @@ where
         }
         let Some(owner) = Owner::of(principal) else {
             tracing::warn!("MCP request by a principal with no subject, client or token; refused");
-            return refuse(status(StatusCode::FORBIDDEN));
+            return refuse(refusal(StatusCode::FORBIDDEN));
         };
         let presented = match presented_session(request.headers()) {
             Ok(presented) => presented.map(session_key),
-            Err(()) => return refuse(status(StatusCode::BAD_REQUEST)),
+            Err(()) => return refuse(refusal(StatusCode::BAD_REQUEST)),
         };
         let shared = self.shared.clone();
         let now = (shared.clock)();
@@ -530,21 +524,21 @@ where
                 Access::Granted => None,
                 Access::Unknown => {
                     tracing::debug!("unknown MCP session id refused");
-                    return refuse(status(StatusCode::NOT_FOUND));
+                    return refuse(refusal(StatusCode::NOT_FOUND));
                 }
                 Access::Foreign => {
                     tracing::warn!(
                         "MCP session id presented by a principal that did not create it"
                     );
-                    return refuse(status(StatusCode::FORBIDDEN));
+                    return refuse(refusal(StatusCode::FORBIDDEN));
                 }
-                Access::Refused(full) => return refuse(status(full.status())),
+                Access::Refused(full) => return refuse(refusal(full.status())),
             },
             None if request.method() == Method::POST => {
                 let mut table = shared.table();
                 if let Err(full) = table.room_for(owner, now, &shared.limits) {
                     tracing::debug!(?full, "new MCP session refused: bound reached");
-                    return refuse(status(full.status()));
+                    return refuse(refusal(full.status()));
                 }
                 table.add(owner);
                 Some(Reservation {
