@@ -9,7 +9,7 @@ use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::cache::{CacheConfig, CachedVerifier};
+use crate::cache::{CacheConfig, CachedVerifier, token_key};
 use crate::challenge::{ChallengeContext, Challenger, Rejection};
 use crate::future::ResponseFuture;
 use crate::header::{Credentials, DEFAULT_MAX_TOKEN_LENGTH, bearer_token};
@@ -251,7 +251,11 @@ where
             Credentials::Bearer(token) => {
                 let token = token.to_owned();
                 let verifier = self.verifier.clone();
-                let verification = Box::pin(async move { verifier.verify(&token).await });
+                let verification = Box::pin(async move {
+                    let key = token_key(&token);
+                    let principal = verifier.verify(&token).await?;
+                    Ok(principal.with_token_key(key))
+                });
                 // `self.inner` is the service that was driven to readiness: take it, leave a clone.
                 let clone = self.inner.clone();
                 let inner = mem::replace(&mut self.inner, clone);

@@ -108,9 +108,14 @@
 //! ## rmcp (MCP servers)
 //!
 //! rmcp's `StreamableHttpService` is a tower service: nest it in axum behind the bearer layer.
-//! [`mcp::McpScopeLayer`] (feature `mcp`) gives each tool its own scopes with step-up 403
-//! challenges, [`mcp::McpSessionBindingLayer`] binds sessions to their creator, and
-//! [`PrincipalExt`] (feature `rmcp`) hands tools the caller.
+//! [`mcp::McpScopeLayer`] (feature `mcp`) gives each tool, resource and prompt its own scopes
+//! with step-up 403 challenges, [`mcp::McpSessionBindingLayer`] binds sessions to their creator,
+//! and [`PrincipalExt`] (feature `rmcp`) hands tools the caller.
+//!
+//! Both MCP layers fail closed: a body the scope layer cannot classify gets 400 and a compressed
+//! one 415 (never passed through); a session id the binding layer does not know gets 404 (the
+//! client re-initializes), another principal's 403, and new sessions beyond the per-principal,
+//! anonymous or total bound 429 or 503 (live sessions are never evicted to make room).
 //!
 //! ```
 //! # #[cfg(all(feature = "rmcp", feature = "mcp"))]

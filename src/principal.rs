@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::cache::TokenKey;
 use crate::challenge::Challenger;
 use crate::introspection::IntrospectionResponse;
 use crate::introspection::response::OneOrMany;
@@ -29,6 +30,10 @@ pub struct Principal {
     /// extractors inside it answer alike. Rides along with the principal to spare every request a
     /// second extension; not part of the principal's identity (ignored by `PartialEq`).
     challenger: Option<Arc<Challenger>>,
+    /// The SHA-256 of the token this principal was verified from, set by the bearer layer: the
+    /// owner of what a principal without `sub` and `client_id` creates (e.g. an MCP session).
+    /// Never the token itself; not part of the principal's identity (ignored by `PartialEq`).
+    token_key: Option<TokenKey>,
 }
 
 impl PartialEq for Principal {
@@ -45,6 +50,7 @@ impl Principal {
         Self {
             claims: Arc::new(claims),
             challenger: None,
+            token_key: None,
         }
     }
 
@@ -56,6 +62,19 @@ impl Principal {
 
     pub(crate) fn challenger(&self) -> Option<&Challenger> {
         self.challenger.as_deref()
+    }
+
+    /// This principal as verified from the token whose hash is `key`.
+    pub(crate) fn with_token_key(mut self, key: TokenKey) -> Self {
+        self.token_key = Some(key);
+        self
+    }
+
+    /// The SHA-256 of the token this principal was verified from, when the bearer layer
+    /// inserted it.
+    #[cfg_attr(not(feature = "mcp"), allow(dead_code))]
+    pub(crate) fn token_key(&self) -> Option<&TokenKey> {
+        self.token_key.as_ref()
     }
 
     /// `sub`: the resource owner the token was issued for (absent for client-credentials tokens on

@@ -5,11 +5,13 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ServerCapabilities,
-    ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ResourceContents,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -20,12 +22,28 @@ use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLaye
 use tower_introspect::{BearerAuthLayer, PrincipalExt};
 use wiremock::MockServer;
 
+/// Tools and resources that say who called them, counting every call that reached them.
 #[derive(Clone)]
-struct Tools;
+struct Tools {
+    handled: Arc<AtomicUsize>,
+}
+
+fn caller_of(context: &RequestContext<RoleServer>) -> String {
+    context
+        .principal()
+        .and_then(|p| p.subject())
+        .unwrap_or("nobody")
+        .to_owned()
+}
 
 impl ServerHandler for Tools {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_resources()
+                .enable_tools()
+                .build(),
+        )
     }
 
     async fn call_tool(
@@ -33,45 +51,131 @@ impl ServerHandler for Tools {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let caller = context
-            .principal()
-            .and_then(|p| p.subject())
-            .unwrap_or("nobody")
-            .to_owned();
-        let text = format!("{} by {caller}", request.name);
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        let text = format!("{} by {}", request.name, caller_of(&context));
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        let text = format!("{} for {}", request.uri, caller_of(&context));
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(text, request.uri)]).into())
+    }
+}
+
+/// A running MCP server and what the test can observe of it.
+struct Running {
+    addr: SocketAddr,
+    /// Tool calls and resource reads that reached the MCP handler.
+    handled: Arc<AtomicUsize>,
+    /// Sessions the MCP server created.
+    created: Arc<AtomicUsize>,
+    /// The session layer (a handle on its table).
+    sessions: McpSessionBindingLayer,
+}
+
+/// How a test server is put together.
+struct Setup {
+    policy: McpScopePolicy,
+    allow_anonymous: bool,
+    sessions: McpSessionBindingLayer,
+    /// tower-http's request decompression placed *inside* the scope layer.
+    decompress: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            policy: McpScopePolicy::new(),
+            allow_anonymous: false,
+            sessions: McpSessionBindingLayer::default(),
+            decompress: false,
+        }
+    }
+}
+
+/// The rmcp service the tests serve, with its counters.
+fn rmcp_service(
+    handled: &Arc<AtomicUsize>,
+    created: &Arc<AtomicUsize>,
+    sessions: Arc<LocalSessionManager>,
+) -> StreamableHttpService<Tools, LocalSessionManager> {
+    let (handled, created) = (handled.clone(), created.clone());
+    StreamableHttpService::new(
+        move || {
+            created.fetch_add(1, Ordering::SeqCst);
+            Ok(Tools {
+                handled: handled.clone(),
+            })
+        },
+        sessions,
+        StreamableHttpServerConfig::default(),
+    )
+}
+
+/// The policy every test server starts from, on top of the test's own.
+fn base_policy(policy: McpScopePolicy) -> McpScopePolicy {
+    policy
+        .tool("whoami", [] as [&str; 0])
+        .tool("read_data", ["read"])
+        .tool("admin_operation", ["admin"])
+        .resource("file:///public", ["read"])
+        .resource("file:///admin", ["admin"])
+        .default_scopes(["admin"])
+}
+
+fn bearer_layer(
+    server: &MockServer,
+    allow_anonymous: bool,
+) -> BearerAuthLayer<tower_introspect::CachedVerifier<tower_introspect::Introspector>> {
+    BearerAuthLayer::introspect(introspector_for(server).build().unwrap())
+        .resource_metadata(METADATA)
+        .allow_missing_token(allow_anonymous)
+}
+
+async fn start(server: &MockServer, setup: Setup) -> Running {
+    let handled = Arc::new(AtomicUsize::new(0));
+    let created = Arc::new(AtomicUsize::new(0));
+    let service = rmcp_service(&handled, &created, Arc::default());
+    let router = if setup.decompress {
+        let decompressing = tower::ServiceBuilder::new()
+            .layer(tower_http::decompression::RequestDecompressionLayer::new())
+            .service(service);
+        axum::Router::new().nest_service("/mcp", decompressing)
+    } else {
+        axum::Router::new().nest_service("/mcp", service)
+    };
+    let router = router
+        .layer(McpScopeLayer::new(base_policy(setup.policy)))
+        .layer(setup.sessions.clone())
+        .layer(bearer_layer(server, setup.allow_anonymous));
+    Running {
+        addr: serve(router).await,
+        handled,
+        created,
+        sessions: setup.sessions,
     }
 }
 
 async fn mcp_server(server: &MockServer) -> SocketAddr {
-    mcp_server_with(server, McpScopePolicy::new(), false).await
+    start(server, Setup::default()).await.addr
 }
 
 async fn mcp_server_with(
     server: &MockServer,
-    base: McpScopePolicy,
+    policy: McpScopePolicy,
     allow_anonymous: bool,
 ) -> SocketAddr {
-    let service = StreamableHttpService::new(
-        || Ok(Tools),
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
-    let policy = base
-        .tool("whoami", [] as [&str; 0])
-        .tool("read_data", ["read"])
-        .tool("admin_operation", ["admin"])
-        .default_scopes(["admin"]);
-    let router = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(McpScopeLayer::new(policy))
-        .layer(McpSessionBindingLayer::default())
-        .layer(
-            BearerAuthLayer::introspect(introspector_for(server).build().unwrap())
-                .resource_metadata(METADATA)
-                .allow_missing_token(allow_anonymous),
-        );
-    serve(router).await
+    let setup = Setup {
+        policy,
+        allow_anonymous,
+        ..Setup::default()
+    };
+    start(server, setup).await.addr
 }
 
 struct Reply {
@@ -80,19 +184,43 @@ struct Reply {
     session: Option<String>,
     /// The JSON-RPC message of the body (plain JSON or the first SSE `data:` event).
     message: Option<Value>,
+    /// The body as text.
+    body: String,
+}
+
+thread_local! {
+    /// One client per test thread: building one (its TLS roots) costs more than a request, and
+    /// the flood tests send thousands.
+    static HTTP: reqwest::Client = client();
 }
 
 /// POSTs a JSON-RPC message; an empty `token` sends no `Authorization` header.
 async fn post(addr: SocketAddr, token: &str, session: Option<&str>, body: Value) -> Reply {
-    let mut request = client()
+    post_raw(addr, token, session, body.to_string().into_bytes(), &[]).await
+}
+
+/// POSTs `body` as it is, with `headers` besides the usual ones.
+async fn post_raw(
+    addr: SocketAddr,
+    token: &str,
+    session: Option<&str>,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut request = HTTP
+        .with(Clone::clone)
         .post(format!("http://{addr}/mcp"))
         .header("accept", "application/json, text/event-stream")
-        .json(&body);
+        .header("content-type", "application/json")
+        .body(body);
     if !token.is_empty() {
         request = request.header("authorization", bearer(token));
     }
     if let Some(session) = session {
         request = request.header("mcp-session-id", session);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
@@ -109,19 +237,19 @@ async fn post(addr: SocketAddr, token: &str, session: Option<&str>, body: Value)
         challenge,
         session,
         message,
+        body: text,
     }
 }
 
+/// The JSON-RPC `initialize` request of a 2025-11-25 client.
+fn initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}})
+}
+
 async fn open_session(addr: SocketAddr, token: &str) -> String {
-    let reply = post(
-        addr,
-        token,
-        None,
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"}}}),
-    )
-    .await;
+    let reply = post(addr, token, None, initialize()).await;
     assert_eq!(reply.status, 200);
     let session = reply.session.expect("a session id");
     let reply = post(
@@ -203,25 +331,6 @@ async fn another_principal_cannot_use_a_session() {
 }
 
 #[tokio::test]
-async fn malformed_json_reaches_the_mcp_service() {
-    let server = MockServer::start().await;
-    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
-    let addr = mcp_server(&server).await;
-    let response = client()
-        .post(format!("http://{addr}/mcp"))
-        .header("authorization", bearer("reader"))
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    // rmcp answers it (with its own error), not the scope layer.
-    assert_ne!(response.status(), 403);
-    assert!(response.headers().get("www-authenticate").is_none());
-}
-
-#[tokio::test]
 async fn anonymous_callers_get_public_tools_and_a_challenge_for_the_rest() {
     let server = MockServer::start().await;
     expect_introspection(&server, "reader", active("rita", "read"), 1).await;
@@ -259,4 +368,373 @@ async fn anonymous_callers_get_public_tools_and_a_challenge_for_the_rest() {
             .status,
         403
     );
+}
+
+/// The 403 a `read` token gets for something that requires `admin`.
+fn admin_required() -> String {
+    format!(
+        r#"Bearer error="insufficient_scope", error_description="The access token lacks a scope this request requires", scope="admin", resource_metadata="{METADATA}""#
+    )
+}
+
+fn request(id: u64, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+#[tokio::test]
+async fn every_resource_method_is_judged_by_the_resource_table() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    expect_introspection(&server, "boss", active("ada", "read admin"), 1).await;
+    let running = start(&server, Setup::default()).await;
+    let addr = running.addr;
+    let session = open_session(addr, "reader").await;
+
+    let completion =
+        |reference: Value| json!({"ref": reference, "argument": {"name": "a", "value": ""}});
+    let attempts = [
+        ("resources/read", json!({"uri": "file:///admin"})),
+        ("resources/subscribe", json!({"uri": "file:///admin"})),
+        ("resources/unsubscribe", json!({"uri": "file:///admin"})),
+        ("resources/directory/read", json!({"uri": "file:///admin"})),
+        (
+            "completion/complete",
+            completion(json!({"type": "ref/resource", "uri": "file:///admin"})),
+        ),
+        (
+            "completion/complete",
+            completion(json!({"type": "ref/prompt", "name": "unnamed_prompt"})),
+        ),
+        (
+            "subscriptions/listen",
+            json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["file:///admin"]}}),
+        ),
+        ("resources/read", json!({"uri": "file:///not-in-the-table"})),
+    ];
+    for (id, (method, params)) in (10..).zip(attempts) {
+        let reply = post(addr, "reader", Some(&session), request(id, method, params)).await;
+        assert_eq!(reply.status, 403, "{method}");
+        assert_eq!(reply.challenge.as_deref(), Some(admin_required().as_str()));
+        assert_eq!(reply.body, "", "{method}");
+    }
+    assert_eq!(running.handled.load(Ordering::SeqCst), 0);
+
+    // What the token may read, it reads; what needs admin, an admin token reads.
+    let reply = post(
+        addr,
+        "reader",
+        Some(&session),
+        request(30, "resources/read", json!({"uri": "file:///public"})),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.message.unwrap()["result"]["contents"][0]["text"],
+        "file:///public for rita"
+    );
+    let boss_session = open_session(addr, "boss").await;
+    let reply = post(
+        addr,
+        "boss",
+        Some(&boss_session),
+        request(31, "resources/read", json!({"uri": "file:///admin"})),
+    )
+    .await;
+    assert_eq!(
+        reply.message.unwrap()["result"]["contents"][0]["text"],
+        "file:///admin for ada"
+    );
+    assert_eq!(running.handled.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn unknown_methods_fall_under_the_default_and_fail_closed() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    let addr = mcp_server(&server).await;
+    let session = open_session(addr, "reader").await;
+    let reply = post(
+        addr,
+        "reader",
+        Some(&session),
+        request(2, "acme/erase_everything", json!({})),
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.challenge.as_deref(), Some(admin_required().as_str()));
+    // A method of the specification is not unknown: an authenticated caller may list.
+    let reply = post(
+        addr,
+        "reader",
+        Some(&session),
+        request(3, "tools/list", json!({})),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn a_method_entry_for_tools_call_applies_to_every_tool() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    let setup = Setup {
+        policy: McpScopePolicy::new().method("tools/call", ["mcp:tools"]),
+        ..Setup::default()
+    };
+    let running = start(&server, setup).await;
+    let session = open_session(running.addr, "reader").await;
+    // `whoami` needs no scope of its own, but every tool call needs `mcp:tools`.
+    let reply = post(running.addr, "reader", Some(&session), call(2, "whoami")).await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.challenge.as_deref(),
+        Some(
+            format!(
+                r#"Bearer error="insufficient_scope", error_description="The access token lacks a scope this request requires", scope="mcp:tools", resource_metadata="{METADATA}""#
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(running.handled.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn bodies_the_layer_cannot_classify_are_refused_not_passed_through() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    let running = start(&server, Setup::default()).await;
+    let session = open_session(running.addr, "reader").await;
+    let bodies: [&[u8]; 7] = [
+        b"{not json",
+        b"\xff\xfe",
+        br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","name":"admin_operation"}}"#,
+        br#"{"id":2,"method":"tools/call","params":{"name":"whoami"}}"#,
+        br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":["admin_operation"]}}"#,
+        br#"[]"#,
+        br#"[{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami"}}, 7]"#,
+    ];
+    for body in bodies {
+        let reply = post_raw(running.addr, "reader", Some(&session), body.to_vec(), &[]).await;
+        assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(body));
+        assert_eq!(reply.body, "");
+        assert_eq!(reply.challenge, None);
+    }
+    assert_eq!(running.handled.load(Ordering::SeqCst), 0);
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(body).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn a_compressed_body_is_refused_even_with_a_decoding_layer_inside() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    let setup = Setup {
+        decompress: true,
+        ..Setup::default()
+    };
+    let running = start(&server, setup).await;
+    let session = open_session(running.addr, "reader").await;
+    let admin_call = call(2, "admin_operation").to_string().into_bytes();
+
+    for coding in ["gzip", "GZIP", "identity, gzip", "br"] {
+        let reply = post_raw(
+            running.addr,
+            "reader",
+            Some(&session),
+            gzip(&admin_call),
+            &[("content-encoding", coding)],
+        )
+        .await;
+        assert_eq!(reply.status, 415, "{coding}");
+        assert_eq!(reply.body, "");
+    }
+    assert_eq!(running.handled.load(Ordering::SeqCst), 0);
+
+    // `identity` is no coding at all: judged as usual.
+    let reply = post_raw(
+        running.addr,
+        "reader",
+        Some(&session),
+        admin_call,
+        &[("content-encoding", "identity")],
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.challenge.as_deref(), Some(admin_required().as_str()));
+    let reply = post_raw(
+        running.addr,
+        "reader",
+        Some(&session),
+        call(3, "whoami").to_string().into_bytes(),
+        &[("content-encoding", "identity")],
+    )
+    .await;
+    assert_eq!(tool_text(&reply), "whoami by rita");
+}
+
+#[tokio::test]
+async fn a_flood_of_anonymous_sessions_neither_evicts_nor_frees_a_victims_session() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    expect_introspection(&server, "thief", active("mallory", "read admin"), 1).await;
+    let setup = Setup {
+        policy: McpScopePolicy::new()
+            .public_handshake()
+            .public_tool("public_info"),
+        allow_anonymous: true,
+        // Small bounds, so that the flood overruns them.
+        sessions: McpSessionBindingLayer::default()
+            .max_sessions(120)
+            .max_anonymous_sessions(100),
+        ..Setup::default()
+    };
+    let running = start(&server, setup).await;
+    let addr = running.addr;
+    let victim = open_session(addr, "reader").await;
+
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..150 {
+        let reply = post(addr, "", None, initialize()).await;
+        *statuses.entry(reply.status).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, [(200, 100), (429, 50)].into());
+    assert_eq!(running.sessions.session_count(), 101);
+
+    // The victim's session is still bound: the thief with the leaked id is refused, anonymous
+    // or not, and the victim carries on.
+    let reply = post(addr, "thief", Some(&victim), call(2, "whoami")).await;
+    assert_eq!(reply.status, 403);
+    let reply = post(addr, "", Some(&victim), call(3, "public_info")).await;
+    assert_eq!(reply.status, 403);
+    let reply = post(addr, "reader", Some(&victim), call(4, "whoami")).await;
+    assert_eq!(tool_text(&reply), "whoami by rita");
+    assert_eq!(running.handled.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn session_creation_is_bounded_per_owner_and_in_total() {
+    use futures_util::StreamExt;
+
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    expect_introspection(&server, "writer", active("will", "write"), 1).await;
+    let setup = Setup {
+        policy: McpScopePolicy::new().public_handshake(),
+        allow_anonymous: true,
+        sessions: McpSessionBindingLayer::default()
+            .max_sessions(110)
+            .max_anonymous_sessions(100)
+            .max_sessions_per_principal(5),
+        ..Setup::default()
+    };
+    let running = start(&server, setup).await;
+    let addr = running.addr;
+
+    // 2,000 anonymous creations, 16 at a time: the first 100 get a session, the rest 429.
+    let statuses: Vec<u16> = futures_util::stream::iter(0..2_000)
+        .map(|_| async move { post(addr, "", None, initialize()).await.status })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 100);
+    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 1_900);
+    // Refused creations never reached the MCP server: memory is bounded by the bound.
+    assert_eq!(running.created.load(Ordering::SeqCst), 100);
+    assert_eq!(running.sessions.session_count(), 100);
+
+    // A principal gets its own 5, not one more.
+    for _ in 0..5 {
+        assert_eq!(post(addr, "reader", None, initialize()).await.status, 200);
+    }
+    assert_eq!(post(addr, "reader", None, initialize()).await.status, 429);
+    // The server's bound (110) is reached: another principal gets 503.
+    for _ in 0..5 {
+        assert_eq!(post(addr, "writer", None, initialize()).await.status, 200);
+    }
+    assert_eq!(running.sessions.session_count(), 110);
+    expect_introspection(&server, "third", active("tess", "read"), 1).await;
+    assert_eq!(post(addr, "third", None, initialize()).await.status, 503);
+    assert_eq!(running.created.load(Ordering::SeqCst), 110);
+}
+
+#[tokio::test]
+async fn two_tokens_without_subject_or_client_do_not_share_sessions() {
+    let server = MockServer::start().await;
+    let nameless = || {
+        let mut claims = active("x", "read");
+        let object = claims.as_object_mut().unwrap();
+        object.remove("sub");
+        object.remove("username");
+        object.remove("client_id");
+        claims
+    };
+    expect_introspection(&server, "first", nameless(), 1).await;
+    expect_introspection(&server, "second", nameless(), 1).await;
+    let running = start(&server, Setup::default()).await;
+
+    let session = open_session(running.addr, "first").await;
+    let reply = post(running.addr, "second", Some(&session), call(2, "whoami")).await;
+    assert_eq!(reply.status, 403);
+    let reply = post(running.addr, "first", Some(&session), call(3, "whoami")).await;
+    assert_eq!(tool_text(&reply), "whoami by nobody");
+    assert_eq!(running.handled.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_session_the_layer_does_not_know_is_refused_even_when_the_server_knows_it() {
+    let server = MockServer::start().await;
+    // Once per bearer layer (each has its own cache).
+    expect_introspection(&server, "reader", active("rita", "read"), 2).await;
+    expect_introspection(&server, "thief", active("mallory", "read admin"), 1).await;
+    // One MCP server (one session store) behind two session layers: the second one has never
+    // seen the session, as after a restart of the layer or a binding forgotten for any reason.
+    let handled = Arc::new(AtomicUsize::new(0));
+    let created = Arc::new(AtomicUsize::new(0));
+    let store = Arc::new(LocalSessionManager::default());
+    let serve_with = |sessions: McpSessionBindingLayer| {
+        let router = axum::Router::new()
+            .nest_service("/mcp", rmcp_service(&handled, &created, store.clone()))
+            .layer(McpScopeLayer::new(base_policy(McpScopePolicy::new())))
+            .layer(sessions)
+            .layer(bearer_layer(&server, false));
+        serve(router)
+    };
+    let first = serve_with(McpSessionBindingLayer::default()).await;
+    let forgetful = serve_with(McpSessionBindingLayer::default()).await;
+
+    let session = open_session(first, "reader").await;
+    for token in ["thief", "reader"] {
+        let reply = post(forgetful, token, Some(&session), call(2, "whoami")).await;
+        assert_eq!(reply.status, 404, "{token}");
+        assert_eq!(reply.body, "");
+    }
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+    // A made-up id is just as unknown.
+    let reply = post(first, "reader", Some("made-up"), call(3, "whoami")).await;
+    assert_eq!(reply.status, 404);
+}
+
+#[tokio::test]
+async fn the_session_layer_outside_the_bearer_layer_refuses() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 0).await;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let created = Arc::new(AtomicUsize::new(0));
+    // The layer-order mistake: the session layer wraps the bearer layer.
+    let router = axum::Router::new()
+        .nest_service("/mcp", rmcp_service(&handled, &created, Arc::default()))
+        .layer(bearer_layer(&server, true))
+        .layer(McpSessionBindingLayer::default());
+    let addr = serve(router).await;
+    for token in ["reader", ""] {
+        let reply = post(addr, token, None, initialize()).await;
+        assert_eq!(reply.status, 401, "{token:?}");
+        assert_eq!(reply.challenge.as_deref(), Some("Bearer"));
+    }
+    assert_eq!(created.load(Ordering::SeqCst), 0);
 }

@@ -15,13 +15,15 @@
 //! # let _: Router = Router::new().layer(mcp_guards);
 //! ```
 
+mod classify;
 mod policy;
 mod scope_layer;
 mod session;
 
+pub use self::classify::{McpMessage, Target, UnclassifiableBody, classify_body};
 pub use self::policy::{McpScopePolicy, Requirement};
 pub use self::scope_layer::{DEFAULT_MAX_BODY_BYTES, McpScope, McpScopeFuture, McpScopeLayer};
 pub use self::session::{
-    DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE, MCP_SESSION_ID, McpSessionBinding,
-    McpSessionBindingLayer,
+    DEFAULT_MAX_ANONYMOUS_SESSIONS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
+    DEFAULT_SESSION_IDLE, MCP_SESSION_ID, McpSessionBinding, McpSessionBindingLayer,
 };

@@ -2,25 +2,33 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
+use super::classify::{McpMessage, Target, addresses_targets};
 use crate::Scopes;
 
 /// Maps MCP operations to the scopes they require.
 ///
-/// Operations are looked up from the JSON-RPC request:
+/// [`McpScopeLayer`](super::McpScopeLayer) classifies each JSON-RPC message with
+/// [`classify_body`](super::classify_body) and judges it here:
 ///
-/// | method | looked up by | table |
+/// | method | judged by | table |
 /// |---|---|---|
 /// | `tools/call` | `params.name` | [`tool`](Self::tool) |
-/// | `resources/read`, `resources/subscribe`, `resources/unsubscribe` | `params.uri` | [`resource`](Self::resource) |
 /// | `prompts/get` | `params.name` | [`prompt`](Self::prompt) |
+/// | `resources/read`, `resources/subscribe`, `resources/unsubscribe`, `resources/directory/read` | `params.uri` | [`resource`](Self::resource) |
+/// | `completion/complete` | `params.ref`: `ref/prompt` by its `name`, `ref/resource` by its `uri` | [`prompt`](Self::prompt), [`resource`](Self::resource) |
+/// | `subscriptions/listen` (2026-07-28) | each URI of `params.notifications.resourceSubscriptions` | [`resource`](Self::resource) |
 /// | any other method | the method | [`method`](Self::method) |
 ///
 /// A tool, resource or prompt missing from its table requires the
 /// [`default_scopes`](Self::default_scopes) (none unless set: set them to fail closed for
-/// operations added later). A method missing from the method table requires an authenticated
-/// caller and no particular scope.
+/// operations added later). A method of the MCP specification missing from the method table
+/// requires an authenticated caller and no particular scope; a method the specification does not
+/// define (a server's own extension, or one added by a later version) requires the
+/// [`unknown_method_scopes`](Self::unknown_method_scopes), by default the `default_scopes`.
+///
+/// A method-table entry for a method of the first rows (e.g. `method("tools/call", ["mcp"])`)
+/// applies to *every* call of that method, on top of what the addressed tool, prompt or resource
+/// requires.
 ///
 /// Every operation requires an authenticated caller unless marked public
 /// ([`public_tool`](Self::public_tool), [`public_method`](Self::public_method),
@@ -37,6 +45,7 @@ use crate::Scopes;
 ///     .tool("write_data", ["write"])
 ///     .tool("admin_operation", ["admin"])
 ///     .tool("public_info", [] as [&str; 0])
+///     .resource("file:///reports/q3", ["read"])
 ///     .default_scopes(["admin"]);
 /// # let _ = policy;
 /// ```
@@ -48,6 +57,7 @@ pub struct McpScopePolicy {
     prompts: HashMap<String, Requirement>,
     methods: HashMap<String, Requirement>,
     default: Requirement,
+    unknown_methods: Option<Requirement>,
 }
 
 /// What an MCP operation requires of its caller.
@@ -146,8 +156,24 @@ impl McpScopePolicy {
     }
 
     /// JSON-RPC method `method` may be called without a token.
+    ///
+    /// # Panics
+    ///
+    /// If `method` addresses tools, prompts or resources (`tools/call`, `prompts/get`,
+    /// `resources/read`, `resources/subscribe`, `resources/unsubscribe`,
+    /// `resources/directory/read`, `completion/complete`, `subscriptions/listen`): what those
+    /// require is decided by what they address, so a public entry for the method could only be
+    /// ignored (or make every tool public, which nobody means). Use
+    /// [`public_tool`](Self::public_tool) for each public tool instead. The panic happens when the
+    /// policy is built, at start-up, never while serving.
     pub fn public_method(mut self, method: impl Into<String>) -> Self {
-        self.methods.insert(method.into(), Requirement::Public);
+        let method = method.into();
+        assert!(
+            !addresses_targets(&method),
+            "McpScopePolicy::public_method({method:?}): this method addresses tools, prompts or \
+             resources; make each of them public instead (e.g. public_tool)"
+        );
+        self.methods.insert(method, Requirement::Public);
         self
     }
 
@@ -171,35 +197,105 @@ impl McpScopePolicy {
         self
     }
 
+    /// Scopes required by JSON-RPC methods that the MCP specification does not define and the
+    /// method table does not name (default: the [`default_scopes`](Self::default_scopes)), so
+    /// that a method added later fails closed along with unnamed tools.
+    pub fn unknown_method_scopes<I, T>(mut self, required: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        self.unknown_methods = Some(scopes(required));
+        self
+    }
+
     /// What one JSON-RPC message requires. A message without a method (a response to a server
     /// request) requires an authenticated caller.
-    pub fn required(&self, message: &Value) -> &Requirement {
-        static AUTHENTICATED: Requirement = Requirement::Scopes(Scopes::EMPTY);
-        let Some(method) = message.get("method").and_then(Value::as_str) else {
-            return &AUTHENTICATED;
+    pub fn required(&self, message: &McpMessage) -> Requirement {
+        let McpMessage::Call { method, targets } = message else {
+            return Requirement::default();
         };
-        let param = |name: &str| {
-            message
-                .get("params")
-                .and_then(|p| p.get(name))
-                .and_then(Value::as_str)
-        };
-        let (table, key) = match method {
-            "tools/call" => (&self.tools, param("name")),
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                (&self.resources, param("uri"))
+        if let Some(required) = self.methods.get(method) {
+            return targets.iter().fold(required.clone(), |acc, target| {
+                acc.and(self.target_requirement(target))
+            });
+        }
+        if addresses_targets(method) {
+            // Every target must be allowed; a listen without resources asks for nothing more
+            // than an authenticated caller.
+            if targets.is_empty() {
+                return Requirement::default();
             }
-            "prompts/get" => (&self.prompts, param("name")),
-            other => return self.methods.get(other).unwrap_or(&AUTHENTICATED),
+            return targets.iter().fold(Requirement::Public, |acc, target| {
+                acc.and(self.target_requirement(target))
+            });
+        }
+        if SPECIFIED_METHODS.contains(&method.as_str()) {
+            Requirement::default()
+        } else {
+            self.unknown_methods
+                .clone()
+                .unwrap_or_else(|| self.default.clone())
+        }
+    }
+
+    /// What the tool, prompt or resource `target` requires.
+    fn target_requirement(&self, target: &Target) -> &Requirement {
+        let (table, key) = match target {
+            Target::Tool(name) => (&self.tools, name),
+            Target::Prompt(name) => (&self.prompts, name),
+            Target::Resource(uri) => (&self.resources, uri),
         };
-        key.and_then(|key| table.get(key)).unwrap_or(&self.default)
+        table.get(key).unwrap_or(&self.default)
+    }
+
+    /// What a whole body (one message or a batch) requires: everything any message requires.
+    pub fn required_for_all(&self, messages: &[McpMessage]) -> Requirement {
+        messages
+            .iter()
+            .fold(Requirement::Public, |acc, m| acc.and(&self.required(m)))
     }
 }
+
+/// The methods a client may send under some version of the MCP specification (2024-11-05 to
+/// 2026-07-28), besides those that address tools, prompts or resources. Anything else is an
+/// unknown method.
+const SPECIFIED_METHODS: [&str; 17] = [
+    "initialize",
+    "ping",
+    "server/discover",
+    "logging/setLevel",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "notifications/tasks/status",
+];
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::mcp::classify_body;
+    use serde_json::{Value, json};
+
+    fn scopes(s: &str) -> Requirement {
+        Requirement::Scopes(Scopes::parse(s))
+    }
+
+    fn message(method: &str, params: Value) -> McpMessage {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        classify_body(body.to_string().as_bytes())
+            .unwrap()
+            .remove(0)
+    }
 
     #[test]
     fn lookups() {
@@ -210,28 +306,132 @@ mod tests {
             .prompt("p", ["prompts"])
             .method("tools/list", ["list"])
             .default_scopes(["fallback"]);
-        let call = |method: &str, params: Value| json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let scopes = |s: &str| Requirement::Scopes(Scopes::parse(s));
         let cases = [
-            (call("tools/call", json!({"name": "admin_op"})), "admin"),
-            (call("tools/call", json!({"name": "free"})), ""),
-            (call("tools/call", json!({"name": "new_tool"})), "fallback"),
-            (call("tools/call", json!({})), "fallback"),
+            (message("tools/call", json!({"name": "admin_op"})), "admin"),
+            (message("tools/call", json!({"name": "free"})), ""),
             (
-                call("resources/read", json!({"uri": "file:///secret"})),
+                message("tools/call", json!({"name": "new_tool"})),
+                "fallback",
+            ),
+            (
+                message("resources/read", json!({"uri": "file:///secret"})),
                 "secret",
             ),
             (
-                call("resources/read", json!({"uri": "file:///other"})),
+                message("resources/read", json!({"uri": "file:///other"})),
                 "fallback",
             ),
-            (call("prompts/get", json!({"name": "p"})), "prompts"),
-            (call("tools/list", json!({})), "list"),
-            (call("initialize", json!({})), ""),
-            (json!({"jsonrpc": "2.0", "id": 1, "result": {}}), ""),
+            (message("prompts/get", json!({"name": "p"})), "prompts"),
+            (message("tools/list", json!({})), "list"),
+            (message("initialize", json!({})), ""),
+            (message("resources/list", json!({})), ""),
+            (McpMessage::Response, ""),
         ];
         for (message, expected) in cases {
-            assert_eq!(p.required(&message), &scopes(expected), "{message}");
+            assert_eq!(p.required(&message), scopes(expected), "{message:?}");
+        }
+    }
+
+    #[test]
+    fn every_method_addressing_a_resource_is_judged_by_the_resource_table() {
+        let p = McpScopePolicy::new()
+            .resource("file:///admin", ["admin"])
+            .resource("file:///public", ["read"])
+            .prompt("secret_prompt", ["admin"]);
+        let admin = scopes("admin");
+        let cases = [
+            message("resources/read", json!({"uri": "file:///admin"})),
+            message("resources/subscribe", json!({"uri": "file:///admin"})),
+            message("resources/unsubscribe", json!({"uri": "file:///admin"})),
+            message("resources/directory/read", json!({"uri": "file:///admin"})),
+            message(
+                "completion/complete",
+                json!({"ref": {"type": "ref/resource", "uri": "file:///admin"},
+                       "argument": {"name": "a", "value": ""}}),
+            ),
+            message(
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "secret_prompt"},
+                       "argument": {"name": "a", "value": ""}}),
+            ),
+            message(
+                "subscriptions/listen",
+                json!({"notifications": {"resourceSubscriptions": ["file:///admin"]}}),
+            ),
+        ];
+        for message in cases {
+            assert_eq!(p.required(&message), admin, "{message:?}");
+        }
+        let listen = message(
+            "subscriptions/listen",
+            json!({"notifications": {"resourceSubscriptions": ["file:///public", "file:///admin"]}}),
+        );
+        assert_eq!(p.required(&listen), scopes("admin read"));
+        let listen_lists = message(
+            "subscriptions/listen",
+            json!({"notifications": {"toolsListChanged": true}}),
+        );
+        assert_eq!(p.required(&listen_lists), Requirement::default());
+    }
+
+    #[test]
+    fn unknown_methods_fall_under_a_default_that_can_fail_closed() {
+        let custom = message("acme/erase_everything", json!({}));
+        assert_eq!(
+            McpScopePolicy::new().required(&custom),
+            Requirement::default()
+        );
+        let closed = McpScopePolicy::new().default_scopes(["admin"]);
+        assert_eq!(closed.required(&custom), scopes("admin"));
+        // Methods of the specification are not unknown.
+        assert_eq!(
+            closed.required(&message("tools/list", json!({}))),
+            Requirement::default()
+        );
+        let own = closed.clone().unknown_method_scopes(["ops"]);
+        assert_eq!(own.required(&custom), scopes("ops"));
+        // A method-table entry wins over the unknown-method default.
+        let named = own.method("acme/erase_everything", ["erase"]);
+        assert_eq!(named.required(&custom), scopes("erase"));
+    }
+
+    #[test]
+    fn method_entries_for_addressing_methods_apply_to_every_call() {
+        let p = McpScopePolicy::new()
+            .public_tool("info")
+            .tool("admin_op", ["admin"])
+            .method("tools/call", ["mcp"])
+            .method("resources/read", ["files"]);
+        let tool = |name: &str| message("tools/call", json!({"name": name}));
+        assert_eq!(p.required(&tool("admin_op")), scopes("admin mcp"));
+        assert_eq!(p.required(&tool("info")), scopes("mcp"));
+        assert_eq!(p.required(&tool("other")), scopes("mcp"));
+        assert_eq!(
+            p.required(&message("resources/read", json!({"uri": "u"}))),
+            scopes("files")
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "public_method(\"tools/call\")")]
+    fn a_public_entry_for_an_addressing_method_is_refused_when_built() {
+        let _ = McpScopePolicy::new().public_method("tools/call");
+    }
+
+    #[test]
+    fn every_addressing_method_refuses_a_public_entry() {
+        for method in [
+            "tools/call",
+            "prompts/get",
+            "resources/read",
+            "resources/subscribe",
+            "resources/unsubscribe",
+            "resources/directory/read",
+            "completion/complete",
+            "subscriptions/listen",
+        ] {
+            let built = std::panic::catch_unwind(|| McpScopePolicy::new().public_method(method));
+            assert!(built.is_err(), "{method}");
         }
     }
 
@@ -241,28 +441,29 @@ mod tests {
             .public_handshake()
             .public_tool("info")
             .tool("x", ["read"]);
-        let call = |method: &str, params: Value| json!({"jsonrpc":"2.0","id":1,"method":method,"params":params});
         assert_eq!(
-            p.required(&call("initialize", json!({}))),
-            &Requirement::Public
+            p.required(&message("initialize", json!({}))),
+            Requirement::Public
         );
         assert_eq!(
-            p.required(&call("tools/call", json!({"name":"info"}))),
-            &Requirement::Public
+            p.required(&message("tools/call", json!({"name": "info"}))),
+            Requirement::Public
         );
         assert_eq!(
-            p.required(&call("resources/list", json!({}))),
-            &Requirement::default()
+            p.required(&message("resources/list", json!({}))),
+            Requirement::default()
         );
-        let read = Requirement::Scopes(Scopes::parse("read"));
+        let batch = [
+            message("tools/call", json!({"name": "info"})),
+            message("tools/call", json!({"name": "x"})),
+        ];
+        assert_eq!(p.required_for_all(&batch), scopes("read"));
+        let read = scopes("read");
         assert_eq!(Requirement::Public.and(&read), read);
         assert_eq!(
             Requirement::Public.and(&Requirement::Public),
             Requirement::Public
         );
-        assert_eq!(
-            read.and(&Requirement::Scopes(Scopes::parse("admin"))),
-            Requirement::Scopes(Scopes::parse("admin read"))
-        );
+        assert_eq!(read.and(&scopes("admin")), scopes("admin read"));
     }
 }

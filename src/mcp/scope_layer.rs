@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::header::CONTENT_ENCODING;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
-use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{McpScopePolicy, Requirement};
+use super::{McpScopePolicy, Requirement, classify_body};
 use crate::Principal;
 use crate::challenge::Challenger;
 use crate::challenge::Rejection;
@@ -33,10 +33,21 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// scope and retry. An anonymous call of a non-public operation gets the 401 challenge. A batch
 /// requires every scope any of its messages requires.
 ///
-/// - Requests other than `POST`, and bodies that are not JSON, reach the inner service untouched
-///   (it owns JSON-RPC errors).
-/// - A body over the limit is refused with 413; the inner service is not called.
+/// The layer fails closed: what it cannot judge never reaches the inner service.
+///
+/// - A `POST` body is classified by [`classify_body`]; one it cannot classify (not JSON, a key
+///   repeated in an object, not JSON-RPC 2.0, an empty batch, a `tools/call` without a string
+///   `name`, …) is refused with 400. Passing it through would let a more lenient parser, or a
+///   decoding layer placed inside this one, run an operation nobody judged.
+/// - A `POST` with a `Content-Encoding` other than `identity` is refused with 415: this layer
+///   does not decode bodies, and judging compressed bytes is impossible. Put any decompression
+///   layer *outside* this one.
+/// - A body over the limit is refused with 413.
+/// - Requests other than `POST` (MCP's `GET` stream and `DELETE`) carry no JSON-RPC message and
+///   reach the inner service untouched.
 /// - The body is restored for the inner service byte for byte.
+///
+/// The rejections of this list have an empty body; the inner service is not called.
 ///
 /// Place it inside [`BearerAuthLayer`](crate::BearerAuthLayer) (which supplies the principal).
 #[derive(Clone)]
@@ -94,15 +105,22 @@ pub struct McpScope<S> {
 /// The boxed response future of [`McpScope`] (reading the body is asynchronous).
 pub type McpScopeFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
 
-/// What `body` requires under `policy`, or `None` when it is not JSON.
-fn requirement(policy: &McpScopePolicy, body: &[u8]) -> Option<Requirement> {
-    let message: Value = serde_json::from_slice(body).ok()?;
-    Some(match &message {
-        Value::Array(batch) => batch
-            .iter()
-            .fold(Requirement::Public, |acc, m| acc.and(policy.required(m))),
-        single => policy.required(single).clone(),
+/// Whether every coding of the `Content-Encoding` headers is `identity` (also when there is
+/// none): the only bodies this layer can read as sent.
+fn identity_encoded(headers: &HeaderMap) -> bool {
+    headers.get_all(CONTENT_ENCODING).iter().all(|value| {
+        value.to_str().is_ok_and(|list| {
+            list.split(',')
+                .all(|coding| coding.trim().eq_ignore_ascii_case("identity"))
+        })
     })
+}
+
+/// An empty response with `status`: what the MCP layers answer to a request they cannot judge.
+pub(super) fn refusal<B: Default>(status: StatusCode) -> Response<B> {
+    let mut response = Response::new(B::default());
+    *response.status_mut() = status;
+    response
 }
 
 /// Why `principal` may not make a request with `requirement`, if it may not.
@@ -145,6 +163,10 @@ where
         if request.method() != Method::POST {
             return Box::pin(inner.call(request));
         }
+        if !identity_encoded(request.headers()) {
+            tracing::debug!("MCP request with a content coding refused");
+            return Box::pin(async { Ok(refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE)) });
+        }
         let policy = self.policy.clone();
         let limit = self.max_body_bytes;
         Box::pin(async move {
@@ -157,19 +179,23 @@ where
                     } else {
                         StatusCode::BAD_REQUEST
                     };
-                    let mut response = Response::new(ResBody::default());
-                    *response.status_mut() = status;
-                    return Ok(response);
+                    return Ok(refusal(status));
                 }
             };
+            let messages = match classify_body(&bytes) {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::debug!(%error, "MCP request body refused");
+                    return Ok(refusal(StatusCode::BAD_REQUEST));
+                }
+            };
+            let requirement = policy.required_for_all(&messages);
             let challenger = Challenger::from_extensions(&parts.extensions);
-            if let Some(requirement) = requirement(&policy, &bytes)
-                && let Some(rejection) = refuse(
-                    &requirement,
-                    parts.extensions.get::<Principal>(),
-                    challenger,
-                )
-            {
+            if let Some(rejection) = refuse(
+                &requirement,
+                parts.extensions.get::<Principal>(),
+                challenger,
+            ) {
                 tracing::debug!(?requirement, "MCP operation refused");
                 return Ok(challenger.response(&rejection, &parts.headers));
             }
@@ -177,5 +203,37 @@ where
                 .call(Request::from_parts(parts, ReqBody::from(bytes)))
                 .await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn encoded(values: &[&[u8]]) -> bool {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(CONTENT_ENCODING, HeaderValue::from_bytes(value).unwrap());
+        }
+        identity_encoded(&headers)
+    }
+
+    #[test]
+    fn only_identity_is_readable_as_sent() {
+        assert!(encoded(&[]));
+        assert!(encoded(&[b"identity"]));
+        assert!(encoded(&[b"Identity", b" identity , IDENTITY"]));
+        for refused in [
+            &[&b"gzip"[..]][..],
+            &[b"identity, gzip"],
+            &[b"identity", b"br"],
+            &[b"x-gzip"],
+            &[b""],
+            &[b"identity,"],
+            &[b"identit\xc3\xa9"],
+        ] {
+            assert!(!encoded(refused), "{refused:?}");
+        }
     }
 }
