@@ -190,45 +190,17 @@ struct Chain {
     access_token: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_refresh_rotation_orphans_no_chain_and_loses_no_token() {
-    const CHAINS: usize = 8;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("oauth.db");
-    let issuer = "http://auth.test";
-    let args = [
-        "--demo",
-        "--storage",
-        "sqlite",
-        "--sqlite-path",
-        db.to_str().unwrap(),
-        "--bind",
-        "127.0.0.1:0",
-        "--issuer",
-        issuer,
-        // A restart on a loaded machine must fit in the grace; the default is 10 s.
-        "--refresh-reuse-grace",
-        "120",
-    ];
-    let process = Process::spawn(&args, &[]).await;
-    let env = Env::remote(&process.base, issuer);
-    let mut chains = Vec::new();
-    for _ in 0..CHAINS {
-        let client_id = env.public_client().await;
-        let tokens = env.tokens(&AuthRequest::new(&client_id)).await;
-        chains.push(Chain {
-            client_id,
-            refresh_token: text(&tokens, "refresh_token").to_owned(),
-            access_token: text(&tokens, "access_token").to_owned(),
-        });
-    }
-
-    // Every chain rotates as fast as it can; the process is killed mid-way.
-    let rotations = Arc::new(AtomicUsize::new(0));
+/// Rotates every chain as fast as it can against `base` until the process dies; returns the
+/// chains with the newest pair each client received a response for.
+async fn rotate_until_killed(
+    base: &str,
+    chains: Vec<Chain>,
+    rotations: Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<Chain>> {
     let mut workers = Vec::new();
     for mut chain in chains {
         let http = http_client();
-        let url = format!("{}/token", process.base);
+        let url = format!("{base}/token");
         let rotations = rotations.clone();
         workers.push(tokio::spawn(async move {
             loop {
@@ -252,40 +224,98 @@ async fn kill_9_during_refresh_rotation_orphans_no_chain_and_loses_no_token() {
             }
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while rotations.load(Ordering::SeqCst) < 40 * CHAINS {
-        assert!(Instant::now() < deadline, "rotations too slow");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    process.stop().await; // SIGKILL: no shutdown code runs.
+    workers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_refresh_rotation_orphans_no_chain_and_loses_no_token() {
+    const CHAINS: usize = 16;
+    const ROUNDS: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("oauth.db");
+    let issuer = "http://auth.test";
+    let args = [
+        "--demo",
+        "--storage",
+        "sqlite",
+        "--sqlite-path",
+        db.to_str().unwrap(),
+        "--bind",
+        "127.0.0.1:0",
+        "--issuer",
+        issuer,
+        // A restart on a loaded machine must fit in the grace; the default is 10 s.
+        "--refresh-reuse-grace",
+        "120",
+    ];
+    let mut process = Process::spawn(&args, &[]).await;
+    let env = Env::remote(&process.base, issuer);
     let mut chains = Vec::new();
-    for w in workers {
-        chains.push(w.await.unwrap());
+    for _ in 0..CHAINS {
+        let client_id = env.public_client().await;
+        let tokens = env.tokens(&AuthRequest::new(&client_id)).await;
+        chains.push(Chain {
+            client_id,
+            refresh_token: text(&tokens, "refresh_token").to_owned(),
+            access_token: text(&tokens, "access_token").to_owned(),
+        });
     }
 
-    let restarted = Process::spawn(&args, &[]).await;
-    let env = Env::remote(&restarted.base, issuer);
-    for chain in &chains {
-        // No lost token: the newest access token the client received is active…
-        env.assert_active(&chain.access_token, true).await;
-        // …and no orphaned chain: the newest refresh token it received still refreshes (either
-        // it was never rotated, or its rotation committed but the response was lost, which the
-        // grace covers), and the chain goes on from there.
-        let (status, body) = env
-            .refresh(&chain.client_id, &chain.refresh_token, &[])
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "chain of {}: {body}",
-            chain.client_id
-        );
-        env.assert_active(text(&body, "access_token"), true).await;
-        let (status, body) = env
-            .refresh(&chain.client_id, text(&body, "refresh_token"), &[])
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+    let mut lost_responses = Vec::new();
+    for _ in 0..ROUNDS {
+        // Every chain rotates as fast as it can; the process is killed mid-way.
+        let rotations = Arc::new(AtomicUsize::new(0));
+        let workers = rotate_until_killed(&process.base, chains, rotations.clone()).await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while rotations.load(Ordering::SeqCst) < 20 * CHAINS {
+            assert!(Instant::now() < deadline, "rotations too slow");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        process.stop().await; // SIGKILL: no shutdown code runs.
+        chains = Vec::new();
+        for w in workers {
+            chains.push(w.await.unwrap());
+        }
+        // How many rotations committed whose response never arrived (for the record).
+        let storage = SqliteStorage::open(&db).await.unwrap();
+        let mut lost = 0;
+        for chain in &chains {
+            let token = oauth_provider::storage::Storage::get_token(
+                &storage,
+                &oauth_provider::tokens::hash_secret(&chain.refresh_token),
+                oauth_provider::state::now(),
+            )
+            .await
+            .unwrap()
+            .expect("the newest refresh token a client received exists");
+            lost += usize::from(token.consumed);
+        }
+        oauth_provider::storage::Storage::close(&storage).await;
+        lost_responses.push(lost);
+
+        process = Process::spawn(&args, &[]).await;
+        let env = Env::remote(&process.base, issuer);
+        for chain in &mut chains {
+            // No lost token: the newest access token the client received is active…
+            env.assert_active(&chain.access_token, true).await;
+            // …and no orphaned chain: the newest refresh token it received still refreshes
+            // (either it was never rotated, or its rotation committed but the response was
+            // lost, which the grace covers), and the chain goes on from there.
+            let (status, body) = env
+                .refresh(&chain.client_id, &chain.refresh_token, &[])
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "chain of {}: {body}",
+                chain.client_id
+            );
+            env.assert_active(text(&body, "access_token"), true).await;
+            chain.refresh_token = text(&body, "refresh_token").to_owned();
+            chain.access_token = text(&body, "access_token").to_owned();
+        }
     }
+    println!("rotations committed without a response, per kill: {lost_responses:?}");
     // In the database every family has exactly one live (unconsumed) refresh token.
     let storage = SqliteStorage::open(&db).await.unwrap();
     let live: Vec<(String, i64)> = sqlx::query_as(
@@ -297,5 +327,5 @@ async fn kill_9_during_refresh_rotation_orphans_no_chain_and_loses_no_token() {
     .unwrap();
     assert_eq!(live.len(), CHAINS, "{live:?}");
     assert!(live.iter().all(|(_, n)| *n == 1), "{live:?}");
-    restarted.stop().await;
+    process.stop().await;
 }

@@ -4,7 +4,8 @@
 //! Every check that can fail runs *before* the single atomic state change of a grant (consuming
 //! the code, rotating the refresh token), so a rejected request changes nothing. The exception is
 //! deliberate: presenting an already used code or refresh token is treated as theft and revokes the
-//! whole grant family (RFC 9700 §2.2.2, §4.14.2).
+//! whole grant family (RFC 9700 §2.2.2, §4.14.2). The one exception is a client retrying a refresh
+//! whose response it lost: see [`crate::config::Lifetimes::refresh_reuse_grace`].
 
 use axum::Json;
 use axum::body::Bytes;
