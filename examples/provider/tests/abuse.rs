@@ -23,6 +23,7 @@ backend_tests!(
     registration_flood_from_one_address_is_refused,
     unused_registrations_are_capped_in_total,
     unused_anonymous_clients_expire,
+    registrations_with_the_initial_access_token_are_not_anonymous_writes,
     pending_authorization_flood_is_capped_per_address,
     pending_authorization_flood_is_capped_in_total,
     head_authorize_creates_nothing,
@@ -270,6 +271,38 @@ async fn unused_registrations_are_capped_in_total(backend: Backend) {
     env.code(&AuthRequest::new(&first)).await;
     assert_eq!(env.storage().stats().await.unwrap().unused_clients, 1);
     env.public_client().await;
+}
+
+/// The operator's registrations (with the initial access token) are neither rate-limited per
+/// address nor counted among the never-used anonymous clients that expire.
+async fn registrations_with_the_initial_access_token_are_not_anonymous_writes(backend: Backend) {
+    let mut config = test_config();
+    let hour = Duration::from_secs(3600);
+    config.limits.registrations_per_address = WindowLimit::new(1, hour, hour);
+    config.limits.max_unused_clients = 1;
+    let env = Env::start_with(backend, config).await;
+    let metadata = json!({
+        "redirect_uris": [REDIRECT_URI],
+        "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "client_secret_basic",
+    });
+    for _ in 0..3 {
+        let (status, body) = env
+            .register_with_token(REGISTRATION_TOKEN, metadata.clone())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(env.storage().stats().await.unwrap().unused_clients, 0);
+    // The anonymous budget is untouched: one open registration still fits, the next does not.
+    env.public_client().await;
+    let refused = env
+        .register(json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}))
+        .await;
+    assert_error(
+        &refused,
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+    );
 }
 
 async fn unused_anonymous_clients_expire(backend: Backend) {
@@ -524,7 +557,9 @@ async fn one_address_adds_a_bounded_amount_of_storage_per_hour() {
         let mut req = AuthRequest::new(&registered[0]);
         req.redirect_uri = long_uri(0);
         req.state = "s".repeat(2048);
-        req.resource = Some(format!("https://mcp.example.com/{}", "r".repeat(1970)));
+        // Only configured resources are accepted, so the longest one an attacker can name is
+        // the operator's.
+        req.resource = Some(common::RESOURCE.to_owned());
         let resp = env.authorize(&req.query()).await;
         if resp.status() != StatusCode::OK {
             assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -542,6 +577,6 @@ async fn one_address_adds_a_bounded_amount_of_storage_per_hour() {
         registered.len(),
         (after - before) / 1024
     );
-    // Measured: 30 clients = 480 KiB, 100 pending = 808 KiB, 1288 KiB in all.
+    // Measured: 30 clients = 480 KiB, 100 pending = 460 KiB, 940 KiB in all.
     assert!(after - before < 2 * 1024 * 1024, "{} bytes", after - before);
 }

@@ -68,8 +68,13 @@ pub async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Open registration writes a row for anyone: bounded per address before anything else.
-    if let Err(wait) = state.registrations().try_record(&addr, Instant::now()) {
+    let authorized = match initial_access_token(&state, &headers) {
+        Ok(authorized) => authorized,
+        Err(err) => return err.into_response(),
+    };
+    // Open registration writes a row for anyone: bounded per address before anything else. A
+    // caller holding the initial access token is configured, not anonymous.
+    if !authorized && let Err(wait) = state.registrations().try_record(&addr, Instant::now()) {
         tracing::debug!(%addr, "registration refused: per-address limit");
         return unavailable(
             StatusCode::TOO_MANY_REQUESTS,
@@ -77,7 +82,7 @@ pub async fn post(
             wait,
         );
     }
-    match handle(&state, &headers, &body).await {
+    match handle(&state, authorized, &headers, &body).await {
         Ok(body) => no_store((StatusCode::CREATED, Json(body)).into_response()),
         Err(err) if err.code == ErrorCode::TemporarilyUnavailable => unavailable(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -140,8 +145,14 @@ fn is_hidden_character(c: char) -> bool {
             == unicode_general_category::GeneralCategory::Format
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
-    let authorized = initial_access_token(state, headers)?;
+/// Validates the metadata and stores the client; `authorized` when the caller presented the
+/// initial access token.
+async fn handle(
+    state: &AppState,
+    authorized: bool,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, OAuthError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -277,12 +288,19 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
         resource_server: false,
         resources: Vec::new(),
     };
+    // Clients registered with the initial access token are the operator's: they neither count
+    // against the cap on never-used anonymous clients nor expire unused.
     let limits = state.limits();
     let unused_until = client.issued_at + secs(limits.unused_client_ttl);
-    let admitted = state
-        .storage()
-        .register_client(&client, unused_until, limits.max_unused_clients, now())
-        .await?;
+    let admitted = if authorized {
+        state.storage().put_client(&client).await?;
+        Admission::Stored
+    } else {
+        state
+            .storage()
+            .register_client(&client, unused_until, limits.max_unused_clients, now())
+            .await?
+    };
     if admitted != Admission::Stored {
         return Err(OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
