@@ -20,10 +20,8 @@ target_dir=${CARGO_TARGET_DIR:-target}
 check_dir=scripts/official-mcp-client
 
 # Settings inherited from the caller's shell must not reconfigure the servers.
-unset OAUTH_BIND OAUTH_ISSUER OAUTH_STORAGE_BACKEND OAUTH_SQLITE_PATH OAUTH_USERS_FILE OAUTH_DEMO \
-    OAUTH_SCOPES OAUTH_RESOURCES OAUTH_REGISTRABLE_SCOPES OAUTH_REGISTRATION_TOKEN \
-    OAUTH_SCOPE_DESCRIPTIONS OAUTH_INTROSPECTION_URL OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET MCP_BIND \
-    MCP_RESOURCE_URL
+# Every OAUTH_* and MCP_* variable, so settings added later are covered too.
+while read -r name; do unset "$name"; done < <(compgen -e | grep -E '^(OAUTH|MCP)_' || true)
 
 export NO_COLOR=1
 
