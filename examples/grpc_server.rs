@@ -27,18 +27,24 @@
 //! ```
 //!
 //! Flags fall back to `GRPC_BIND`, `GRPC_RESOURCE`, `OAUTH_ISSUER`, `OAUTH_INTROSPECTION_URL`,
-//! `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`. Tokens must carry the resource as audience.
+//! `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`, `HEADER_READ_TIMEOUT_SECS`, `IDLE_TIMEOUT_SECS`,
+//! `MAX_CONNECTIONS`. Tokens must carry the resource as audience.
+//!
+//! The server speaks HTTP/2 (gRPC) through `tower_introspect_demo::serve`: `TCP_NODELAY`, a bound
+//! on concurrent connections (1,024), and connections silent for 60 s closed (an idle gRPC
+//! channel reconnects by itself).
 
 use std::net::SocketAddr;
 
 use anyhow::{Context as _, ensure};
 use clap::Parser;
 use tonic::Code;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower_introspect::{BearerAuthLayer, CacheConfig, PathScopeLayer};
 use tower_introspect_demo::mcp_server::AuthServerArgs;
+use tower_introspect_demo::serve::{self, Protocol, ServeArgs};
 use tower_layer::Layer;
 
 #[derive(Parser, Debug)]
@@ -52,12 +58,15 @@ struct Args {
     resource: Option<String>,
     #[command(flatten)]
     auth: AuthServerArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
     /// Start a reference provider in-process, call the server as a client, print the codes, exit.
     #[arg(long)]
     self_test: bool,
 }
 
-/// Serves the health service on `listener`, protected as described in the module docs.
+/// Serves the health service on `listener`, protected as described in the module docs; runs
+/// until its task is dropped.
 async fn serve(listener: tokio::net::TcpListener, args: &Args) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let resource = args
@@ -78,11 +87,14 @@ async fn serve(listener: tokio::net::TcpListener, args: &Args) -> anyhow::Result
         "gRPC health service on {addr} (resource {resource}, issuer {})",
         args.auth.issuer
     );
-    tonic::transport::Server::builder()
-        .layer(BearerAuthLayer::introspect(introspector))
-        .add_service(per_method.layer(health))
-        .serve_with_incoming(TcpIncoming::from(listener))
-        .await?;
+    let service =
+        BearerAuthLayer::introspect(introspector).layer(Routes::new(per_method.layer(health)));
+    serve::serve(
+        listener,
+        service,
+        args.serve.options().protocol(Protocol::Http2),
+    )
+    .await;
     Ok(())
 }
 

@@ -26,15 +26,21 @@
 //! ```
 //!
 //! Every flag has an environment fallback (`MCP_BIND`, `MCP_RESOURCE_URL`, `OAUTH_ISSUER`,
-//! `OAUTH_INTROSPECTION_URL`, `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`). Without
+//! `OAUTH_INTROSPECTION_URL`, `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`, `HEADER_READ_TIMEOUT_SECS`,
+//! `IDLE_TIMEOUT_SECS`, `MAX_CONNECTIONS`). Without
 //! `--introspection-url` the endpoint is discovered from the issuer's RFC 8414 metadata. The
 //! server checks that tokens were issued by `--issuer` for `--resource-url` (the audience).
+//!
+//! Connections are served with `TCP_NODELAY`, a header-read timeout (10 s, also the keep-alive
+//! limit), an idle timeout (60 s) and at most 1,024 at once (`--header-read-timeout-secs`,
+//! `--idle-timeout-secs`, `--max-connections`); see `tower_introspect_demo::serve`.
 
 use std::time::Duration;
 
 use clap::Parser;
 use tower_introspect::CacheConfig;
 use tower_introspect_demo::mcp_server::{AuthServerArgs, McpServer};
+use tower_introspect_demo::serve::ServeArgs;
 
 #[derive(Parser, Debug)]
 #[command(about = "Demo MCP server protected by tower-introspect")]
@@ -47,6 +53,8 @@ struct Args {
     resource_url: Option<String>,
     #[command(flatten)]
     auth: AuthServerArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
     /// Start the reference provider (demo accounts, in memory) in this process and use it.
     #[arg(long)]
     with_provider: bool,
@@ -86,7 +94,8 @@ async fn main() -> anyhow::Result<()> {
     let auth = args
         .auth
         .settings(CacheConfig::default().max_ttl(Duration::from_secs(args.cache_max_ttl)));
-    let server = McpServer::start_at(listener, Some(resource), &auth).await?;
+    let server =
+        McpServer::start_with(listener, Some(resource), &auth, args.serve.options()).await?;
     println!(
         "MCP server at {} (authorization server {})",
         server.url, auth.issuer

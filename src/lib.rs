@@ -269,6 +269,9 @@ pub use crate::rmcp_ext::PrincipalExt;
 pub use crate::scope::{RequireScope, RequireScopeLayer};
 pub use crate::verifier::TokenVerifier;
 
+#[doc(hidden)]
+pub mod fuzz_support;
+
 /// Internals exposed for the crate's own benchmarks; not part of the API and not semver-stable.
 #[doc(hidden)]
 pub mod bench_support {

@@ -10,7 +10,7 @@ mod client_auth;
 mod discovery;
 mod http;
 pub(crate) mod response;
-mod validation;
+pub(crate) mod validation;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -8,3 +8,4 @@ pub mod flow;
 pub mod mcp_client;
 pub mod mcp_server;
 pub mod oauth_client;
+pub mod serve;

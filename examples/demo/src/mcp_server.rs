@@ -23,6 +23,8 @@ use tower_introspect::{
     ProtectedResourceMetadata,
 };
 
+use crate::serve::{ServeOptions, serve};
+
 /// Who may call a tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -308,19 +310,28 @@ impl McpServer {
 
     /// Serves the demo on `listener`; `resource_url` is its public URL when it differs from
     /// `http://<address>/mcp` (behind a proxy), and its path is where the MCP endpoint is mounted.
+    ///
+    /// Connections get the limits of [`serve`] with their defaults (`TCP_NODELAY`, header-read
+    /// and idle timeouts, a bound on concurrent connections).
     pub async fn start_at(
         listener: TcpListener,
         resource_url: Option<String>,
         auth: &AuthSettings,
     ) -> anyhow::Result<Self> {
+        Self::start_with(listener, resource_url, auth, ServeOptions::default()).await
+    }
+
+    /// Like [`start_at`](Self::start_at), with the connection limits in `options`.
+    pub async fn start_with(
+        listener: TcpListener,
+        resource_url: Option<String>,
+        auth: &AuthSettings,
+        options: ServeOptions,
+    ) -> anyhow::Result<Self> {
         let addr: SocketAddr = listener.local_addr()?;
         let url = resource_url.unwrap_or_else(|| format!("http://{addr}/mcp"));
         let (router, cache) = app(&url, auth).await.context("building the MCP server")?;
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
-                tracing::error!(%error, "MCP server stopped");
-            }
-        });
+        let task = tokio::spawn(serve(listener, router, options));
         Ok(Self { url, cache, task })
     }
 

@@ -1,0 +1,7 @@
+//! One module per fuzz target: `check` panics when an input breaks the target's invariant.
+
+pub mod authorization_header;
+pub mod challenge_renderer;
+pub mod introspection_response;
+pub mod mcp_body_classifier;
+pub mod session_binding;
