@@ -130,7 +130,7 @@ pub fn check(ops: &[Op]) {
         let Some(id) = id else {
             if let Some(new) = response.headers().get(&MCP_SESSION_ID) {
                 let new = new.to_str().expect("ascii id").to_owned();
-                owners.insert(new.clone(), principal.is_some().then(|| who));
+                owners.insert(new.clone(), principal.is_some().then_some(who));
                 created.push(new);
             }
             continue;
