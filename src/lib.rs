@@ -244,16 +244,18 @@ pub mod mcp;
 mod metadata;
 mod path_scope;
 mod principal;
+mod protocol_version;
 #[cfg(feature = "rmcp")]
 mod rmcp_ext;
 mod scope;
+mod scope_hierarchy;
 mod verifier;
 
 pub use crate::cache::{
     CacheConfig, CacheStats, CachedVerifier, DEFAULT_MAX_CAPACITY, DEFAULT_MAX_TTL,
     DEFAULT_NEGATIVE_TTL,
 };
-pub use crate::challenge::{Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection};
+pub use crate::challenge::{Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection, StepUpScopes};
 pub use crate::error::{ConfigError, InvalidToken, VerifyError};
 pub use crate::future::{ResponseFuture, ScopeFuture};
 pub use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
@@ -267,6 +269,7 @@ pub use crate::principal::{Principal, Scopes};
 #[cfg(feature = "rmcp")]
 pub use crate::rmcp_ext::PrincipalExt;
 pub use crate::scope::{RequireScope, RequireScopeLayer};
+pub use crate::scope_hierarchy::{ScopeHierarchy, ScopeHierarchyBuilder, ScopeHierarchyError};
 pub use crate::verifier::TokenVerifier;
 
 /// Internals exposed for the crate's own benchmarks; not part of the API and not semver-stable.
