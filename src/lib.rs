@@ -117,6 +117,15 @@
 //! client re-initializes), another principal's 403, and new sessions beyond the per-principal,
 //! anonymous or total bound 429 or 503 (live sessions are never evicted to make room).
 //!
+//! MCP versions 2025-03-26 to 2026-07-28 are served side by side, by each request's
+//! `MCP-Protocol-Version`: a [`ScopeHierarchy`] on the bearer layer lets a broader scope satisfy a
+//! narrower one in every check (2026-07-28 requires it; challenges still name the narrow scope);
+//! [`StepUpScopes`] picks the scopes of a 403 challenge (by default required and granted for
+//! 2025-11-25, required only otherwise; `offline_access` never, and refused in configuration);
+//! `McpScopeLayer::trust_method_headers` judges 2026-07-28 requests by their `Mcp-Method` /
+//! `Mcp-Name` headers without reading the body, and a header that disagrees with a body read is
+//! refused with 400.
+//!
 //! ```
 //! # #[cfg(all(feature = "rmcp", feature = "mcp"))]
 //! # mod example {

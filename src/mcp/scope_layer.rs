@@ -201,22 +201,21 @@ where
         let policy = self.policy.clone();
         if self.trust_method_headers
             && McpGeneration::of(request.headers()) >= McpGeneration::V2026_07_28
+            && let Some(message) = announced.as_ref().and_then(AnnouncedCall::message)
         {
-            if let Some(message) = announced.as_ref().and_then(AnnouncedCall::message) {
-                let requirement = policy.required(&message);
-                let challenger = Challenger::of(&request);
-                if let Some(rejection) = refuse(
-                    &requirement,
-                    request.extensions().get::<Principal>(),
-                    challenger,
-                    request.headers(),
-                ) {
-                    tracing::debug!(?requirement, "MCP operation refused (by its headers)");
-                    let response = challenger.response(&rejection, request.headers());
-                    return Box::pin(async { Ok(response) });
-                }
-                return Box::pin(inner.call(request));
+            let requirement = policy.required(&message);
+            let challenger = Challenger::of(&request);
+            if let Some(rejection) = refuse(
+                &requirement,
+                request.extensions().get::<Principal>(),
+                challenger,
+                request.headers(),
+            ) {
+                tracing::debug!(?requirement, "MCP operation refused (by its headers)");
+                let response = challenger.response(&rejection, request.headers());
+                return Box::pin(async { Ok(response) });
             }
+            return Box::pin(inner.call(request));
         }
         let limit = self.max_body_bytes;
         Box::pin(async move {
