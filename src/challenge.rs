@@ -24,7 +24,44 @@ use std::sync::{Arc, OnceLock};
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 
-use crate::{InvalidToken, Scopes};
+use crate::protocol_version::McpGeneration;
+use crate::{InvalidToken, ScopeHierarchy, Scopes};
+
+/// The scope that asks for a refresh token: a client requests it at authorization time, never in
+/// response to a challenge, and it says nothing about what a resource allows. It is therefore
+/// never named in a challenge nor advertised in `scopes_supported`, and refused in configuration.
+pub(crate) const OFFLINE_ACCESS: &str = "offline_access";
+
+/// Which scopes an `insufficient_scope` challenge names.
+///
+/// MCP changed its guidance: 2025-11-25 recommends adding the scopes the token already has (clients
+/// that *replace* their scope with the challenge's would otherwise lose their current rights);
+/// 2026-07-28 wants exactly the scopes the operation needs and leaves accumulation to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StepUpScopes {
+    /// Only the scopes the operation requires, whatever the protocol version.
+    RequiredOnly,
+    /// The required scopes plus those already granted, whatever the protocol version.
+    RequiredAndGranted,
+    /// By the request's `MCP-Protocol-Version` (the default): 2025-11-25 up to 2026-07-28 gets
+    /// the required and granted scopes; 2026-07-28, later versions and drafts get the required
+    /// ones only; older versions and requests without the header (MCP reads that as 2025-03-26)
+    /// get the required ones only, as before step-up guidance existed.
+    #[default]
+    ByProtocolVersion,
+}
+
+impl StepUpScopes {
+    /// Whether a challenge for a request with `headers` names the granted scopes too.
+    pub fn includes_granted(self, headers: &HeaderMap) -> bool {
+        match self {
+            Self::RequiredOnly => false,
+            Self::RequiredAndGranted => true,
+            Self::ByProtocolVersion => McpGeneration::of(headers) == McpGeneration::V2025_11_25,
+        }
+    }
+}
 
 /// Default `Retry-After` (seconds) sent with a 503 when the authorization server is unavailable.
 pub const DEFAULT_RETRY_AFTER_SECS: u32 = 5;
@@ -95,14 +132,16 @@ pub struct Challenger {
     pub(crate) resource_metadata: Option<String>,
     pub(crate) scope: Option<String>,
     pub(crate) retry_after: HeaderValue,
-    pub(crate) step_up_with_granted: bool,
+    pub(crate) step_up: StepUpScopes,
+    /// How granted scopes satisfy required ones, for every check inside the bearer layer.
+    pub(crate) hierarchy: Arc<ScopeHierarchy>,
     /// Pre-rendered from the fields above; see [`reconfigure`](Self::reconfigure).
     missing_token: HeaderValue,
 }
 
 impl Default for Challenger {
     fn default() -> Self {
-        Self::new(None, None, None, DEFAULT_RETRY_AFTER_SECS, false)
+        Self::new(None, None, None, DEFAULT_RETRY_AFTER_SECS)
     }
 }
 
@@ -116,7 +155,6 @@ impl Challenger {
         resource_metadata: Option<String>,
         scope: Option<String>,
         retry_after_secs: u32,
-        step_up_with_granted: bool,
     ) -> Self {
         let mut challenger = Self {
             realm,
@@ -124,7 +162,8 @@ impl Challenger {
             scope,
             retry_after: HeaderValue::from(retry_after_secs),
             missing_token: HeaderValue::from_static("Bearer"),
-            step_up_with_granted,
+            step_up: StepUpScopes::default(),
+            hierarchy: Arc::default(),
         };
         challenger.missing_token = challenger.render(&Rejection::MissingToken);
         challenger
@@ -153,11 +192,16 @@ impl Challenger {
             .unwrap_or_else(|| BARE.get_or_init(Challenger::default))
     }
 
-    /// Whether `insufficient_scope` challenges name the scopes already granted besides the
-    /// missing ones (see
-    /// [`BearerAuthLayer::step_up_with_granted_scopes`](crate::BearerAuthLayer::step_up_with_granted_scopes)).
-    pub fn step_up_with_granted(&self) -> bool {
-        self.step_up_with_granted
+    /// Which scopes `insufficient_scope` challenges name (see
+    /// [`BearerAuthLayer::step_up_scopes`](crate::BearerAuthLayer::step_up_scopes)).
+    pub fn step_up_scopes(&self) -> StepUpScopes {
+        self.step_up
+    }
+
+    /// How granted scopes satisfy required ones (see
+    /// [`BearerAuthLayer::scope_hierarchy`](crate::BearerAuthLayer::scope_hierarchy)).
+    pub fn scope_hierarchy(&self) -> &ScopeHierarchy {
+        &self.hierarchy
     }
 
     /// The `resource_metadata` URL advertised in challenges, if any.
@@ -278,10 +322,14 @@ impl Params<'_> {
 
 /// The `scope` parameter naming `scopes`: only valid `scope-token`s, which need no escaping. A
 /// scope that is not one (a custom verifier's odd grant, step-up with granted scopes) is left out
-/// rather than shown mangled: a client would request the mangled name and loop.
+/// rather than shown mangled: a client would request the mangled name and loop. `offline_access`
+/// (a granted one, with step-up naming granted scopes) is left out too: see [`OFFLINE_ACCESS`].
 fn scope_parameter(scopes: &Scopes) -> String {
     let mut out = String::with_capacity(scopes.as_str().len());
-    for scope in scopes.iter().filter(|s| Scopes::is_scope_token(s)) {
+    for scope in scopes
+        .iter()
+        .filter(|s| Scopes::is_scope_token(s) && *s != OFFLINE_ACCESS)
+    {
         if !out.is_empty() {
             out.push(' ');
         }
@@ -352,7 +400,6 @@ mod tests {
             Some("https://rs.example/.well-known/oauth-protected-resource/mcp".into()),
             Some("read write".into()),
             7,
-            false,
         )
     }
 
@@ -404,13 +451,7 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let c = Challenger::new(
-            Some("a\"b\\c\r\nX-Injected: 1é".into()),
-            None,
-            None,
-            1,
-            false,
-        );
+        let c = Challenger::new(Some("a\"b\\c\r\nX-Injected: 1é".into()), None, None, 1);
         assert_eq!(
             header(&c, &Rejection::MissingToken),
             r#"Bearer realm="a\"b\\cX-Injected: 1""#
@@ -548,7 +589,7 @@ mod tests {
                 scope in proptest::option::of("[!#-\\[\\]-~]{1,8}( [!#-\\[\\]-~]{1,8}){0,2}"),
                 rejection in rejection(),
             ) {
-                let challenger = Challenger::new(realm.clone(), metadata.clone(), scope.clone(), 1, false);
+                let challenger = Challenger::new(realm.clone(), metadata.clone(), scope.clone(), 1);
                 let value = challenger.www_authenticate(&rejection).unwrap();
                 let text = value.to_str().expect("visible ASCII");
                 let mut expected = Vec::new();

@@ -10,10 +10,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::cache::{CacheConfig, CachedVerifier, token_key};
-use crate::challenge::{ChallengeContext, Challenger, Rejection};
+use crate::challenge::{ChallengeContext, Challenger, Rejection, StepUpScopes};
 use crate::future::ResponseFuture;
 use crate::header::{Credentials, DEFAULT_MAX_TOKEN_LENGTH, bearer_token};
-use crate::{Introspector, ProtectedResourceMetadata, Scopes, TokenVerifier};
+use crate::{Introspector, ProtectedResourceMetadata, ScopeHierarchy, Scopes, TokenVerifier};
 
 /// What every [`BearerAuth`] clone shares besides the verifier.
 #[derive(Debug, Clone)]
@@ -162,14 +162,35 @@ impl<V> BearerAuthLayer<V> {
     }
 
     /// Makes `insufficient_scope` challenges (of the scope layers inside this one) name the scopes
-    /// the token already has besides the missing ones (default: only the required ones).
-    ///
-    /// Clients that *replace* their scope with the challenge's when stepping up (some MCP SDKs do)
-    /// would otherwise trade their current scopes for the new one and bounce between them; the
-    /// MCP specification's step-up guidance recommends including them.
+    /// the token already has besides the missing ones (`true`: [`StepUpScopes::RequiredAndGranted`])
+    /// or only the required ones (`false`: [`StepUpScopes::RequiredOnly`]), whatever the request's
+    /// MCP protocol version. See [`step_up_scopes`](Self::step_up_scopes).
     #[must_use]
     pub fn step_up_with_granted_scopes(self, include: bool) -> Self {
-        self.reword(|c| c.step_up_with_granted = include)
+        self.step_up_scopes(if include {
+            StepUpScopes::RequiredAndGranted
+        } else {
+            StepUpScopes::RequiredOnly
+        })
+    }
+
+    /// Which scopes the `insufficient_scope` challenges of the scope layers inside this one name
+    /// (default [`StepUpScopes::ByProtocolVersion`]: what the request's `MCP-Protocol-Version`
+    /// asks for).
+    #[must_use]
+    pub fn step_up_scopes(self, strategy: StepUpScopes) -> Self {
+        self.reword(|c| c.step_up = strategy)
+    }
+
+    /// How granted scopes satisfy required ones in every scope check inside this layer
+    /// ([`RequireScopeLayer`](crate::RequireScopeLayer), [`PathScopeLayer`](crate::PathScopeLayer),
+    /// the MCP policy, [`Principal::satisfies`](crate::Principal::satisfies)); default
+    /// [`ScopeHierarchy::exact`]. It travels with the request's [`Principal`](crate::Principal),
+    /// like the challenge parameters, so inner layers and handlers cannot disagree.
+    #[must_use]
+    pub fn scope_hierarchy(self, hierarchy: ScopeHierarchy) -> Self {
+        let hierarchy = Arc::new(hierarchy);
+        self.reword(|c| c.hierarchy = hierarchy)
     }
 
     /// `Retry-After` seconds of the 503 sent when the authorization server is unavailable

@@ -117,6 +117,15 @@
 //! client re-initializes), another principal's 403, and new sessions beyond the per-principal,
 //! anonymous or total bound 429 or 503 (live sessions are never evicted to make room).
 //!
+//! MCP versions 2025-03-26 to 2026-07-28 are served side by side, by each request's
+//! `MCP-Protocol-Version`: a [`ScopeHierarchy`] on the bearer layer lets a broader scope satisfy a
+//! narrower one in every check (2026-07-28 requires it; challenges still name the narrow scope);
+//! [`StepUpScopes`] picks the scopes of a 403 challenge (by default required and granted for
+//! 2025-11-25, required only otherwise; `offline_access` never, and refused in configuration);
+//! `McpScopeLayer::trust_method_headers` judges 2026-07-28 requests by their `Mcp-Method` /
+//! `Mcp-Name` headers without reading the body, and a header that disagrees with a body read is
+//! refused with 400.
+//!
 //! ```
 //! # #[cfg(all(feature = "rmcp", feature = "mcp"))]
 //! # mod example {
@@ -244,16 +253,18 @@ pub mod mcp;
 mod metadata;
 mod path_scope;
 mod principal;
+mod protocol_version;
 #[cfg(feature = "rmcp")]
 mod rmcp_ext;
 mod scope;
+mod scope_hierarchy;
 mod verifier;
 
 pub use crate::cache::{
     CacheConfig, CacheStats, CachedVerifier, DEFAULT_MAX_CAPACITY, DEFAULT_MAX_TTL,
     DEFAULT_NEGATIVE_TTL,
 };
-pub use crate::challenge::{Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection};
+pub use crate::challenge::{Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection, StepUpScopes};
 pub use crate::error::{ConfigError, InvalidToken, VerifyError};
 pub use crate::future::{ResponseFuture, ScopeFuture};
 pub use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
@@ -267,6 +278,7 @@ pub use crate::principal::{Principal, Scopes};
 #[cfg(feature = "rmcp")]
 pub use crate::rmcp_ext::PrincipalExt;
 pub use crate::scope::{RequireScope, RequireScopeLayer};
+pub use crate::scope_hierarchy::{ScopeHierarchy, ScopeHierarchyBuilder, ScopeHierarchyError};
 pub use crate::verifier::TokenVerifier;
 
 #[doc(hidden)]

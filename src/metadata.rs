@@ -98,7 +98,9 @@ impl ProtectedResourceMetadata {
     /// # Panics
     ///
     /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]): a
-    /// client would request it and get a token no server can express.
+    /// client would request it and get a token no server can express. When a scope is
+    /// `offline_access`: it asks the authorization server for a refresh token, it is not a scope
+    /// of this resource (MCP clients add it themselves when the server supports it).
     #[must_use]
     #[track_caller]
     pub fn scopes_supported<I, T>(mut self, scopes: I) -> Self
@@ -114,6 +116,7 @@ impl ProtectedResourceMetadata {
         {
             panic!("{bad:?} is not a valid OAuth scope (RFC 6749 §3.3)");
         }
+        Scopes::refuse_offline_access(self.scopes_supported.iter().map(String::as_str));
         self
     }
 

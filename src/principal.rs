@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::ScopeHierarchy;
 use crate::cache::TokenKey;
 use crate::challenge::Challenger;
 use crate::introspection::IntrospectionResponse;
@@ -91,6 +92,29 @@ impl Principal {
     /// `client_id`: the OAuth client that requested the token.
     pub fn client_id(&self) -> Option<&str> {
         self.claims.client_id.as_deref()
+    }
+
+    /// The scope hierarchy of the bearer layer that verified this principal (exact matching for
+    /// a principal built elsewhere).
+    pub fn scope_hierarchy(&self) -> &ScopeHierarchy {
+        static EXACT: ScopeHierarchy = ScopeHierarchy::EXACT;
+        self.challenger()
+            .map_or(&EXACT, Challenger::scope_hierarchy)
+    }
+
+    /// Whether the token satisfies every one of `required` under the bearer layer's
+    /// [`ScopeHierarchy`] (e.g. `repo:admin` satisfies `repo:read` when the hierarchy says so):
+    /// the check the scope layers make, for handlers that decide for themselves.
+    ///
+    /// ```
+    /// # use tower_introspect::Principal;
+    /// fn may_read(principal: &Principal) -> bool {
+    ///     principal.satisfies(&["repo:read"])
+    /// }
+    /// ```
+    pub fn satisfies<T: AsRef<str>>(&self, required: &[T]) -> bool {
+        self.scope_hierarchy()
+            .satisfies_all(self.scopes(), required)
     }
 
     /// The scopes granted to the token.
@@ -263,6 +287,7 @@ impl Scopes {
     ///
     /// When a scope is not a valid `scope-token`: a requirement that no token can ever satisfy,
     /// or that would be shown mangled in a challenge, is a programming error to catch at startup.
+    /// When a scope is `offline_access` (see [`refuse_offline_access`](Self::refuse_offline_access)).
     #[track_caller]
     pub(crate) fn configured<I, T>(scopes: I) -> Self
     where
@@ -276,7 +301,20 @@ impl Scopes {
                  space, '\"' and '\\')"
             );
         }
+        Self::refuse_offline_access(scopes.iter());
         scopes
+    }
+
+    /// Refuses (panics) when `scopes` configures `offline_access`, which asks for a refresh token:
+    /// it is never required by, advertised for, or named in a challenge of a resource.
+    #[track_caller]
+    pub(crate) fn refuse_offline_access<'a>(mut scopes: impl Iterator<Item = &'a str>) {
+        if scopes.any(|s| s == crate::challenge::OFFLINE_ACCESS) {
+            panic!(
+                "\"offline_access\" asks for a refresh token, not access to a resource: it cannot \
+                 be required, advertised or named in a challenge"
+            );
+        }
     }
 
     /// Whether `scope` was granted (exact, case-sensitive match). Never true for a `scope` that is

@@ -20,7 +20,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -129,31 +129,35 @@ impl<S: fmt::Debug> fmt::Debug for RequireScope<S> {
     }
 }
 
-/// Whether `principal` holds all (or, with `any`, one) of `required`.
+/// Whether `principal` holds all (or, with `any`, one) of `required`, under the hierarchy the
+/// bearer layer configured.
 fn satisfies(principal: &Principal, required: &Scopes, any: bool) -> bool {
+    let hierarchy = principal.scope_hierarchy();
     let granted = principal.scopes();
     if any {
-        granted.contains_any(required.iter())
+        hierarchy.satisfies_any(granted, required.iter())
     } else {
-        granted.contains_all(required.iter())
+        hierarchy.satisfies_all(granted, required.iter())
     }
 }
 
-/// Decides whether `principal` satisfies a requirement; `None` when it does. The rejection names
-/// `required`, plus the granted scopes when `with_granted` (step-up that keeps current rights).
+/// Decides whether the principal of a request with `headers` satisfies a requirement; `None` when
+/// it does. The rejection names `required` (the narrow scopes, also when a broader one would do),
+/// plus the granted scopes when the challenger's [`StepUpScopes`](crate::StepUpScopes) says so
+/// for this request.
 pub(crate) fn check_scopes(
     principal: Option<&Principal>,
     required: &Scopes,
     any: bool,
-    with_granted: bool,
+    challenger: &Challenger,
+    headers: &HeaderMap,
 ) -> Option<Rejection> {
     let Some(principal) = principal else {
         return Some(Rejection::MissingToken);
     };
-    let granted = principal.scopes();
     (!satisfies(principal, required, any)).then(|| {
-        Rejection::InsufficientScope(if with_granted {
-            required.union(granted)
+        Rejection::InsufficientScope(if challenger.step_up_scopes().includes_granted(headers) {
+            required.union(principal.scopes())
         } else {
             required.clone()
         })
@@ -177,7 +181,7 @@ where
         return ScopeFuture::inner(inner.call(request));
     }
     let challenger = Challenger::of(&request);
-    let rejection = check_scopes(principal, required, any, challenger.step_up_with_granted())
+    let rejection = check_scopes(principal, required, any, challenger, request.headers())
         .unwrap_or(Rejection::MissingToken);
     tracing::debug!(path = request.uri().path(), %required, "request lacks a required scope");
     ScopeFuture::rejected(challenger.response(&rejection, request.headers()))

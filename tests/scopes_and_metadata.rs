@@ -59,12 +59,6 @@ async fn app(server: &MockServer, allow_anonymous: bool) -> std::net::SocketAddr
 
 const MD: &str = "https://rs.example/.well-known/oauth-protected-resource/mcp";
 
-fn insufficient(scope: &str) -> String {
-    format!(
-        r#"Bearer error="insufficient_scope", error_description="The access token lacks a scope this request requires", scope="{scope}", resource_metadata="{MD}""#
-    )
-}
-
 #[tokio::test]
 async fn per_route_scopes_with_exact_challenges() {
     let server = MockServer::start().await;

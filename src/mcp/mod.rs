@@ -16,6 +16,7 @@
 //! ```
 
 mod classify;
+mod method_headers;
 mod policy;
 mod scope_layer;
 mod session;

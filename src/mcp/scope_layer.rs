@@ -15,10 +15,12 @@ use http_body_util::{BodyExt, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::method_headers::AnnouncedCall;
 use super::{McpScopePolicy, Requirement, classify_body};
 use crate::Principal;
 use crate::challenge::Challenger;
 use crate::challenge::Rejection;
+use crate::protocol_version::McpGeneration;
 use crate::scope::check_scopes;
 
 /// Default largest JSON-RPC body the layer reads.
@@ -47,13 +49,21 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 ///   reach the inner service untouched.
 /// - The body is restored for the inner service byte for byte.
 ///
+/// - A `POST` whose `Mcp-Method` / `Mcp-Name` headers (SEP-2243) disagree with the body read is
+///   refused with 400, as is one with such a header repeated, not visible ASCII, or an `Mcp-Name`
+///   without an `Mcp-Method`: the layer and a router reading the headers must judge one operation.
+///
 /// The rejections of this list have an empty body; the inner service is not called.
+///
+/// With [`trust_method_headers`](Self::trust_method_headers), requests of MCP 2026-07-28 and later
+/// are judged from their headers alone, without reading the body.
 ///
 /// Place it inside [`BearerAuthLayer`](crate::BearerAuthLayer) (which supplies the principal).
 #[derive(Clone)]
 pub struct McpScopeLayer {
     policy: Arc<McpScopePolicy>,
     max_body_bytes: usize,
+    trust_method_headers: bool,
 }
 
 impl McpScopeLayer {
@@ -62,7 +72,23 @@ impl McpScopeLayer {
         Self {
             policy: Arc::new(policy),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            trust_method_headers: false,
         }
+    }
+
+    /// Judges requests of MCP 2026-07-28 and later (by `MCP-Protocol-Version`) by their
+    /// `Mcp-Method` / `Mcp-Name` headers, without reading the body, when those headers describe
+    /// the operation completely (default: off, the body is always read).
+    ///
+    /// Turn it on **only** when the inner service refuses a request whose headers disagree with
+    /// its body, as 2026-07-28 requires of servers (rmcp answers 400 / `-32020`): otherwise a
+    /// client could announce `read_data` in the header and call `admin_operation` in the body.
+    /// Older protocol versions, requests without the headers, and operations the headers cannot
+    /// fully name (completions, listens, encoded names) are still judged by their body.
+    #[must_use]
+    pub fn trust_method_headers(mut self, trust: bool) -> Self {
+        self.trust_method_headers = trust;
+        self
     }
 
     /// Largest body read (default 4 MiB); larger requests get 413.
@@ -78,6 +104,7 @@ impl fmt::Debug for McpScopeLayer {
         f.debug_struct("McpScopeLayer")
             .field("policy", &self.policy)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("trust_method_headers", &self.trust_method_headers)
             .finish()
     }
 }
@@ -90,6 +117,7 @@ impl<S> Layer<S> for McpScopeLayer {
             inner,
             policy: self.policy.clone(),
             max_body_bytes: self.max_body_bytes,
+            trust_method_headers: self.trust_method_headers,
         }
     }
 }
@@ -100,6 +128,7 @@ pub struct McpScope<S> {
     inner: S,
     policy: Arc<McpScopePolicy>,
     max_body_bytes: usize,
+    trust_method_headers: bool,
 }
 
 /// The boxed response future of [`McpScope`] (reading the body is asynchronous).
@@ -128,15 +157,13 @@ fn refuse(
     requirement: &Requirement,
     principal: Option<&Principal>,
     challenger: &Challenger,
+    headers: &HeaderMap,
 ) -> Option<Rejection> {
     match requirement {
         Requirement::Public => None,
-        Requirement::Scopes(required) => check_scopes(
-            principal,
-            required,
-            false,
-            challenger.step_up_with_granted(),
-        ),
+        Requirement::Scopes(required) => {
+            check_scopes(principal, required, false, challenger, headers)
+        }
     }
 }
 
@@ -167,7 +194,29 @@ where
             tracing::debug!("MCP request with a content coding refused");
             return Box::pin(async { Ok(refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE)) });
         }
+        let Ok(announced) = AnnouncedCall::of(request.headers()) else {
+            tracing::debug!("MCP request with malformed Mcp-Method / Mcp-Name headers refused");
+            return Box::pin(async { Ok(refusal(StatusCode::BAD_REQUEST)) });
+        };
         let policy = self.policy.clone();
+        if self.trust_method_headers
+            && McpGeneration::of(request.headers()) >= McpGeneration::V2026_07_28
+            && let Some(message) = announced.as_ref().and_then(AnnouncedCall::message)
+        {
+            let requirement = policy.required(&message);
+            let challenger = Challenger::of(&request);
+            if let Some(rejection) = refuse(
+                &requirement,
+                request.extensions().get::<Principal>(),
+                challenger,
+                request.headers(),
+            ) {
+                tracing::debug!(?requirement, "MCP operation refused (by its headers)");
+                let response = challenger.response(&rejection, request.headers());
+                return Box::pin(async { Ok(response) });
+            }
+            return Box::pin(inner.call(request));
+        }
         let limit = self.max_body_bytes;
         Box::pin(async move {
             let (parts, body) = request.into_parts();
@@ -189,12 +238,17 @@ where
                     return Ok(refusal(StatusCode::BAD_REQUEST));
                 }
             };
+            if announced.is_some_and(|a| !a.matches(&messages)) {
+                tracing::debug!("MCP request whose Mcp-Method / Mcp-Name disagree with its body");
+                return Ok(refusal(StatusCode::BAD_REQUEST));
+            }
             let requirement = policy.required_for_all(&messages);
             let challenger = Challenger::from_extensions(&parts.extensions);
             if let Some(rejection) = refuse(
                 &requirement,
                 parts.extensions.get::<Principal>(),
                 challenger,
+                &parts.headers,
             ) {
                 tracing::debug!(?requirement, "MCP operation refused");
                 return Ok(challenger.response(&rejection, &parts.headers));

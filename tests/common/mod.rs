@@ -212,3 +212,10 @@ pub fn header(response: &reqwest::Response, name: &str) -> Option<String> {
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
+
+/// The `insufficient_scope` challenge naming `scope`, with the tests' `resource_metadata`.
+pub fn insufficient(scope: &str) -> String {
+    format!(
+        r#"Bearer error="insufficient_scope", error_description="The access token lacks a scope this request requires", scope="{scope}", resource_metadata="{METADATA}""#
+    )
+}
