@@ -16,13 +16,20 @@
 //! ```
 
 mod classify;
+mod owner;
 mod policy;
 mod scope_layer;
+mod sealed;
 mod session;
 
 pub use self::classify::{McpMessage, Target, UnclassifiableBody, classify_body};
+pub use self::owner::OwnerKey;
 pub use self::policy::{McpScopePolicy, Requirement};
 pub use self::scope_layer::{DEFAULT_MAX_BODY_BYTES, McpScope, McpScopeFuture, McpScopeLayer};
+pub use self::sealed::{
+    DEFAULT_MAX_SEALED_LEN, KeyError, MAX_KEY_ID_LEN, MIN_SEALING_SECRET_LEN, OpenError, SealError,
+    SealingKey, StateSealer,
+};
 pub use self::session::{
     DEFAULT_MAX_ANONYMOUS_SESSIONS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
     DEFAULT_SESSION_IDLE, MCP_SESSION_ID, McpSessionBinding, McpSessionBindingLayer,
