@@ -1,4 +1,6 @@
-//! MCP-specific enforcement (feature `mcp`): per-operation scopes and session binding.
+//! MCP-specific enforcement (feature `mcp`): per-operation scopes and session binding, and
+//! sessionless state tied to its principal ([`OwnerKey`] for server-side handles, [`StateSealer`]
+//! for state the client carries, such as `requestState`).
 //!
 //! ```
 //! use axum::Router;

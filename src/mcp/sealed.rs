@@ -200,7 +200,7 @@ pub enum OpenError {
 /// ```
 /// use std::time::Duration;
 /// use tower_introspect::mcp::{SealingKey, StateSealer};
-/// # use tower_introspect::{IntrospectionResponse, Principal};
+/// # use tower_introspect::Principal;
 /// # let alice: Principal = Principal::new(serde_json::from_value(serde_json::json!(
 /// #     {"active": true, "iss": "https://as.example", "sub": "alice", "client_id": "app"})).unwrap());
 ///
@@ -265,7 +265,8 @@ impl StateSealer {
         let owner = OwnerKey::of(principal).ok_or(SealError::Unattributable)?;
         let key = &self.signing;
         let expires = unix_seconds(now).saturating_add(ttl.as_secs());
-        let encoded_len = (HEADER_LEN + payload.len() + MAC_LEN).div_ceil(3) * 4;
+        // Unpadded base64: four characters per three bytes, rounded up.
+        let encoded_len = ((HEADER_LEN + payload.len() + MAC_LEN) * 4).div_ceil(3);
         if VERSION.len() + key.id.len() + 2 + encoded_len > self.max_len {
             return Err(SealError::TooLarge { max: self.max_len });
         }
