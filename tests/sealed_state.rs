@@ -1,5 +1,7 @@
 //! `StateSealer`: sealed sessionless state round-trips, and every misuse fails with its own error.
 
+mod common;
+
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -301,6 +303,46 @@ fn owner_keys_scope_handles_per_principal() {
         OwnerKey::of(&principal("bob", "app"))
             .unwrap()
             .scoped("note-1")
+    );
+}
+
+/// Principals that name nobody, as the bearer layer hands them to a handler: owned by their
+/// token's digest, so each token is its own owner and state never crosses between them.
+#[tokio::test]
+async fn token_only_principals_are_bound_to_their_own_token() {
+    let server = wiremock::MockServer::start().await;
+    let anonymous_claims = json!({
+        "active": true, "aud": common::RESOURCE, "iss": common::ISSUER, "exp": common::now() + 3600,
+    });
+    for token in ["token-a", "token-b"] {
+        common::expect_introspection(&server, token, anonymous_claims.clone(), 1).await;
+    }
+    let app = common::protected(
+        common::introspector_for(&server).build().unwrap(),
+        tower_introspect::CacheConfig::default(),
+        |layer| layer,
+    );
+    let addr = common::serve(app.router).await;
+    let mut principals = Vec::new();
+    for token in ["token-a", "token-b", "token-a"] {
+        let answer = common::get(addr, "/mcp", &[&common::bearer(token)]).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        principals.push(app.seen.last().expect("the handler saw a principal"));
+    }
+    let [a, b, a_again] = principals.try_into().unwrap();
+    assert!(a.subject().is_none() && a.client_id().is_none());
+    assert_eq!(OwnerKey::of(&a).unwrap(), OwnerKey::of(&a_again).unwrap());
+    assert_ne!(OwnerKey::of(&a).unwrap(), OwnerKey::of(&b).unwrap());
+
+    let sealed = sealer().seal(&a, RESOURCE, TTL, b"a's state").unwrap();
+    assert_eq!(
+        sealer().open(&a_again, RESOURCE, &sealed).unwrap(),
+        b"a's state"
+    );
+    let result = sealer().open(&b, RESOURCE, &sealed);
+    assert!(
+        matches!(result, Err(OpenError::WrongPrincipal)),
+        "{result:?}"
     );
 }
 
