@@ -110,7 +110,8 @@
 //! rmcp's `StreamableHttpService` is a tower service: nest it in axum behind the bearer layer.
 //! [`mcp::McpScopeLayer`] (feature `mcp`) gives each tool, resource and prompt its own scopes
 //! with step-up 403 challenges, [`mcp::McpSessionBindingLayer`] binds sessions to their creator,
-//! and [`PrincipalExt`] (feature `rmcp`) hands tools the caller.
+//! and [`PrincipalExt`] (feature `rmcp`) hands tools the caller. Without protocol sessions,
+//! key server-side state by [`mcp::OwnerKey`] and seal client-carried state with [`mcp::StateSealer`].
 //!
 //! Both MCP layers fail closed: a body the scope layer cannot classify gets 400 and a compressed
 //! one 415 (never passed through); a session id the binding layer does not know gets 404 (the

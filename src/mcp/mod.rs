@@ -1,4 +1,6 @@
-//! MCP-specific enforcement (feature `mcp`): per-operation scopes and session binding.
+//! MCP-specific enforcement (feature `mcp`): per-operation scopes and session binding, and
+//! sessionless state tied to its principal ([`OwnerKey`] for server-side handles, [`StateSealer`]
+//! for state the client carries, such as `requestState`).
 //!
 //! ```
 //! use axum::Router;
@@ -17,13 +19,20 @@
 
 mod classify;
 mod method_headers;
+mod owner;
 mod policy;
 mod scope_layer;
+mod sealed;
 mod session;
 
 pub use self::classify::{McpMessage, Target, UnclassifiableBody, classify_body};
+pub use self::owner::OwnerKey;
 pub use self::policy::{McpScopePolicy, Requirement};
 pub use self::scope_layer::{DEFAULT_MAX_BODY_BYTES, McpScope, McpScopeFuture, McpScopeLayer};
+pub use self::sealed::{
+    DEFAULT_MAX_SEALED_LEN, KeyError, MAX_KEY_ID_LEN, MIN_SEALING_SECRET_LEN, OpenError, SealError,
+    SealingKey, StateSealer,
+};
 pub use self::session::{
     DEFAULT_MAX_ANONYMOUS_SESSIONS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
     DEFAULT_SESSION_IDLE, MCP_SESSION_ID, McpSessionBinding, McpSessionBindingLayer,

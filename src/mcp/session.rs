@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::owner::OwnerKey;
 use super::scope_layer::{McpScopeFuture, refusal};
 use crate::Principal;
 use crate::challenge::{ChallengeContext, Challenger, Rejection};
@@ -45,8 +46,7 @@ type Key = [u8; 32];
 enum Owner {
     /// Created without a token (the bearer layer lets anonymous requests through).
     Anonymous,
-    /// A digest of the principal's issuer, subject and client; of the token itself when the
-    /// principal has neither subject nor client.
+    /// The principal's [`OwnerKey`].
     Principal(Key),
 }
 
@@ -56,30 +56,7 @@ impl Owner {
         let Some(principal) = principal else {
             return Some(Owner::Anonymous);
         };
-        let mut hash = Sha256::new();
-        if principal.subject().is_none() && principal.client_id().is_none() {
-            // Nobody is named: two such tokens are two owners, never one "nobody".
-            hash.update(b"token\0");
-            hash.update(principal.token_key()?);
-        } else {
-            hash.update(b"identity\0");
-            for part in [
-                principal.issuer(),
-                principal.subject(),
-                principal.client_id(),
-            ] {
-                // Length-prefixed, so that no two different triples hash alike.
-                match part {
-                    Some(text) => {
-                        hash.update([1]);
-                        hash.update((text.len() as u64).to_be_bytes());
-                        hash.update(text.as_bytes());
-                    }
-                    None => hash.update([0]),
-                }
-            }
-        }
-        Some(Owner::Principal(hash.finalize().into()))
+        OwnerKey::of(principal).map(|owner| Owner::Principal(owner.into()))
     }
 }
 

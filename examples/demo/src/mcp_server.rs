@@ -1,11 +1,13 @@
 //! The demo MCP resource server: rmcp's streamable HTTP service on axum, protected by
 //! `BearerAuthLayer`, with per-tool scopes from `McpScopePolicy`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use axum::Router;
+use rand::RngCore as _;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -17,7 +19,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer};
+use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer, OwnerKey};
 use tower_introspect::{
     BearerAuthLayer, CacheConfig, CachedVerifier, Introspector, Principal, PrincipalExt,
     ProtectedResourceMetadata,
@@ -71,6 +73,29 @@ pub const TOOLS: [(&str, Access, &str); 6] = [
     ),
 ];
 
+/// Tools that keep state between calls without a protocol session: `create_note` returns a
+/// handle, `read_note` takes it back. Kept apart from [`TOOLS`] because they need each other's
+/// output, which the per-tool matrix of the full flow cannot give.
+pub const HANDLE_TOOLS: [(&str, Access, &str); 2] = [
+    (
+        "create_note",
+        Access::Authenticated,
+        "Stores a private note (argument `text`) and returns its handle.",
+    ),
+    (
+        "read_note",
+        Access::Authenticated,
+        "Reads one of the caller's own notes by handle (argument `handle`).",
+    ),
+];
+
+/// Bound on the private notes one principal may keep.
+pub const MAX_NOTES_PER_OWNER: usize = 100;
+/// Bound on the private notes of all principals together.
+pub const MAX_NOTES: usize = 10_000;
+/// Bound on one private note, in bytes.
+pub const MAX_NOTE_BYTES: usize = 4 * 1024;
+
 /// Every scope the demo uses, for metadata and challenges.
 pub const SCOPES: [&str; 3] = ["read", "write", "admin"];
 
@@ -78,6 +103,7 @@ pub const SCOPES: [&str; 3] = ["read", "write", "admin"];
 pub fn policy() -> McpScopePolicy {
     TOOLS
         .iter()
+        .chain(&HANDLE_TOOLS)
         .fold(
             McpScopePolicy::new().public_handshake(),
             |policy, (name, access, _)| match access {
@@ -98,10 +124,44 @@ fn allowed(access: Access, principal: Option<&Principal>) -> bool {
     }
 }
 
-/// The MCP handler. Notes written with `write_data` are shared by all sessions of one server.
+/// Private notes, stored under [`OwnerKey::scoped`] keys (`<owner>:<handle>`): a handle
+/// presented by another principal looks up another key and finds nothing, so no ownership check
+/// can be forgotten.
+#[derive(Default)]
+struct PrivateNotes {
+    notes: HashMap<String, String>,
+    per_owner: HashMap<OwnerKey, usize>,
+}
+
+impl PrivateNotes {
+    fn create(&mut self, owner: OwnerKey, text: &str) -> Result<String, String> {
+        if text.len() > MAX_NOTE_BYTES {
+            return Err(format!("a note is at most {MAX_NOTE_BYTES} bytes"));
+        }
+        let count = self.per_owner.entry(owner).or_default();
+        if *count >= MAX_NOTES_PER_OWNER || self.notes.len() >= MAX_NOTES {
+            return Err("too many notes".into());
+        }
+        // 128 random bits: handles are unguessable, though the owner key is what protects them.
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        let handle: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        *count += 1;
+        self.notes.insert(owner.scoped(&handle), text.to_owned());
+        Ok(handle)
+    }
+
+    fn read(&self, owner: OwnerKey, handle: &str) -> Option<&str> {
+        self.notes.get(&owner.scoped(handle)).map(String::as_str)
+    }
+}
+
+/// The MCP handler. Notes written with `write_data` are shared by all sessions of one server;
+/// notes made with `create_note` belong to their creator.
 #[derive(Clone, Default)]
 pub struct DemoTools {
     notes: Arc<Mutex<Vec<String>>>,
+    private_notes: Arc<Mutex<PrivateNotes>>,
 }
 
 impl DemoTools {
@@ -142,6 +202,34 @@ impl DemoTools {
                 notes.push(format!("{caller}: {value}"));
                 Ok(format!("stored note #{}", notes.len()))
             }
+            "create_note" => {
+                let owner = principal
+                    .and_then(OwnerKey::of)
+                    .ok_or("no identifiable caller")?;
+                let text = args
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .ok_or("argument `text` (a string) is required")?;
+                let handle = self
+                    .private_notes
+                    .lock()
+                    .expect("private notes lock")
+                    .create(owner, text)?;
+                Ok(json!({"handle": handle}).to_string())
+            }
+            "read_note" => {
+                let owner = principal
+                    .and_then(OwnerKey::of)
+                    .ok_or("no identifiable caller")?;
+                let handle = args
+                    .get("handle")
+                    .and_then(Value::as_str)
+                    .ok_or("argument `handle` (a string) is required")?;
+                let notes = self.private_notes.lock().expect("private notes lock");
+                // Another principal's handle and a made-up one get the same answer.
+                let text = notes.read(owner, handle).ok_or("no such note")?;
+                Ok(json!({"text": text}).to_string())
+            }
             "admin_operation" => Ok(format!("admin operation performed by {caller}")),
             "list_available_resources" => {
                 let tools: Vec<&str> = TOOLS
@@ -168,13 +256,22 @@ impl ServerHandler for DemoTools {
     ) -> Result<ListToolsResult, ErrorData> {
         let tools = TOOLS
             .iter()
+            .chain(&HANDLE_TOOLS)
             .map(|(name, _, description)| {
-                let schema = if *name == "write_data" {
-                    json!({"type": "object", "properties": {"value": {"type": "string"}}, "required": ["value"]})
-                } else {
-                    json!({"type": "object", "properties": {}})
+                let argument = match *name {
+                    "write_data" => Some("value"),
+                    "create_note" => Some("text"),
+                    "read_note" => Some("handle"),
+                    _ => None,
                 };
-                let Value::Object(schema) = schema else { unreachable!("schemas are objects") };
+                let schema = match argument {
+                    Some(argument) => json!({"type": "object",
+                        "properties": {argument: {"type": "string"}}, "required": [argument]}),
+                    None => json!({"type": "object", "properties": {}}),
+                };
+                let Value::Object(schema) = schema else {
+                    unreachable!("schemas are objects")
+                };
                 Tool::new(*name, *description, schema)
             })
             .collect();
