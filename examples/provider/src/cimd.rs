@@ -32,9 +32,9 @@
 //!   header → `min_ttl`), in a cache of at most [`CimdSettings::cache_entries`] documents. Failures
 //!   are not cached.
 //!
-//! The authorization endpoint stores the resulting client (an upsert, so a changed document
-//! changes it) so that the token, refresh and revocation endpoints find it like any public
-//! client.
+//! The authorization endpoint stores the resulting client (updated when a changed document is
+//! fetched; a new one admitted like an anonymous registration) so that the token, refresh and
+//! revocation endpoints find it like any public client.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -420,3 +420,21 @@ async fn no_store_is_honoured_two_fetches_for_two_authorizations() {
     }
     assert_eq!(server.fetches(), 2);
 }
+
+#[tokio::test]
+async fn document_clients_count_against_the_unused_client_cap() {
+    let (server, client_id) = serving_valid_document(Some("no-store")).await;
+    let mut config = config(true);
+    config.limits.max_unused_clients = 0;
+    let env = Env::start_with(Backend::Memory, config).await;
+    let resp = env.authorize(&AuthRequest::new(&client_id).query()).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        env.storage()
+            .get_client(&client_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(server.fetches(), 1);
+}

@@ -176,12 +176,43 @@ async fn find_client(state: &AppState, client_id: &str) -> Result<Client, Respon
             tracing::debug!(error = ?e, "client metadata document refused");
             html::bad_request(&e.to_string())
         })?;
-    state
-        .storage()
-        .put_client(&client)
-        .await
-        .map_err(server_error)?;
+    store_document_client(state, &client).await?;
     Ok(client)
+}
+
+/// Stores a document's client: updated when known, otherwise admitted like an anonymous
+/// registration (capped by [`crate::limits::Limits::max_unused_clients`] and deleted when no user
+/// approves it within [`crate::limits::Limits::unused_client_ttl`]), since anyone can publish
+/// documents at as many URLs as they like.
+async fn store_document_client(state: &AppState, client: &Client) -> Result<(), Response> {
+    let storage = state.storage();
+    if storage
+        .get_client(&client.client_id)
+        .await
+        .map_err(server_error)?
+        .is_some()
+    {
+        return storage.put_client(client).await.map_err(server_error);
+    }
+    let limits = state.limits();
+    let unused_until = client.issued_at + secs(limits.unused_client_ttl);
+    match storage
+        .register_client(client, unused_until, limits.max_unused_clients, now())
+        .await
+    {
+        Ok(Admission::Stored) => Ok(()),
+        Ok(_) => {
+            tracing::debug!("client metadata document refused: too many unused clients");
+            Err(html::response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                html::error_page(
+                    "The server cannot accept new clients now. Please try again later.",
+                ),
+                None,
+            ))
+        }
+        Err(e) => Err(server_error(e)),
+    }
 }
 
 /// What the login and consent pages call the client. A client metadata document's client is
