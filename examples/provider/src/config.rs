@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cimd::CimdSettings;
 use crate::limits::Limits;
 
 /// Where the state lives.
@@ -139,6 +140,8 @@ pub struct Config {
     pub scope_descriptions: BTreeMap<String, String>,
     /// Bounds on password hashing, login attempts and anonymous writes.
     pub limits: Limits,
+    /// How client metadata documents are fetched and kept (see [`crate::cimd`]).
+    pub cimd: CimdSettings,
 }
 
 impl Default for Config {
@@ -159,6 +162,7 @@ impl Default for Config {
             registration_token: None,
             scope_descriptions: BTreeMap::new(),
             limits: Limits::default(),
+            cimd: CimdSettings::default(),
         }
     }
 }

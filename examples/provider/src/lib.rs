@@ -24,6 +24,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cimd;
 pub mod cleanup;
 pub mod client_auth;
 pub mod clients;

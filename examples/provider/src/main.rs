@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use oauth_provider::cimd::CimdSettings;
 use oauth_provider::limits::{Limits, WindowLimit};
 use oauth_provider::{Config, Lifetimes, Server, StorageConfig};
 
@@ -148,6 +149,34 @@ struct Cli {
     /// Unfinished sign-ins (pending authorizations) server-wide.
     #[arg(long, env = "OAUTH_MAX_PENDING", default_value_t = 10_000)]
     max_pending: u64,
+
+    /// Development only: fetch client metadata documents from loopback addresses.
+    #[arg(long, env = "OAUTH_CIMD_ALLOW_LOOPBACK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    cimd_allow_loopback: bool,
+
+    /// A PEM file of extra root certificates trusted for client metadata documents.
+    #[arg(long, env = "OAUTH_CIMD_CA_FILE")]
+    cimd_ca_file: Option<PathBuf>,
+
+    /// Seconds one client metadata document fetch may take.
+    #[arg(long, env = "OAUTH_CIMD_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=60), default_value_t = 5)]
+    cimd_timeout: u64,
+
+    /// Largest client metadata document in bytes.
+    #[arg(long, env = "OAUTH_CIMD_MAX_BYTES", value_parser = clap::value_parser!(u64).range(256..=65_536), default_value_t = 5120)]
+    cimd_max_bytes: u64,
+
+    /// Shortest time (seconds) a client metadata document is cached (unless it says no-store).
+    #[arg(long, env = "OAUTH_CIMD_MIN_TTL", default_value_t = 60)]
+    cimd_min_ttl: u64,
+
+    /// Longest time (seconds) a client metadata document is cached, whatever it says.
+    #[arg(long, env = "OAUTH_CIMD_MAX_TTL", default_value_t = 3600)]
+    cimd_max_ttl: u64,
+
+    /// Most client metadata documents cached.
+    #[arg(long, env = "OAUTH_CIMD_CACHE_ENTRIES", default_value_t = 1000)]
+    cimd_cache_entries: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -200,6 +229,15 @@ impl Cli {
             registration_token: self.registration_token.clone().map(Into::into),
             scope_descriptions: self.scope_descriptions.iter().cloned().collect(),
             limits: self.limits(),
+            cimd: CimdSettings {
+                allow_loopback: self.cimd_allow_loopback,
+                ca_file: self.cimd_ca_file.clone(),
+                timeout: Duration::from_secs(self.cimd_timeout),
+                max_bytes: usize::try_from(self.cimd_max_bytes).unwrap_or(5120),
+                min_ttl: Duration::from_secs(self.cimd_min_ttl),
+                max_ttl: Duration::from_secs(self.cimd_max_ttl),
+                cache_entries: self.cimd_cache_entries,
+            },
             ..Config::default()
         }
     }

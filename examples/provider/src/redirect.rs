@@ -55,6 +55,65 @@ pub fn validate_for_registration(uri: &str) -> Result<(), &'static str> {
     }
 }
 
+/// The OpenID Connect Dynamic Registration §2 `application_type`, which narrows the redirect URIs
+/// a client may register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplicationType {
+    /// A client running on a web server: `https` redirect URIs on a host other than a loopback
+    /// one (OIDC: web clients must not use `localhost`), nothing else.
+    Web,
+    /// An app on the user's device (RFC 8252): loopback `http` (any port), a reverse-domain
+    /// private-use scheme, or `https` (a claimed URL).
+    Native,
+}
+
+impl ApplicationType {
+    /// Parses the registration value; unknown values are `None` (the caller refuses them).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "web" => Some(Self::Web),
+            "native" => Some(Self::Native),
+            _ => None,
+        }
+    }
+
+    /// The registration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::Native => "native",
+        }
+    }
+
+    /// The type a registration without `application_type` gets: `web` (the OIDC default) when
+    /// every URI satisfies the web rules, otherwise `native`, because RFC 7591 clients (most
+    /// MCP clients among them) send no `application_type` yet register loopback URIs.
+    pub fn inferred(uris: &[String]) -> Self {
+        if uris.iter().all(|u| validate_for(u, Self::Web).is_ok()) {
+            Self::Web
+        } else {
+            Self::Native
+        }
+    }
+}
+
+/// Why `uri` cannot be registered by a client of type `app`: the general rules
+/// ([`validate_for_registration`]) and the type's own (see [`ApplicationType`]).
+pub fn validate_for(uri: &str, app: ApplicationType) -> Result<(), &'static str> {
+    validate_for_registration(uri)?;
+    if app == ApplicationType::Native {
+        return Ok(());
+    }
+    let url = Url::parse(uri).map_err(|_| "redirect URI is not an absolute URI")?;
+    if url.scheme() != "https" {
+        return Err("a web client's redirect URIs must be https");
+    }
+    if is_loopback(&url) {
+        return Err("a web client's redirect URIs must not use a loopback host");
+    }
+    Ok(())
+}
+
 /// True when the text after `scheme:` starts with `//` and a non-empty authority.
 fn has_authority(uri: &str) -> bool {
     uri.split_once(':')

@@ -162,7 +162,9 @@ impl Server {
                 storage.put_client(&client).await?;
             }
         }
-        let state = AppState::new(&config, storage.clone(), users, issuer);
+        let cimd = crate::cimd::CimdFetcher::new(config.cimd.clone())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let state = AppState::new(&config, storage.clone(), users, issuer, cimd);
         let app = crate::router(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = tokio::spawn(async move {

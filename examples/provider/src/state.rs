@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::cimd::CimdFetcher;
 use crate::config::{Config, Lifetimes};
 use crate::limits::{ClientAddr, Limits, LoginThrottle, PasswordGate, WindowCounter};
 use crate::model::UnixTime;
@@ -31,6 +32,7 @@ struct Inner {
     password_gate: PasswordGate,
     login_throttle: LoginThrottle,
     registrations: WindowCounter<ClientAddr>,
+    cimd: CimdFetcher,
 }
 
 impl AppState {
@@ -41,6 +43,7 @@ impl AppState {
         storage: Arc<dyn Storage>,
         users: UserDirectory,
         issuer: String,
+        cimd: CimdFetcher,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -71,6 +74,7 @@ impl AppState {
                     config.limits.registrations_per_address,
                     config.limits.tracked_keys,
                 ),
+                cimd,
             }),
         }
     }
@@ -162,6 +166,11 @@ impl AppState {
     /// Open registrations per client address.
     pub fn registrations(&self) -> &WindowCounter<ClientAddr> {
         &self.inner.registrations
+    }
+
+    /// The client metadata document fetcher.
+    pub fn cimd(&self) -> &CimdFetcher {
+        &self.inner.cimd
     }
 
     /// How long a revoked family is remembered: longer than any token of it can live.

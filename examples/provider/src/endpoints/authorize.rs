@@ -43,6 +43,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use url::Url;
 
+use crate::cimd;
 use crate::endpoints::interaction;
 use crate::error::safe_description;
 use crate::html::{self, LoginView, ScopeLine};
@@ -156,8 +157,77 @@ pub(crate) fn redirect_with(uri: &str, params: &[(&str, &str)], status: StatusCo
     response
 }
 
-pub(crate) fn display_name(client: &Client) -> &str {
-    client.client_name.as_deref().unwrap_or(&client.client_id)
+/// The client of an authorization request: a client metadata document for an `https` URL
+/// (fetched or cached, then stored so the token endpoint finds it, see [`crate::cimd`]),
+/// otherwise a registered client. Failures are pages for the user, never redirects.
+async fn find_client(state: &AppState, client_id: &str) -> Result<Client, Response> {
+    if !cimd::is_document_url(client_id) {
+        return match state.storage().get_client(client_id).await {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(html::bad_request("Unknown client.")),
+            Err(e) => Err(server_error(e)),
+        };
+    }
+    let client = state
+        .cimd()
+        .client(client_id, state.registrable_scopes(), now())
+        .await
+        .map_err(|e| {
+            tracing::debug!(error = ?e, "client metadata document refused");
+            html::bad_request(&e.to_string())
+        })?;
+    store_document_client(state, &client).await?;
+    Ok(client)
+}
+
+/// Stores a document's client: updated when known, otherwise admitted like an anonymous
+/// registration (capped by [`crate::limits::Limits::max_unused_clients`] and deleted when no user
+/// approves it within [`crate::limits::Limits::unused_client_ttl`]), since anyone can publish
+/// documents at as many URLs as they like.
+async fn store_document_client(state: &AppState, client: &Client) -> Result<(), Response> {
+    let storage = state.storage();
+    if storage
+        .get_client(&client.client_id)
+        .await
+        .map_err(server_error)?
+        .is_some()
+    {
+        return storage.put_client(client).await.map_err(server_error);
+    }
+    let limits = state.limits();
+    let unused_until = client.issued_at + secs(limits.unused_client_ttl);
+    match storage
+        .register_client(client, unused_until, limits.max_unused_clients, now())
+        .await
+    {
+        Ok(Admission::Stored) => Ok(()),
+        Ok(_) => {
+            tracing::debug!("client metadata document refused: too many unused clients");
+            Err(html::response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                html::error_page(
+                    "The server cannot accept new clients now. Please try again later.",
+                ),
+                None,
+            ))
+        }
+        Err(e) => Err(server_error(e)),
+    }
+}
+
+/// What the login and consent pages call the client. A client metadata document's client is
+/// named by its URL's host, which it cannot choose freely, before its self-chosen name.
+pub(crate) fn display_name(client: &Client) -> String {
+    let name = client.client_name.as_deref();
+    if cimd::is_document_url(&client.client_id)
+        && let Some(host) = cimd::host_of(&client.client_id)
+    {
+        return match name {
+            Some(name) => format!("{host} (calls itself \u{201c}{name}\u{201d})"),
+            None => host,
+        };
+    }
+    name.unwrap_or(&client.client_id).to_owned()
 }
 
 /// Where the user will be sent back to, for the login and consent pages: the redirect URI's host
@@ -198,10 +268,9 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params, origin: O
     let Some(client_id) = params.get("client_id") else {
         return html::bad_request("The request has no client_id.");
     };
-    let client = match state.storage().get_client(client_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return html::bad_request("Unknown client."),
-        Err(e) => return server_error(e),
+    let client = match find_client(state, client_id).await {
+        Ok(c) => c,
+        Err(page) => return page,
     };
     let Some(redirect_uri) = params.get("redirect_uri") else {
         return html::bad_request("The request has no redirect_uri.");
@@ -318,7 +387,7 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params, origin: O
     }
     let host = redirect_host(redirect_uri);
     let page = html::login_page(&LoginView {
-        client_name: display_name(&client),
+        client_name: &display_name(&client),
         redirect_host: &host,
         scopes: &scope_lines(state, &scope),
         resource,

@@ -88,7 +88,7 @@ impl LoginForm<'_> {
     /// The login form again, with a message, the given status and an optional `Retry-After`.
     fn again(&self, status: StatusCode, error: &str, retry_after: Option<Duration>) -> Response {
         let page = html::login_page(&LoginView {
-            client_name: display_name(self.client),
+            client_name: &display_name(self.client),
             redirect_host: &redirect_host(&self.pending.redirect_uri),
             scopes: &scope_lines(self.state, &self.pending.scope),
             resource: self.pending.resource.as_deref(),
@@ -193,7 +193,7 @@ async fn login(
         Err(e) => return server_error(e),
     }
     let page = html::consent_page(&ConsentView {
-        client_name: display_name(form.client),
+        client_name: &display_name(form.client),
         redirect_host: &redirect_host(&pending.redirect_uri),
         username: &user.username,
         scopes: &scope_lines(state, &granted),

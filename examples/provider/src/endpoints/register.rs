@@ -13,6 +13,9 @@
 //! `token_endpoint_auth_method` (`none` → public client; `client_secret_basic` (the RFC 7591
 //! default) or `client_secret_post` → confidential client with a generated secret),
 //! `grant_types` (default `["authorization_code"]`), `response_types` (only `code`),
+//! `application_type` (`web` or `native`, OpenID Connect Dynamic Registration §2; see
+//! [`crate::redirect::ApplicationType`] for each type's redirect rules; without it, `web` when
+//! every redirect URI satisfies the web rules, otherwise `native`; echoed in the response),
 //! `client_name` (no control or format characters, so it cannot hide or reorder text on the
 //! consent page), `scope` (default: the supported scopes, or the registrable ones for
 //! `client_credentials` clients; a blank scope is `invalid_scope`). Other members are ignored.
@@ -40,7 +43,7 @@ use crate::endpoints::token::no_store;
 use crate::error::{ErrorCode, OAuthError};
 use crate::limits::{ClientAddr, retry_after_secs};
 use crate::model::{AuthMethod, Client};
-use crate::redirect;
+use crate::redirect::{self, ApplicationType};
 use crate::scope;
 use crate::state::{AppState, now, secs};
 use crate::storage::Admission;
@@ -59,6 +62,7 @@ struct Request {
     response_types: Option<Vec<String>>,
     client_name: Option<String>,
     scope: Option<String>,
+    application_type: Option<String>,
 }
 
 /// `POST /register`.
@@ -236,8 +240,13 @@ async fn handle(
             "too many redirect_uris",
         ));
     }
+    let application_type = match req.application_type.as_deref() {
+        None => ApplicationType::inferred(&redirect_uris),
+        Some(name) => ApplicationType::parse(name)
+            .ok_or_else(|| metadata_error("application_type must be web or native"))?,
+    };
     for uri in &redirect_uris {
-        redirect::validate_for_registration(uri)
+        redirect::validate_for(uri, application_type)
             .map_err(|why| OAuthError::new(ErrorCode::InvalidRedirectUri, why))?;
     }
 
@@ -317,6 +326,7 @@ async fn handle(
         "grant_types": client.grant_types,
         "response_types": response_types,
         "scope": client.scope,
+        "application_type": application_type.as_str(),
     });
     if let Some(name) = &client.client_name {
         body["client_name"] = Value::String(name.clone());

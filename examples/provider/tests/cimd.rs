@@ -1,0 +1,440 @@
+//! Client ID Metadata Documents: a local https document server (a test CA in `fixtures/cimd`)
+//! whose behaviour each test chooses, and whose fetches are counted.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{AuthRequest, Backend, Env, REDIRECT_URI, test_config};
+use oauth_provider::Config;
+use oauth_provider::cimd::CimdSettings;
+use reqwest::StatusCode;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+const DOCUMENT_PATH: &str = "/oauth/client.json";
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cimd")
+        .join(name)
+}
+
+/// What the document server answers.
+#[derive(Clone)]
+enum Answer {
+    /// 200 with this body and optional `Cache-Control`.
+    Document {
+        body: String,
+        cache_control: Option<&'static str>,
+    },
+    /// 302 to another path on the same server.
+    Redirect,
+    /// Reads the request and never answers.
+    Silence,
+}
+
+/// An https server on `127.0.0.1` serving one answer and counting the requests it reads.
+struct DocumentServer {
+    port: u16,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl DocumentServer {
+    /// Starts the server; `answer` gets the document's `localhost` URL (known once bound).
+    async fn start(answer: impl FnOnce(String) -> Answer) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(fixture("leaf.pem"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(fixture("leaf.key")).unwrap();
+        let tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answer = answer(format!("https://localhost:{port}{DOCUMENT_PATH}"));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let counter = fetches.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let answer = answer.clone();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let response = match answer {
+                        Answer::Document {
+                            body,
+                            cache_control,
+                        } => {
+                            let cache = cache_control
+                                .map(|c| format!("Cache-Control: {c}\r\n"))
+                                .unwrap_or_default();
+                            // No Content-Length: the size bound must hold while reading.
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{cache}\
+                                 Connection: close\r\n\r\n{body}"
+                            )
+                        }
+                        Answer::Redirect => "HTTP/1.1 302 Found\r\nLocation: /elsewhere.json\r\n\
+                             Content-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_owned(),
+                        Answer::Silence => {
+                            std::future::pending::<()>().await;
+                            unreachable!()
+                        }
+                    };
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self { port, fetches }
+    }
+
+    /// The document URL with `host` (`localhost`, `127.0.0.1`, `[::1]`…).
+    fn url(&self, host: &str) -> String {
+        format!("https://{host}:{}{DOCUMENT_PATH}", self.port)
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+/// A valid document for `client_id`.
+fn document(client_id: &str) -> String {
+    json!({
+        "client_id": client_id,
+        "client_name": "Metadata Client",
+        "redirect_uris": [REDIRECT_URI],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+    })
+    .to_string()
+}
+
+/// The test configuration trusting the test CA, with loopback documents allowed or not.
+fn config(allow_loopback: bool) -> Config {
+    Config {
+        cimd: CimdSettings {
+            allow_loopback,
+            ca_file: Some(fixture("ca.pem")),
+            ..CimdSettings::default()
+        },
+        ..test_config()
+    }
+}
+
+/// A server answering the valid document for its own `localhost` URL, with `cache_control`.
+async fn serving_valid_document(cache_control: Option<&'static str>) -> (DocumentServer, String) {
+    let server = DocumentServer::start(|url| Answer::Document {
+        body: document(&url),
+        cache_control,
+    })
+    .await;
+    let client_id = server.url("localhost");
+    (server, client_id)
+}
+
+/// Asserts the authorization request for `client_id` is answered with a 400 page saying `why`.
+async fn assert_refused(env: &Env, client_id: &str, why: &str) {
+    let req = AuthRequest::new(client_id);
+    let resp = env.authorize(&req.query()).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{client_id}");
+    assert!(resp.headers().get("location").is_none());
+    let page = resp.text().await.unwrap();
+    assert!(page.contains(why), "{client_id}: {page}");
+}
+
+async fn cimd_client_completes_the_code_flow(backend: Backend) {
+    let (server, client_id) = serving_valid_document(Some("max-age=600")).await;
+    let env = Env::start_with(backend, config(true)).await;
+
+    let req = AuthRequest::new(&client_id);
+    let resp = env.authorize(&req.query()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("<strong>localhost (calls itself \u{201c}Metadata Client\u{201d})</strong>"),
+        "the page names the document's host first: {page}"
+    );
+
+    let tokens = env.tokens(&req).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    env.assert_active(access, true).await;
+    let (status, refreshed) = env
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", &client_id),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+
+    // Never a client acting on its own authority.
+    let (status, body) = env
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client_id),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "unauthorized_client");
+    let stored = env.storage().get_client(&client_id).await.unwrap().unwrap();
+    assert_eq!(stored.redirect_uris, vec![REDIRECT_URI.to_owned()]);
+    assert!(!stored.is_confidential());
+    assert_eq!(server.fetches(), 1, "the max-age document is fetched once");
+}
+
+backend_tests!(cimd_client_completes_the_code_flow);
+
+#[tokio::test]
+async fn metadata_advertises_client_id_metadata_documents() {
+    let env = Env::start_with(Backend::Memory, config(false)).await;
+    let meta: Value = env
+        .http
+        .get(env.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["client_id_metadata_document_supported"], true);
+}
+
+#[tokio::test]
+async fn ssrf_targets_are_refused_without_any_connection() {
+    let server = DocumentServer::start(|url| Answer::Document {
+        body: document(&url),
+        cache_control: None,
+    })
+    .await;
+    let env = Env::start_with(Backend::Memory, config(false)).await;
+    let port = server.port;
+    for client_id in [
+        server.url("127.0.0.1"),
+        server.url("localhost"),
+        server.url("[::1]"),
+        // IPv4-mapped IPv6 for 127.0.0.1, in the canonical spelling.
+        server.url("[::ffff:7f00:1]"),
+        format!("https://169.254.169.254:{port}/latest/meta-data"),
+        format!("https://10.0.0.1:{port}/client.json"),
+        format!("https://192.168.1.1:{port}/client.json"),
+        format!("https://[fe80::1]:{port}/client.json"),
+        format!("https://0.0.0.0:{port}/client.json"),
+    ] {
+        assert_refused(
+            &env,
+            &client_id,
+            "The client metadata document&#x27;s host is not allowed.",
+        )
+        .await;
+    }
+    assert_eq!(server.fetches(), 0);
+}
+
+#[tokio::test]
+async fn the_loopback_flag_does_not_open_private_addresses() {
+    let env = Env::start_with(Backend::Memory, config(true)).await;
+    for client_id in [
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.0.0.1/client.json",
+        "https://[::ffff:a9fe:a9fe]/client.json",
+    ] {
+        assert_refused(
+            &env,
+            client_id,
+            "The client metadata document&#x27;s host is not allowed.",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn document_urls_that_are_not_https_with_a_path_are_unknown_clients() {
+    let env = Env::start_with(Backend::Memory, config(true)).await;
+    assert_refused(&env, "https://localhost:1", "not a valid client metadata").await;
+    assert_refused(&env, "https://localhost:1/", "not a valid client metadata").await;
+    // Not https at all: looked up among registered clients.
+    assert_refused(&env, "http://localhost:1/client.json", "Unknown client.").await;
+}
+
+#[tokio::test]
+async fn an_oversized_document_is_refused() {
+    let server = DocumentServer::start(|url| Answer::Document {
+        body: json!({
+            "client_id": url,
+            "redirect_uris": [REDIRECT_URI],
+            "padding": "x".repeat(6 * 1024),
+        })
+        .to_string(),
+        cache_control: None,
+    })
+    .await;
+    let client_id = server.url("localhost");
+    let env = Env::start_with(Backend::Memory, config(true)).await;
+    assert_refused(
+        &env,
+        &client_id,
+        "The client metadata document is too large.",
+    )
+    .await;
+    assert_eq!(server.fetches(), 1);
+}
+
+#[tokio::test]
+async fn a_document_server_that_never_answers_is_abandoned_at_the_time_bound() {
+    let server = DocumentServer::start(|_| Answer::Silence).await;
+    let mut config = config(true);
+    config.cimd.timeout = Duration::from_millis(300);
+    let env = Env::start_with(Backend::Memory, config).await;
+    let started = Instant::now();
+    assert_refused(
+        &env,
+        &server.url("localhost"),
+        "The client metadata document could not be fetched.",
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the configured timeout, took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.fetches(), 1, "the request reached the server");
+}
+
+#[tokio::test]
+async fn a_redirecting_document_server_is_refused() {
+    let server = DocumentServer::start(|_| Answer::Redirect).await;
+    let env = Env::start_with(Backend::Memory, config(true)).await;
+    assert_refused(
+        &env,
+        &server.url("localhost"),
+        "The client metadata document could not be fetched (unexpected status).",
+    )
+    .await;
+    assert_eq!(server.fetches(), 1, "the redirect is not followed");
+}
+
+#[tokio::test]
+async fn a_document_naming_another_client_id_is_refused() {
+    let server = DocumentServer::start(|_| Answer::Document {
+        body: document("https://attacker.example/client.json"),
+        cache_control: None,
+    })
+    .await;
+    let env = Env::start_with(Backend::Memory, config(true)).await;
+    assert_refused(
+        &env,
+        &server.url("localhost"),
+        "The client metadata document&#x27;s client_id does not match its URL.",
+    )
+    .await;
+    assert!(
+        env.storage()
+            .get_client(&server.url("localhost"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_uri_outside_the_document_is_refused() {
+    let (server, client_id) = serving_valid_document(None).await;
+    let env = Env::start_with(Backend::Memory, config(true)).await;
+    let req = AuthRequest::new(&client_id);
+    let resp = env
+        .authorize(&req.query_with("redirect_uri", Some("https://attacker.example/cb")))
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.headers().get("location").is_none());
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("The redirect_uri is not registered for this client."),
+        "{page}"
+    );
+    assert_eq!(server.fetches(), 1);
+}
+
+#[tokio::test]
+async fn a_document_with_a_shared_secret_method_is_refused() {
+    let server = DocumentServer::start(|url| Answer::Document {
+        body: json!({
+            "client_id": url,
+            "redirect_uris": [REDIRECT_URI],
+            "token_endpoint_auth_method": "client_secret_basic",
+        })
+        .to_string(),
+        cache_control: None,
+    })
+    .await;
+    let client_id = server.url("localhost");
+    let env = Env::start_with(Backend::Memory, config(true)).await;
+    assert_refused(&env, &client_id, "The client metadata document is invalid.").await;
+}
+
+#[tokio::test]
+async fn max_age_is_honoured_one_fetch_for_two_authorizations() {
+    let (server, client_id) = serving_valid_document(Some("public, max-age=600")).await;
+    let env = Env::start_with(Backend::Memory, config(true)).await;
+    for _ in 0..2 {
+        let resp = env.authorize(&AuthRequest::new(&client_id).query()).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(server.fetches(), 1);
+}
+
+#[tokio::test]
+async fn no_store_is_honoured_two_fetches_for_two_authorizations() {
+    let (server, client_id) = serving_valid_document(Some("no-store")).await;
+    let env = Env::start_with(Backend::Memory, config(true)).await;
+    for _ in 0..2 {
+        let resp = env.authorize(&AuthRequest::new(&client_id).query()).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(server.fetches(), 2);
+}
+
+#[tokio::test]
+async fn document_clients_count_against_the_unused_client_cap() {
+    let (server, client_id) = serving_valid_document(Some("no-store")).await;
+    let mut config = config(true);
+    config.limits.max_unused_clients = 0;
+    let env = Env::start_with(Backend::Memory, config).await;
+    let resp = env.authorize(&AuthRequest::new(&client_id).query()).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        env.storage()
+            .get_client(&client_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(server.fetches(), 1);
+}
