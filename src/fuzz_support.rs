@@ -46,7 +46,6 @@ pub fn www_authenticate(
         resource_metadata.map(str::to_owned),
         scope.map(str::to_owned),
         crate::DEFAULT_RETRY_AFTER_SECS,
-        false,
     )
     .www_authenticate(rejection)
 }
