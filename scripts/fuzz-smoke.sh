@@ -27,6 +27,6 @@ for target in $targets; do
   scratch=$(mktemp -d)
   cp -r "corpus/$target/." "$scratch/" 2>/dev/null || true
   cargo fuzz run --sanitizer none --debug-assertions "$target" "$scratch" -- \
-    -max_total_time="$seconds" -jobs=1 -print_final_stats=1
+    -max_total_time="$seconds" -print_final_stats=1
   rm -rf "$scratch"
 done

@@ -56,7 +56,15 @@ pub fn check(data: &[u8]) {
     match serde_json::from_slice::<ClientJsonRpcMessage>(body) {
         Ok(message) => {
             // The operation as rmcp understood it, in canonical form, judged by the same policy.
-            let canonical = serde_json::to_vec(&message).expect("rmcp messages serialize");
+            let mut canonical = serde_json::to_value(&message).expect("rmcp messages serialize");
+            // rmcp writes a request without parameters as `"params": null`, which JSON-RPC does
+            // not allow on the wire (the classifier refuses it); it means "no parameters".
+            if let Some(fields) = canonical.as_object_mut()
+                && fields.get("params").is_some_and(serde_json::Value::is_null)
+            {
+                fields.remove("params");
+            }
+            let canonical = serde_json::to_vec(&canonical).expect("values serialize");
             let messages = classify_body(&canonical).expect("rmcp's own serialization classifies");
             let requirement = policy().required_for_all(&messages);
             let canonical = String::from_utf8_lossy(&canonical);
