@@ -227,7 +227,9 @@
     not(feature = "mcp"),
     doc = "",
     doc = "[`mcp::McpScopeLayer`]: https://docs.rs/tower-introspect/latest/tower_introspect/mcp/struct.McpScopeLayer.html",
-    doc = "[`mcp::McpSessionBindingLayer`]: https://docs.rs/tower-introspect/latest/tower_introspect/mcp/struct.McpSessionBindingLayer.html"
+    doc = "[`mcp::McpSessionBindingLayer`]: https://docs.rs/tower-introspect/latest/tower_introspect/mcp/struct.McpSessionBindingLayer.html",
+    doc = "[`mcp::OwnerKey`]: https://docs.rs/tower-introspect/latest/tower_introspect/mcp/struct.OwnerKey.html",
+    doc = "[`mcp::StateSealer`]: https://docs.rs/tower-introspect/latest/tower_introspect/mcp/struct.StateSealer.html"
 )]
 #![cfg_attr(
     not(feature = "rmcp"),
