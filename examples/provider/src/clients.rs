@@ -104,6 +104,14 @@ fn validate(entry: Entry, known: &Known<'_>, now: i64) -> Result<Client, Clients
     if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
         return Err(invalid("bad client_id"));
     }
+    // An https URL names a client metadata document: such ids are looked up by fetching the
+    // document, never among configured clients, so a configured one could never be used and its
+    // settings would be confused with whatever the URL serves.
+    if crate::cimd::is_document_url(&id) {
+        return Err(invalid(
+            "client_id must not be an https URL (reserved for client metadata documents)",
+        ));
+    }
     let auth_method = match entry.token_endpoint_auth_method.as_deref() {
         None => AuthMethod::ClientSecretBasic,
         Some(name) => AuthMethod::parse(name).ok_or_else(|| invalid("unknown auth method"))?,
@@ -213,6 +221,10 @@ mod tests {
                 "secret_hash is not from `hash-client-secret`",
             ),
             (format!("{good}{}", good), "duplicate client_id"),
+            (
+                good.replace("client_id = \"rs\"", "client_id = \"https://rs.example/client\""),
+                "client_id must not be an https URL (reserved for client metadata documents)",
+            ),
         ] {
             std::fs::write(&path, &bad).unwrap();
             match load_file(&path, &known, 7) {
