@@ -8,5 +8,6 @@ pub mod confirmation;
 pub mod flow;
 pub mod mcp_client;
 pub mod mcp_server;
+pub mod metadata_document;
 pub mod oauth_client;
 pub mod serve;
