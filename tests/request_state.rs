@@ -286,6 +286,28 @@ async fn a_missing_answer_is_asked_again_and_a_declined_one_deletes_nothing() {
 }
 
 #[tokio::test]
+async fn a_client_of_an_older_version_is_told_why_and_nothing_is_deleted() {
+    let fixture = start(&["alice"]).await;
+    let mut alice = McpSession::connect(&fixture.server.url, Some("alice-1"))
+        .await
+        .unwrap();
+    let handle = create_note(&mut alice, "kept").await;
+    assert_eq!(
+        alice
+            .call_tool("delete_note", json!({"handle": handle}))
+            .await
+            .unwrap(),
+        Outcome::Other(
+            200,
+            "delete_note asks the user to confirm in a multi round-trip request, which needs MCP \
+             2026-07-28"
+                .to_owned()
+        )
+    );
+    assert!(read_note(&mut alice, &handle).await.is_allowed());
+}
+
+#[tokio::test]
 async fn without_a_token_the_tool_is_challenged_before_it_runs() {
     let fixture = start(&[]).await;
     let mut anonymous = McpSession::sessionless(&fixture.server.url, None).unwrap();

@@ -200,7 +200,7 @@ impl DemoTools {
         &self,
         request: &CallToolRequestParams,
         principal: Option<&Principal>,
-        elicitation_declared: bool,
+        can_ask: Result<(), &'static str>,
     ) -> Result<CallToolResponse, ErrorData> {
         let error = |text: &str| Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into());
         let (Some(principal), Some(owner)) = (principal, principal.and_then(OwnerKey::of)) else {
@@ -225,11 +225,8 @@ impl DemoTools {
             {
                 return error("no such note");
             }
-            if !elicitation_declared {
-                return error(
-                    "delete_note asks the user to confirm: the client must declare the \
-                     elicitation capability (MCP 2026-07-28)",
-                );
+            if let Err(why) = can_ask {
+                return error(why);
             }
         }
         let input_responses = request.input_responses.as_ref().map(|responses| {
@@ -393,10 +390,28 @@ impl ServerHandler for DemoTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         if request.name == DELETE_NOTE {
-            let elicitation = context
+            // rmcp delivers an InputRequiredResult only to 2026-07-28 clients, and an elicitation
+            // request may go only to a client that declared it can answer one.
+            let can_ask = if !context
+                .protocol_version()
+                .is_some_and(|version| !version.has_initialize())
+            {
+                Err(
+                    "delete_note asks the user to confirm in a multi round-trip request, \
+                     which needs MCP 2026-07-28",
+                )
+            } else if !context
                 .client_capabilities()
-                .is_some_and(|capabilities| capabilities.elicitation.is_some());
-            return self.delete_note(&request, context.principal(), elicitation);
+                .is_some_and(|capabilities| capabilities.elicitation.is_some())
+            {
+                Err(
+                    "delete_note asks the user to confirm: the client must declare the \
+                     elicitation capability",
+                )
+            } else {
+                Ok(())
+            };
+            return self.delete_note(&request, context.principal(), can_ask);
         }
         let args = Value::Object(request.arguments.unwrap_or_default());
         let result = match self.run(&request.name, &args, context.principal()) {
