@@ -392,17 +392,17 @@ impl ServerHandler for DemoTools {
         if request.name == DELETE_NOTE {
             // rmcp delivers an InputRequiredResult only to 2026-07-28 clients, and an elicitation
             // request may go only to a client that declared it can answer one.
-            let can_ask = if !context
+            let can_ask = if context
                 .protocol_version()
-                .is_some_and(|version| !version.has_initialize())
+                .is_none_or(|version| version.has_initialize())
             {
                 Err(
                     "delete_note asks the user to confirm in a multi round-trip request, \
                      which needs MCP 2026-07-28",
                 )
-            } else if !context
+            } else if context
                 .client_capabilities()
-                .is_some_and(|capabilities| capabilities.elicitation.is_some())
+                .is_none_or(|capabilities| capabilities.elicitation.is_none())
             {
                 Err(
                     "delete_note asks the user to confirm: the client must declare the \
