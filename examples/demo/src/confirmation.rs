@@ -24,9 +24,9 @@ use std::time::{Duration, SystemTime};
 
 use rand::RngCore as _;
 use rmcp::ErrorData;
-use rmcp::model::InputRequiredResult;
+use rmcp::model::{InputRequiredResult, InputResponses};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tower_introspect::Principal;
 use tower_introspect::mcp::{OpenError, SealingKey, StateSealer};
 
@@ -134,7 +134,7 @@ pub fn step(
     resource: &str,
     handle: &str,
     request_state: Option<&str>,
-    input_responses: Option<&serde_json::Map<String, Value>>,
+    input_responses: Option<&InputResponses>,
 ) -> Result<Step, ErrorData> {
     let Some(state) = request_state else {
         return ask(states, principal, resource, handle);

@@ -229,19 +229,13 @@ impl DemoTools {
                 return error(why);
             }
         }
-        let input_responses = request.input_responses.as_ref().map(|responses| {
-            responses
-                .iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect::<serde_json::Map<_, _>>()
-        });
         match confirmation::step(
             &self.request_states,
             principal,
             &self.resource,
             handle,
             request.request_state.as_deref(),
-            input_responses.as_ref(),
+            request.input_responses.as_ref(),
         )? {
             Step::Ask(input_required) => Ok(input_required.into()),
             Step::Answered {
