@@ -307,6 +307,29 @@ async fn a_client_of_an_older_version_is_told_why_and_nothing_is_deleted() {
     assert!(read_note(&mut alice, &handle).await.is_allowed());
 }
 
+/// The spec: a server must not send an input request the client has not declared support for.
+#[tokio::test]
+async fn a_client_without_elicitation_gets_no_input_request_and_nothing_is_deleted() {
+    let fixture = start(&["alice"]).await;
+    let mut alice = McpSession::sessionless(&fixture.server.url, Some("alice-1"))
+        .unwrap()
+        .declare_elicitation(false);
+    let handle = create_note(&mut alice, "kept").await;
+    assert_eq!(
+        alice
+            .call_tool("delete_note", json!({"handle": handle}))
+            .await
+            .unwrap(),
+        Outcome::Other(
+            200,
+            "delete_note asks the user to confirm: the client must declare the elicitation \
+             capability"
+                .to_owned()
+        )
+    );
+    assert!(read_note(&mut alice, &handle).await.is_allowed());
+}
+
 #[tokio::test]
 async fn without_a_token_the_tool_is_challenged_before_it_runs() {
     let fixture = start(&[]).await;

@@ -62,13 +62,16 @@ pub struct McpSession {
     session_id: Option<String>,
     /// MCP 2026-07-28: no handshake; every request names its version, method and tool.
     sessionless: bool,
+    /// Whether sessionless requests declare the `elicitation` capability.
+    elicitation: bool,
     next_id: u64,
 }
 
 impl McpSession {
     /// A sessionless MCP 2026-07-28 client at `url` with `token` (no handshake: each request
     /// carries `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and the `_meta` the version
-    /// requires, declaring the `elicitation` capability).
+    /// requires, declaring the `elicitation` capability unless
+    /// [`declare_elicitation`](Self::declare_elicitation) says otherwise).
     pub fn sessionless(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
         Ok(Self {
             http: http_client()?,
@@ -76,8 +79,15 @@ impl McpSession {
             token: token.map(str::to_owned),
             session_id: None,
             sessionless: true,
+            elicitation: true,
             next_id: 1,
         })
+    }
+
+    /// Whether sessionless requests declare the `elicitation` capability (default: yes).
+    pub fn declare_elicitation(mut self, declare: bool) -> Self {
+        self.elicitation = declare;
+        self
     }
 
     /// Initializes a session at `url`, authenticated with `token` if given.
@@ -100,6 +110,7 @@ impl McpSession {
             token: token.map(str::to_owned),
             session_id: None,
             sessionless: false,
+            elicitation: false,
             next_id: 1,
         };
         let (status, headers, body) = session
@@ -151,11 +162,16 @@ impl McpSession {
             params["requestState"] = json!(state);
         }
         if self.sessionless {
+            let capabilities = if self.elicitation {
+                json!({"elicitation": {"form": {}}})
+            } else {
+                json!({})
+            };
             params["_meta"] = json!({
                 "io.modelcontextprotocol/protocolVersion": SESSIONLESS_VERSION,
                 "io.modelcontextprotocol/clientInfo":
                     {"name": "tower-introspect-demo", "version": "0.1.0"},
-                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
+                "io.modelcontextprotocol/clientCapabilities": capabilities,
             });
         }
         let (status, headers, body) = self
