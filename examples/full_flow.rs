@@ -4,10 +4,13 @@
 //! server on free loopback ports, then acts as an MCP client for alice, bob and admin: discovers
 //! the authorization server from the server's 401 challenge (RFC 9728, RFC 8414), registers a client
 //! (RFC 7591), logs in through the real login and consent forms with PKCE, redeems the code, and
-//! calls every tool, printing a user × tool table. Then it shows the verdict cache at work, refresh
-//! token rotation with reuse detection, revocation (and what the cache does with it), and a restart
-//! of the provider on the same database file. It exits non-zero if anything does not behave as
-//! expected.
+//! calls every tool, printing a user × tool table. The same users then log in once more with no
+//! registration at all: the client serves a Client ID Metadata Document over https (a throwaway
+//! certificate made in-process, trusted by the provider, which fetches loopback documents in this
+//! development setup) and presents its URL as `client_id`. Then it shows the verdict cache at
+//! work, refresh token rotation with reuse detection, revocation (and what the cache does with
+//! it), and a restart of the provider on the same database file. It exits non-zero if anything
+//! does not behave as expected.
 //!
 //! Nothing to configure. To run the same MCP server against another authorization server, see the
 //! `mcp_server` example.

@@ -3,12 +3,16 @@
 # registry, pinned in scripts/official-mcp-client/package-lock.json) completes the whole OAuth
 # flow against the demo MCP server and the reference provider, with no special-casing:
 # 401 challenge -> RFC 9728 metadata -> RFC 8414 metadata -> dynamic registration (RFC 7591) ->
-# authorize with PKCE -> token -> tools, for the demo users bob, alice and admin.
+# authorize with PKCE -> token -> tools, for the demo users bob, alice and admin; and once more
+# for alice with no registration at all: the SDK presents a Client ID Metadata Document URL as its
+# client_id (`clientMetadataUrl`). check.mjs serves that document over https on loopback with a
+# throwaway certificate made here (openssl, in the temporary directory), and the provider runs
+# with --cimd-allow-loopback and that certificate as --cimd-ca-file.
 #
 #   scripts/official-mcp-client.sh            # build, start both servers, npm ci, run the check
 #   VERBOSE=1 scripts/official-mcp-client.sh  # print the HTTP trace of every run
 #
-# Needs cargo, node (>= 20) and npm; the npm registry must be reachable for `npm ci`.
+# Needs cargo, node (>= 20), npm and openssl; the npm registry must be reachable for `npm ci`.
 # Honours CARGO_TARGET_DIR (default: target/). Both servers listen on free loopback ports and are
 # always stopped on exit. Exit status is non-zero on any failure.
 set -euo pipefail
@@ -28,7 +32,7 @@ export NO_COLOR=1
 log() { printf '==> %s\n' "$*"; }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
-for tool in cargo node npm timeout; do
+for tool in cargo node npm openssl timeout; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 node_major=$(node -p 'process.versions.node.split(".")[0]')
@@ -86,6 +90,18 @@ done
 
 run_started=$(date +%s)
 
+# The client metadata document's https certificate: self-signed, for the loopback names only,
+# valid for a day, never reused (it lives and dies with $work). CA:FALSE, since the provider's TLS
+# stack refuses a CA certificate as a server's own.
+log "making a throwaway certificate for the client metadata document (127.0.0.1, localhost)"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -keyout "$work/cimd-key.pem" -out "$work/cimd-cert.pem" -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -addext "basicConstraints=critical,CA:FALSE" \
+    -addext "keyUsage=critical,digitalSignature" \
+    -addext "extendedKeyUsage=serverAuth" >"$work/openssl.log" 2>&1 \
+    || { cat "$work/openssl.log" >&2; die "openssl could not make the certificate"; }
+
 # Waits (at most 30 s) for a line matching $2 in file $1 while process $3 lives; prints the line.
 wait_for_line() {
     local file=$1 pattern=$2 pid=$3 line
@@ -108,9 +124,10 @@ mcp_port=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1
 mcp_resource=http://127.0.0.1:$mcp_port/mcp
 
 # Each server also gets a hard time limit, in case this script itself is killed without its trap.
-log "starting oauth-provider --demo --storage memory --resource $mcp_resource on a free port"
+log "starting oauth-provider --demo --storage memory --resource $mcp_resource --cimd-allow-loopback on a free port"
 timeout --kill-after=5 300 "$provider_bin" --demo --storage memory --bind 127.0.0.1:0 \
     --resource "$mcp_resource" \
+    --cimd-allow-loopback --cimd-ca-file "$work/cimd-cert.pem" \
     >"$work/provider.out" 2>"$work/provider.log" &
 pids+=($!)
 line=$(wait_for_line "$work/provider.out" '^oauth-provider listening on http://' "${pids[0]}") \
@@ -130,7 +147,9 @@ log "$line"
 
 log "running the official MCP client check"
 # In the background and waited for, so that a signal to this script is handled at once.
-(cd "$check_dir" && MCP_URL=$mcp_url OAUTH_ISSUER=$issuer exec timeout --kill-after=5 120 node check.mjs) &
+(cd "$check_dir" && MCP_URL=$mcp_url OAUTH_ISSUER=$issuer \
+    CIMD_CERT_FILE=$work/cimd-cert.pem CIMD_KEY_FILE=$work/cimd-key.pem \
+    exec timeout --kill-after=5 120 node check.mjs) &
 pids+=($!)
 status=0
 wait "${pids[2]}" || status=$?

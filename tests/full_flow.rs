@@ -1,7 +1,9 @@
-//! The full flow of `cargo run --example full_flow`, same code path, every outcome asserted.
+//! The full flow of `cargo run --example full_flow`, same code path, every outcome asserted, for
+//! both registration styles: dynamic registration and a Client ID Metadata Document.
 
-use tower_introspect_demo::flow;
+use tower_introspect_demo::flow::{self, Registration};
 use tower_introspect_demo::mcp_client::Outcome;
+use tower_introspect_demo::metadata_document::DOCUMENT_PATH;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_flow_behaves_as_documented() {
@@ -22,28 +24,68 @@ async fn full_flow_behaves_as_documented() {
             ["allowed", "allowed", "allowed"],
         ),
     ];
-    for (tool, outcomes) in expected {
-        for (user, want) in ["alice", "bob", "admin"].into_iter().zip(outcomes) {
-            let got = report.outcome(user, tool).expect("every cell is filled");
-            assert_eq!(got.to_string(), want, "{user} × {tool}");
+    // The same table whichever way the client is known.
+    for registration in [Registration::Dynamic, Registration::MetadataDocument] {
+        for (tool, outcomes) in expected {
+            for (user, want) in ["alice", "bob", "admin"].into_iter().zip(outcomes) {
+                let got = report
+                    .outcome(registration, user, tool)
+                    .expect("every cell is filled");
+                assert_eq!(got.to_string(), want, "{user} × {tool} ({registration})");
+            }
         }
     }
-    assert_eq!(report.table.len(), 18);
+    assert_eq!(report.table.len(), 36);
 
     // What the tools answered, beyond allowed/denied.
-    let Some(Outcome::Allowed(listing)) = report.outcome("bob", "list_available_resources") else {
+    let Some(Outcome::Allowed(listing)) =
+        report.outcome(Registration::Dynamic, "bob", "list_available_resources")
+    else {
         panic!("bob can list");
     };
     assert!(
         listing.contains("read_data") && !listing.contains("write_data"),
         "{listing}"
     );
-    let Some(Outcome::Allowed(profile)) = report.outcome("alice", "get_user_profile") else {
+    let Some(Outcome::Allowed(profile)) =
+        report.outcome(Registration::Dynamic, "alice", "get_user_profile")
+    else {
         panic!("alice has a profile");
     };
     assert!(
         profile.contains(r#""subject":"alice""#) && profile.contains(r#""scopes":"read write""#)
     );
+
+    // Dynamic registration: one new client, with a server-chosen id.
+    let dynamic = report.run(Registration::Dynamic).expect("a DCR run");
+    assert_eq!(dynamic.new_clients, 1);
+    assert!(
+        !dynamic.client_id.starts_with("https://"),
+        "{}",
+        dynamic.client_id
+    );
+    assert!(!dynamic.document_client_stored);
+    // The metadata document: the client_id is the document URL, and the only client the provider
+    // stored is the document's (no registration).
+    let document = report
+        .run(Registration::MetadataDocument)
+        .expect("a CIMD run");
+    assert!(
+        document.client_id.starts_with("https://127.0.0.1:")
+            && document.client_id.ends_with(DOCUMENT_PATH),
+        "{}",
+        document.client_id
+    );
+    assert_eq!(document.new_clients, 1);
+    assert!(document.document_client_stored);
+    // Tokens issued through the document name it as their client.
+    let Some(Outcome::Allowed(profile)) =
+        report.outcome(Registration::MetadataDocument, "alice", "get_user_profile")
+    else {
+        panic!("alice has a profile in the CIMD run");
+    };
+    let profile: serde_json::Value = serde_json::from_str(profile).unwrap();
+    assert_eq!(profile["client_id"], document.client_id.as_str());
 
     let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
     for required in [
@@ -51,6 +93,11 @@ async fn full_flow_behaves_as_documented() {
         "get_user_profile without a token is challenged",
         "401 → RFC 9728 metadata → RFC 8414 metadata",
         "dynamic client registration",
+        "the authorization server accepts client metadata documents",
+        "alice's profile names them and the client",
+        "alice's profile names them and the client [metadata document]",
+        "no registration: the only new client is the document's, its client_id the document URL",
+        "the provider fetched the document (and cached it)",
         "read_data returns what write_data stored",
         "one introspection call per token",
         "reusing the rotated refresh token is refused",

@@ -1,17 +1,22 @@
 // Drives the official MCP TypeScript SDK client (`@modelcontextprotocol/sdk`: `Client`,
 // `StreamableHTTPClientTransport` and its OAuth support) against the demo MCP server and the
 // reference provider, with no special-casing: the SDK itself follows the 401 challenge to the
-// RFC 9728 metadata, the RFC 8414 metadata, registers (RFC 7591), authorizes with PKCE and
-// exchanges the code. Only the user's part runs here: `redirectToAuthorization` plays the browser
-// (login form, consent form, callback) over plain HTTP and hands the code to
-// `transport.finishAuth(code)`.
+// RFC 9728 metadata, the RFC 8414 metadata, registers (RFC 7591) or presents a Client ID Metadata
+// Document URL as its client_id (`clientMetadataUrl`), authorizes with PKCE and exchanges the
+// code. Only the user's part runs here: `redirectToAuthorization` plays the browser (login form,
+// consent form, callback) over plain HTTP and hands the code to `transport.finishAuth(code)`.
+// The client metadata document is served by this script over https on loopback, with the
+// throwaway certificate the shell script made (the provider trusts it as its CIMD CA file).
 //
-// Usage: MCP_URL=http://127.0.0.1:8080/mcp OAUTH_ISSUER=http://127.0.0.1:9000 node check.mjs
-// (normally through ../official-mcp-client.sh, which starts both servers). VERBOSE=1 prints the
-// HTTP trace of every run, not only the first one. Exit status 0 only if every check passed.
+// Usage: MCP_URL=http://127.0.0.1:8080/mcp OAUTH_ISSUER=http://127.0.0.1:9000 \
+//        CIMD_CERT_FILE=cert.pem CIMD_KEY_FILE=key.pem node check.mjs
+// (normally through ../official-mcp-client.sh, which makes the certificate and starts both
+// servers). VERBOSE=1 prints the HTTP trace of every run, not only the first one. Exit status 0
+// only if every check passed.
 
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -26,8 +31,13 @@ const OVERALL_TIMEOUT_MS = 90_000;
 // nothing needs to listen there because the "browser" below never follows the final redirect.
 const REDIRECT_URL = 'http://127.0.0.1:33418/callback';
 
-if (!MCP_URL || !ISSUER) {
-  console.error('MCP_URL and OAUTH_ISSUER must be set (see ../official-mcp-client.sh)');
+const CIMD_CERT_FILE = process.env.CIMD_CERT_FILE;
+const CIMD_KEY_FILE = process.env.CIMD_KEY_FILE;
+// Where this script serves the client metadata document (the SDK requires https and a path).
+const DOCUMENT_PATH = '/oauth/client-metadata.json';
+
+if (!MCP_URL || !ISSUER || !CIMD_CERT_FILE || !CIMD_KEY_FILE) {
+  console.error('MCP_URL, OAUTH_ISSUER, CIMD_CERT_FILE and CIMD_KEY_FILE must be set (see ../official-mcp-client.sh)');
   process.exit(2);
 }
 setTimeout(() => {
@@ -38,6 +48,10 @@ setTimeout(() => {
 const SDK_VERSION = JSON.parse(
   readFileSync(new URL('./node_modules/@modelcontextprotocol/sdk/package.json', import.meta.url), 'utf8'),
 ).version;
+
+// Tools the demo server also lists, outside the per-tool matrix below: they take each other's
+// output (handles) or need MCP 2026-07-28 (delete_note's multi round-trip confirmation).
+const HANDLE_TOOLS = ['create_note', 'read_note', 'delete_note'];
 
 // The demo server's policy (examples/demo/src/mcp_server.rs): null = any valid token.
 const TOOLS = [
@@ -58,6 +72,13 @@ const CONFIDENTIAL_NO_REFRESH = {
   label: 'confidential client (client_secret_post), no refresh_token',
   metadata: { token_endpoint_auth_method: 'client_secret_post', grant_types: ['authorization_code'] },
 };
+// No registration: the SDK presents the document URL as client_id (SEP-991), because the
+// provider advertises client_id_metadata_document_supported.
+const METADATA_DOCUMENT_CLIENT = {
+  label: 'client metadata document (clientMetadataUrl, no registration) + refresh_token',
+  metadata: { token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'] },
+  metadataDocument: true,
+};
 const RUNS = [
   { user: 'bob', password: 'secret456', scopes: ['read'], client: PUBLIC_CLIENT },
   { user: 'alice', password: 'password123', scopes: ['read', 'write'], client: PUBLIC_CLIENT },
@@ -65,6 +86,7 @@ const RUNS = [
   // Without a refresh token the SDK answers a 403 step-up challenge by authorizing again.
   { user: 'bob', password: 'secret456', scopes: ['read'], client: CONFIDENTIAL_NO_REFRESH, tag: 'bob*' },
   { user: 'alice', password: 'password123', scopes: ['read', 'write'], client: CONFIDENTIAL_NO_REFRESH, tag: 'alice*' },
+  { user: 'alice', password: 'password123', scopes: ['read', 'write'], client: METADATA_DOCUMENT_CLIENT, tag: 'alice (CIMD)' },
 ];
 
 class CheckError extends Error {}
@@ -133,6 +155,42 @@ function tracingFetch(trace) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The client metadata document, served over https on loopback; every fetch is counted (only the
+// provider fetches it: the SDK just presents its URL).
+
+async function startDocumentServer() {
+  const fetches = [];
+  let document = null;
+  const server = createServer(
+    { cert: readFileSync(CIMD_CERT_FILE), key: readFileSync(CIMD_KEY_FILE) },
+    (request, response) => {
+      fetches.push(`${request.method} ${request.url}`);
+      if (request.method !== 'GET' || request.url !== DOCUMENT_PATH) {
+        response.writeHead(404).end();
+        return;
+      }
+      response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60' });
+      response.end(JSON.stringify(document));
+    },
+  );
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const url = `https://127.0.0.1:${server.address().port}${DOCUMENT_PATH}`;
+  document = {
+    client_id: url,
+    client_name: 'official MCP SDK check (client metadata document)',
+    redirect_uris: [REDIRECT_URL],
+    grant_types: METADATA_DOCUMENT_CLIENT.metadata.grant_types,
+    response_types: ['code'],
+    token_endpoint_auth_method: 'none',
+  };
+  server.unref();
+  return { url, fetches, close: () => server.close() };
+}
+
+// ---------------------------------------------------------------------------------------------
 // The browser's part of the authorization code flow, over HTTP.
 
 function decodeHtml(s) {
@@ -160,10 +218,12 @@ function scopesOnPage(html) {
 }
 
 class HeadlessBrowserProvider {
-  constructor({ user, password, clientMetadata, trace }) {
+  constructor({ user, password, clientMetadata, clientMetadataUrl, trace }) {
     this.user = user;
     this.password = password;
     this.trace = trace;
+    // Read by the SDK: with it (and the provider's support), no dynamic registration.
+    this.clientMetadataUrl = clientMetadataUrl;
     this._clientMetadata = {
       client_name: `official MCP SDK check (${user})`,
       redirect_uris: [REDIRECT_URL],
@@ -297,14 +357,16 @@ function expectation(requirement, scopes) {
   return requirement === 'public' || requirement === null || scopes.includes(requirement);
 }
 
-async function runUser(run) {
+async function runUser(run, documentServer) {
   const trace = [];
   const provider = new HeadlessBrowserProvider({
     user: run.user,
     password: run.password,
     clientMetadata: run.client.metadata,
+    clientMetadataUrl: run.client.metadataDocument ? documentServer.url : undefined,
     trace,
   });
+  const documentFetchesBefore = documentServer.fetches.length;
   let transport;
   let client;
 
@@ -337,7 +399,7 @@ async function runUser(run) {
     const listed = await withAuth(() => client.listTools(undefined, { timeout: REQUEST_TIMEOUT_MS }));
     const names = listed.tools.map((t) => t.name).sort();
     check(
-      JSON.stringify(names) === JSON.stringify(TOOLS.map(([n]) => n).sort()),
+      JSON.stringify(names) === JSON.stringify([...TOOLS.map(([n]) => n), ...HANDLE_TOOLS].sort()),
       `tools/list returned ${names.join(', ')}`,
     );
 
@@ -418,6 +480,22 @@ async function runUser(run) {
         outcomes[tool] = `denied 403 (${reaction})`;
       }
     }
+    const registrations = trace.filter((e) => e.who === 'sdk' && e.url.pathname === '/register');
+    if (run.client.metadataDocument) {
+      // The SDK presented the document URL instead of registering, and the provider fetched it.
+      check(registrations.length === 0, `the SDK registered dynamically (${registrations.length} POST /register)`);
+      check(
+        provider.clientInformation()?.client_id === documentServer.url,
+        `client_id ${provider.clientInformation()?.client_id} is not the document URL ${documentServer.url}`,
+      );
+      const fetched = documentServer.fetches.length - documentFetchesBefore;
+      check(fetched >= 1, 'the provider never fetched the client metadata document');
+      notes.push(
+        `client_id = ${documentServer.url} (no POST /register; the provider fetched the document ${fetched} time(s))`,
+      );
+    } else {
+      check(registrations.length === 1 && registrations[0].status === 201, 'the SDK did not register exactly once');
+    }
   } catch (error) {
     error.partial = result;
     throw error;
@@ -463,11 +541,13 @@ function table(results) {
 const started = Date.now();
 console.log(`official MCP TypeScript SDK: @modelcontextprotocol/sdk ${SDK_VERSION} on Node ${process.version}`);
 console.log(`MCP server ${MCP_URL}; authorization server ${ISSUER}`);
+const documentServer = await startDocumentServer();
+console.log(`client metadata document ${documentServer.url}`);
 const results = [];
 let failure = null;
 for (const run of RUNS) {
   try {
-    results.push(await runUser(run));
+    results.push(await runUser(run, documentServer));
   } catch (error) {
     failure = { run, error };
     if (error.partial) results.push(error.partial);
@@ -523,6 +603,7 @@ if (failure) {
   console.log(`${checks} passed, 1 failed (${seconds} s)`);
   process.exit(1);
 }
-console.log(`\nPASS: every run completed the OAuth flow with the official SDK and got the expected outcome for every tool`);
+documentServer.close();
+console.log(`\nPASS: every run completed the OAuth flow with the official SDK (dynamic registration and client metadata document) and got the expected outcome for every tool`);
 console.log(`${checks} passed, 0 failed (${seconds} s)`);
 process.exit(0);

@@ -1,11 +1,15 @@
 //! The full flow: the reference provider (SQLite in a temporary directory) and the demo MCP server
-//! on free loopback ports, driven as an MCP client would for alice, bob and admin; then the cache,
-//! refresh rotation, revocation and a provider restart on the same database file.
+//! on free loopback ports, driven as an MCP client would for alice, bob and admin, once with a
+//! dynamically registered client (RFC 7591) and once with a Client ID Metadata Document (no
+//! registration: the document's https URL is the `client_id`); then the cache, refresh rotation,
+//! revocation and a provider restart on the same database file.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context as _, ensure};
+use oauth_provider::cimd::CimdSettings;
 use oauth_provider::{
     Config, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET, Server, StorageConfig,
 };
@@ -15,7 +19,8 @@ use tower_introspect::{CacheConfig, Scopes};
 
 use crate::mcp_client::{McpSession, Outcome};
 use crate::mcp_server::{Access, AuthSettings, McpServer, TOOLS};
-use crate::oauth_client::{self, Discovery, Tokens};
+use crate::metadata_document::MetadataDocumentServer;
+use crate::oauth_client::{self, Discovery, REDIRECT_URI, Tokens};
 
 /// The demo accounts: username, password, scopes the provider grants them.
 pub const USERS: [(&str, &str, &str); 3] = [
@@ -24,9 +29,44 @@ pub const USERS: [(&str, &str, &str); 3] = [
     ("admin", "admin789", "read write admin"),
 ];
 
+/// How the client of a run came to be known to the authorization server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Dynamic client registration (RFC 7591): `POST /register` returns a `client_id`.
+    Dynamic,
+    /// A Client ID Metadata Document: the `client_id` is the document's https URL, which the
+    /// authorization server fetches; nothing is registered.
+    MetadataDocument,
+}
+
+impl fmt::Display for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Dynamic => "dynamic client registration (RFC 7591)",
+            Self::MetadataDocument => "client metadata document (no registration)",
+        })
+    }
+}
+
+/// What one registration style's run saw.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The registration style.
+    pub registration: Registration,
+    /// The `client_id` the users authorized.
+    pub client_id: String,
+    /// How many clients the provider stored during the run (registered, or admitted from a
+    /// document).
+    pub new_clients: u64,
+    /// Whether the provider stores a client under the document URL after the run.
+    pub document_client_stored: bool,
+}
+
 /// One cell of the user × tool table.
 #[derive(Debug, Clone)]
 pub struct Cell {
+    /// The registration style of the run.
+    pub registration: Registration,
     /// The user.
     pub user: &'static str,
     /// The tool.
@@ -49,19 +89,26 @@ pub struct Check {
 /// Everything the flow observed.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// The user × tool table.
+    /// The user × tool tables of both runs.
     pub table: Vec<Cell>,
+    /// The runs, one per registration style.
+    pub runs: Vec<Run>,
     /// Every expectation, in order.
     pub checks: Vec<Check>,
 }
 
 impl Report {
-    /// The outcome of `tool` for `user`.
-    pub fn outcome(&self, user: &str, tool: &str) -> Option<&Outcome> {
+    /// The outcome of `tool` for `user` in the run with `registration`.
+    pub fn outcome(&self, registration: Registration, user: &str, tool: &str) -> Option<&Outcome> {
         self.table
             .iter()
-            .find(|c| c.user == user && c.tool == tool)
+            .find(|c| c.registration == registration && c.user == user && c.tool == tool)
             .map(|c| &c.outcome)
+    }
+
+    /// The run with `registration`.
+    pub fn run(&self, registration: Registration) -> Option<&Run> {
+        self.runs.iter().find(|r| r.registration == registration)
     }
 
     /// The checks that failed.
@@ -115,13 +162,21 @@ async fn start_provider(
     listener: TcpListener,
     database: &Path,
     resource: &str,
+    document_ca: &Path,
 ) -> anyhow::Result<Server> {
-    // The provider issues tokens only for resources it knows: the MCP server's URL.
-    let config = Config::demo()
+    // The provider issues tokens only for resources it knows: the MCP server's URL. It fetches
+    // client metadata documents from loopback (a development setting) and trusts the document
+    // server's throwaway certificate.
+    let mut config = Config::demo()
         .with_storage(StorageConfig::Sqlite {
             path: database.to_owned(),
         })
         .with_resource(resource);
+    config.cimd = CimdSettings {
+        allow_loopback: true,
+        ca_file: Some(document_ca.to_owned()),
+        ..CimdSettings::default()
+    };
     Server::start(config, listener)
         .await
         .context("starting the reference provider")
@@ -137,9 +192,16 @@ pub async fn run() -> anyhow::Result<Report> {
 
     let mcp_listener = TcpListener::bind("127.0.0.1:0").await?;
     let resource = mcp_url(&mcp_listener)?;
+    let document = MetadataDocumentServer::start(
+        dir.path(),
+        "tower-introspect full-flow demo (metadata document)",
+        REDIRECT_URI,
+    )
+    .await?;
     let provider_listener = TcpListener::bind("127.0.0.1:0").await?;
     let provider_addr: SocketAddr = provider_listener.local_addr()?;
-    let provider = start_provider(provider_listener, &database, &resource).await?;
+    let provider =
+        start_provider(provider_listener, &database, &resource, document.ca_file()).await?;
     let auth = AuthSettings {
         issuer: provider.issuer().to_owned(),
         introspection_endpoint: None,
@@ -154,6 +216,10 @@ pub async fn run() -> anyhow::Result<Report> {
         database.display()
     ));
     say(&format!("MCP server            {}", mcp.url));
+    say(&format!(
+        "client metadata doc.  {} (https, throwaway certificate)",
+        document.url()
+    ));
 
     say("\n1. Anonymous client");
     let mut anonymous = McpSession::connect(&mcp.url, None).await?;
@@ -180,6 +246,12 @@ pub async fn run() -> anyhow::Result<Report> {
             discovery.resource, discovery.issuer
         ),
     );
+    report.check(
+        "the authorization server accepts client metadata documents",
+        discovery.client_id_metadata_document_supported,
+        "client_id_metadata_document_supported: true",
+    );
+    let clients_before = stored_clients(&provider).await?;
     let client_id = oauth_client::register(&discovery, "tower-introspect full-flow demo").await?;
     report.check(
         "dynamic client registration",
@@ -187,54 +259,31 @@ pub async fn run() -> anyhow::Result<Report> {
         format!("client_id {client_id}"),
     );
 
-    say("\n3. Each user logs in (PKCE, login form, consent) and calls every tool");
-    let mut tokens = Vec::new();
-    for (user, password, scopes) in USERS {
-        let granted =
-            oauth_client::authorize(&discovery, &client_id, user, password, "read write admin")
-                .await
-                .with_context(|| format!("authorizing {user}"))?;
-        report.check(
-            format!("{user} gets a token"),
-            Scopes::parse(&granted.scope) == Scopes::parse(scopes),
-            format!(
-                "scope \"{}\", expires in {} s",
-                granted.scope,
-                granted.expires_in.unwrap_or(0)
-            ),
-        );
-        let mut session = McpSession::connect(&mcp.url, Some(&granted.access_token)).await?;
-        for (tool, access, _) in TOOLS {
-            let outcome = session
-                .call_tool(tool, json!({"value": format!("hello from {user}")}))
-                .await?;
-            let want = expected(access, scopes);
-            if !same_kind(&outcome, &want) {
-                report.check(
-                    format!("{user} × {tool}"),
-                    false,
-                    format!("{outcome}, expected {want}"),
-                );
-            }
-            if tool == "get_user_profile"
-                && let Outcome::Allowed(text) = &outcome
-            {
-                report.check(
-                    format!("{user}'s profile names them"),
-                    text.contains(user),
-                    text.clone(),
-                );
-            }
-            report.table.push(Cell {
-                user,
-                tool,
-                outcome,
-            });
-        }
-        tokens.push((user, granted));
-    }
-    print_table(&report);
-    let stored = match report.outcome("admin", "read_data") {
+    say(&format!(
+        "\n3. Each user logs in (PKCE, login form, consent) and calls every tool [{}]",
+        Registration::Dynamic
+    ));
+    let tokens = every_user_calls_every_tool(
+        &mut report,
+        Registration::Dynamic,
+        &discovery,
+        &client_id,
+        &mcp,
+    )
+    .await?;
+    report.runs.push(Run {
+        registration: Registration::Dynamic,
+        client_id: client_id.clone(),
+        new_clients: stored_clients(&provider).await? - clients_before,
+        document_client_stored: provider
+            .state()
+            .storage()
+            .get_client(document.url())
+            .await?
+            .is_some(),
+    });
+    print_table(&report, Registration::Dynamic);
+    let stored = match report.outcome(Registration::Dynamic, "admin", "read_data") {
         Some(Outcome::Allowed(text)) => text.contains("hello from alice"),
         _ => false,
     };
@@ -256,6 +305,51 @@ pub async fn run() -> anyhow::Result<Report> {
         ),
     );
 
+    say(&format!(
+        "\n5. The same users again, the client known by its metadata document [{}]",
+        Registration::MetadataDocument
+    ));
+    let clients_before = stored_clients(&provider).await?;
+    every_user_calls_every_tool(
+        &mut report,
+        Registration::MetadataDocument,
+        &discovery,
+        document.url(),
+        &mcp,
+    )
+    .await?;
+    print_table(&report, Registration::MetadataDocument);
+    let new_clients = stored_clients(&provider).await? - clients_before;
+    let admitted = provider
+        .state()
+        .storage()
+        .get_client(document.url())
+        .await?
+        .is_some();
+    report.check(
+        "no registration: the only new client is the document's, its client_id the document URL",
+        new_clients == 1 && admitted,
+        format!(
+            "{new_clients} new client(s), client_id {} stored: {admitted}",
+            document.url()
+        ),
+    );
+    report.check(
+        "the provider fetched the document (and cached it)",
+        document.fetches() == 1,
+        format!(
+            "{} fetch(es) for {} logins",
+            document.fetches(),
+            USERS.len()
+        ),
+    );
+    report.runs.push(Run {
+        registration: Registration::MetadataDocument,
+        client_id: document.url().to_owned(),
+        new_clients,
+        document_client_stored: admitted,
+    });
+
     let token_of = |name: &str| -> Tokens {
         tokens
             .iter()
@@ -263,18 +357,19 @@ pub async fn run() -> anyhow::Result<Report> {
             .map(|(_, t)| t.clone())
             .expect("a token per user")
     };
-    say("\n5. Refresh with rotation (bob)");
+    say("\n6. Refresh with rotation (bob)");
     refresh_rotation(&mut report, &discovery, &client_id, &mcp, token_of("bob")).await?;
 
-    say("\n6. Revocation (alice)");
+    say("\n7. Revocation (alice)");
     revocation(&mut report, &discovery, &client_id, &mcp, token_of("alice")).await?;
 
-    say("\n7. Provider restart on the same SQLite file (admin)");
+    say("\n8. Provider restart on the same SQLite file (admin)");
     provider.shutdown().await?;
     let provider = start_provider(
         TcpListener::bind(provider_addr).await?,
         &database,
         &resource,
+        document.ca_file(),
     )
     .await?;
     mcp.cache.invalidate_all();
@@ -317,6 +412,74 @@ pub async fn run() -> anyhow::Result<Report> {
         failures
     ));
     Ok(report)
+}
+
+/// Each user authorizes `client_id` and calls every tool; the cells go to the report's table.
+async fn every_user_calls_every_tool(
+    report: &mut Report,
+    registration: Registration,
+    discovery: &Discovery,
+    client_id: &str,
+    mcp: &McpServer,
+) -> anyhow::Result<Vec<(&'static str, Tokens)>> {
+    // The checks of the first run keep their plain names.
+    let suffix = match registration {
+        Registration::Dynamic => String::new(),
+        Registration::MetadataDocument => " [metadata document]".to_owned(),
+    };
+    let mut tokens = Vec::new();
+    for (user, password, scopes) in USERS {
+        let granted =
+            oauth_client::authorize(discovery, client_id, user, password, "read write admin")
+                .await
+                .with_context(|| format!("authorizing {user} ({registration})"))?;
+        report.check(
+            format!("{user} gets a token{suffix}"),
+            Scopes::parse(&granted.scope) == Scopes::parse(scopes),
+            format!(
+                "scope \"{}\", expires in {} s",
+                granted.scope,
+                granted.expires_in.unwrap_or(0)
+            ),
+        );
+        let mut session = McpSession::connect(&mcp.url, Some(&granted.access_token)).await?;
+        for (tool, access, _) in TOOLS {
+            let outcome = session
+                .call_tool(tool, json!({"value": format!("hello from {user}")}))
+                .await?;
+            let want = expected(access, scopes);
+            if !same_kind(&outcome, &want) {
+                report.check(
+                    format!("{user} × {tool}{suffix}"),
+                    false,
+                    format!("{outcome}, expected {want}"),
+                );
+            }
+            if tool == "get_user_profile"
+                && let Outcome::Allowed(text) = &outcome
+            {
+                let profile: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+                report.check(
+                    format!("{user}'s profile names them and the client{suffix}"),
+                    profile["username"] == user && profile["client_id"] == client_id,
+                    text.clone(),
+                );
+            }
+            report.table.push(Cell {
+                registration,
+                user,
+                tool,
+                outcome,
+            });
+        }
+        tokens.push((user, granted));
+    }
+    Ok(tokens)
+}
+
+/// How many clients the provider has stored.
+async fn stored_clients(provider: &Server) -> anyhow::Result<u64> {
+    Ok(provider.state().storage().stats().await?.clients)
 }
 
 /// Opens a session with `token` and calls `tool`; a refused session is the outcome.
@@ -420,8 +583,9 @@ async fn revocation(
     Ok(())
 }
 
-fn print_table(report: &Report) {
-    let mut header = format!("\n  {:<26}", "tool");
+fn print_table(report: &Report, registration: Registration) {
+    say(&format!("\n  client: {registration}"));
+    let mut header = format!("  {:<26}", "tool");
     for (user, _, _) in USERS {
         header.push_str(&format!("{user:<22}"));
     }
@@ -430,7 +594,7 @@ fn print_table(report: &Report) {
         let mut line = format!("  {tool:<26}");
         for (user, _, _) in USERS {
             let cell = report
-                .outcome(user, tool)
+                .outcome(registration, user, tool)
                 .map(ToString::to_string)
                 .unwrap_or_default();
             line.push_str(&format!("{cell:<22}"));

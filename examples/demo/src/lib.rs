@@ -4,8 +4,10 @@
 //! The root package's examples (`mcp_server`, `full_flow`) are thin `main`s over this crate, and
 //! the full-flow test calls the very same code.
 
+pub mod confirmation;
 pub mod flow;
 pub mod mcp_client;
 pub mod mcp_server;
+pub mod metadata_document;
 pub mod oauth_client;
 pub mod serve;

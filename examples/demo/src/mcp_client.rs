@@ -1,5 +1,6 @@
-//! A minimal MCP client over streamable HTTP: enough to open a session and call tools, and to see
-//! the HTTP status and challenge of every answer.
+//! A minimal MCP client over streamable HTTP: enough to open a session (MCP 2025-11-25) or to
+//! speak sessionless MCP 2026-07-28, call tools, and see the HTTP status and challenge of every
+//! answer.
 
 use std::fmt;
 use std::time::Duration;
@@ -18,8 +19,16 @@ pub enum Outcome {
     InsufficientScope(String),
     /// 401; the challenge's `error` if any.
     Unauthorized(Option<String>),
-    /// Anything else (status and body).
+    /// Anything else: the status and the tool's error text, the JSON-RPC error's message, or the
+    /// body.
     Other(u16, String),
+    /// MCP 2026-07-28 `InputRequiredResult`: the tool asks for more input before it completes.
+    InputRequired {
+        /// `inputRequests`, as sent.
+        input_requests: Value,
+        /// `requestState`, to echo back verbatim in the retry.
+        request_state: Option<String>,
+    },
 }
 
 impl Outcome {
@@ -37,9 +46,13 @@ impl fmt::Display for Outcome {
             Self::Unauthorized(None) => f.write_str("401"),
             Self::Unauthorized(Some(error)) => write!(f, "401 {error}"),
             Self::Other(status, _) => write!(f, "HTTP {status}"),
+            Self::InputRequired { .. } => f.write_str("input required"),
         }
     }
 }
+
+/// The protocol version this client speaks without a session.
+pub const SESSIONLESS_VERSION: &str = "2026-07-28";
 
 /// An MCP session with a fixed bearer token (or none).
 pub struct McpSession {
@@ -47,10 +60,36 @@ pub struct McpSession {
     url: String,
     token: Option<String>,
     session_id: Option<String>,
+    /// MCP 2026-07-28: no handshake; every request names its version, method and tool.
+    sessionless: bool,
+    /// Whether sessionless requests declare the `elicitation` capability.
+    elicitation: bool,
     next_id: u64,
 }
 
 impl McpSession {
+    /// A sessionless MCP 2026-07-28 client at `url` with `token` (no handshake: each request
+    /// carries `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and the `_meta` the version
+    /// requires, declaring the `elicitation` capability unless
+    /// [`declare_elicitation`](Self::declare_elicitation) says otherwise).
+    pub fn sessionless(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: http_client()?,
+            url: url.to_owned(),
+            token: token.map(str::to_owned),
+            session_id: None,
+            sessionless: true,
+            elicitation: true,
+            next_id: 1,
+        })
+    }
+
+    /// Whether sessionless requests declare the `elicitation` capability (default: yes).
+    pub fn declare_elicitation(mut self, declare: bool) -> Self {
+        self.elicitation = declare;
+        self
+    }
+
     /// Initializes a session at `url`, authenticated with `token` if given.
     pub async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
         match Self::try_connect(url, token).await? {
@@ -66,12 +105,12 @@ impl McpSession {
         token: Option<&str>,
     ) -> anyhow::Result<Result<Self, Outcome>> {
         let mut session = Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()?,
+            http: http_client()?,
             url: url.to_owned(),
             token: token.map(str::to_owned),
             session_id: None,
+            sessionless: false,
+            elicitation: false,
             next_id: 1,
         };
         let (status, headers, body) = session
@@ -79,6 +118,7 @@ impl McpSession {
                 json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                 "protocolVersion": "2025-11-25", "capabilities": {},
                 "clientInfo": {"name": "tower-introspect-demo", "version": "0.1.0"}}}),
+                None,
             )
             .await?;
         if status != 200 {
@@ -89,7 +129,10 @@ impl McpSession {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let (status, _, _) = session
-            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .post(
+                json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                None,
+            )
             .await?;
         ensure!(status == 202, "notifications/initialized answered {status}");
         Ok(Ok(session))
@@ -97,11 +140,45 @@ impl McpSession {
 
     /// Calls tool `name` with `arguments`.
     pub async fn call_tool(&mut self, name: &str, arguments: Value) -> anyhow::Result<Outcome> {
+        self.call_tool_with(name, arguments, None, None).await
+    }
+
+    /// Calls tool `name` with `arguments`, and for the retry of a multi round-trip request
+    /// (2026-07-28) the `inputResponses` and the `requestState` echoed from the
+    /// [`Outcome::InputRequired`] answer.
+    pub async fn call_tool_with(
+        &mut self,
+        name: &str,
+        arguments: Value,
+        input_responses: Option<Value>,
+        request_state: Option<&str>,
+    ) -> anyhow::Result<Outcome> {
         self.next_id += 1;
+        let mut params = json!({"name": name, "arguments": arguments});
+        if let Some(responses) = input_responses {
+            params["inputResponses"] = responses;
+        }
+        if let Some(state) = request_state {
+            params["requestState"] = json!(state);
+        }
+        if self.sessionless {
+            let capabilities = if self.elicitation {
+                json!({"elicitation": {"form": {}}})
+            } else {
+                json!({})
+            };
+            params["_meta"] = json!({
+                "io.modelcontextprotocol/protocolVersion": SESSIONLESS_VERSION,
+                "io.modelcontextprotocol/clientInfo":
+                    {"name": "tower-introspect-demo", "version": "0.1.0"},
+                "io.modelcontextprotocol/clientCapabilities": capabilities,
+            });
+        }
         let (status, headers, body) = self
             .post(
                 json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call",
-                         "params": {"name": name, "arguments": arguments}}),
+                         "params": params}),
+                Some(name),
             )
             .await?;
         outcome(status, &headers, body)
@@ -110,12 +187,22 @@ impl McpSession {
     async fn post(
         &self,
         message: Value,
+        tool: Option<&str>,
     ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, String)> {
         let mut request = self
             .http
             .post(&self.url)
             .header("accept", "application/json, text/event-stream")
             .json(&message);
+        if self.sessionless {
+            request = request.header("mcp-protocol-version", SESSIONLESS_VERSION);
+            if let Some(method) = message["method"].as_str() {
+                request = request.header("mcp-method", method);
+            }
+            if let Some(tool) = tool {
+                request = request.header("mcp-name", tool);
+            }
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -143,11 +230,21 @@ fn outcome(
         200 => {
             let message = json_rpc_message(&body).context("no JSON-RPC message")?;
             let result = &message["result"];
+            if let Some(error) = message.get("error") {
+                let text = error["message"].as_str().unwrap_or_default().to_owned();
+                return Ok(Outcome::Other(200, text));
+            }
+            if result["resultType"] == "input_required" {
+                return Ok(Outcome::InputRequired {
+                    input_requests: result["inputRequests"].clone(),
+                    request_state: result["requestState"].as_str().map(str::to_owned),
+                });
+            }
             let text = result["content"][0]["text"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
-            if result["isError"] == true || message.get("error").is_some() {
+            if result["isError"] == true {
                 Outcome::Other(200, text)
             } else {
                 Outcome::Allowed(text)
@@ -157,8 +254,20 @@ fn outcome(
             Outcome::InsufficientScope(challenge_param(challenge, "scope").unwrap_or_default())
         }
         401 => Outcome::Unauthorized(challenge_param(challenge, "error")),
-        other => Outcome::Other(other, body),
+        other => {
+            // A JSON-RPC error answered with an HTTP error status: its message, else the body.
+            let text = json_rpc_message(&body)
+                .and_then(|m| m["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            Outcome::Other(other, text)
+        }
     })
+}
+
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?)
 }
 
 /// The JSON-RPC message of a response body: plain JSON, or the first SSE `data:` event that is one.

@@ -25,6 +25,7 @@ use tower_introspect::{
     ProtectedResourceMetadata,
 };
 
+use crate::confirmation::{self, DELETE_NOTE, RequestStates, Step};
 use crate::serve::{ServeOptions, serve};
 
 /// Who may call a tool.
@@ -76,7 +77,7 @@ pub const TOOLS: [(&str, Access, &str); 6] = [
 /// Tools that keep state between calls without a protocol session: `create_note` returns a
 /// handle, `read_note` takes it back. Kept apart from [`TOOLS`] because they need each other's
 /// output, which the per-tool matrix of the full flow cannot give.
-pub const HANDLE_TOOLS: [(&str, Access, &str); 2] = [
+pub const HANDLE_TOOLS: [(&str, Access, &str); 3] = [
     (
         "create_note",
         Access::Authenticated,
@@ -86,6 +87,12 @@ pub const HANDLE_TOOLS: [(&str, Access, &str); 2] = [
         "read_note",
         Access::Authenticated,
         "Reads one of the caller's own notes by handle (argument `handle`).",
+    ),
+    (
+        DELETE_NOTE,
+        Access::Authenticated,
+        "Deletes one of the caller's own notes (argument `handle`) after asking the user to \
+         confirm (MCP 2026-07-28 multi round-trip request, state in a sealed `requestState`).",
     ),
 ];
 
@@ -154,17 +161,110 @@ impl PrivateNotes {
     fn read(&self, owner: OwnerKey, handle: &str) -> Option<&str> {
         self.notes.get(&owner.scoped(handle)).map(String::as_str)
     }
+
+    fn delete(&mut self, owner: OwnerKey, handle: &str) -> bool {
+        if self.notes.remove(&owner.scoped(handle)).is_none() {
+            return false;
+        }
+        if let Some(count) = self.per_owner.get_mut(&owner) {
+            *count = count.saturating_sub(1);
+        }
+        true
+    }
 }
 
 /// The MCP handler. Notes written with `write_data` are shared by all sessions of one server;
 /// notes made with `create_note` belong to their creator.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct DemoTools {
     notes: Arc<Mutex<Vec<String>>>,
     private_notes: Arc<Mutex<PrivateNotes>>,
+    /// The resource this server is (the audience `requestState` is sealed for).
+    resource: Arc<str>,
+    request_states: RequestStates,
 }
 
 impl DemoTools {
+    /// The tools of the server at `resource`, sealing `requestState` with `request_states`.
+    pub fn new(resource: &str, request_states: RequestStates) -> Self {
+        Self {
+            notes: Arc::default(),
+            private_notes: Arc::default(),
+            resource: resource.into(),
+            request_states,
+        }
+    }
+
+    /// One round of `delete_note` (see [`crate::confirmation`]).
+    fn delete_note(
+        &self,
+        request: &CallToolRequestParams,
+        principal: Option<&Principal>,
+        can_ask: Result<(), &'static str>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let error = |text: &str| Ok(CallToolResult::error(vec![ContentBlock::text(text)]).into());
+        let (Some(principal), Some(owner)) = (principal, principal.and_then(OwnerKey::of)) else {
+            return error("no identifiable caller");
+        };
+        let Some(handle) = request
+            .arguments
+            .as_ref()
+            .and_then(|args| args.get("handle"))
+            .and_then(Value::as_str)
+        else {
+            return error("argument `handle` (a string) is required");
+        };
+        if request.request_state.is_none() {
+            // Another principal's handle and a made-up one get the same answer as in read_note.
+            if self
+                .private_notes
+                .lock()
+                .expect("private notes lock")
+                .read(owner, handle)
+                .is_none()
+            {
+                return error("no such note");
+            }
+            if let Err(why) = can_ask {
+                return error(why);
+            }
+        }
+        match confirmation::step(
+            &self.request_states,
+            principal,
+            &self.resource,
+            handle,
+            request.request_state.as_deref(),
+            request.input_responses.as_ref(),
+        )? {
+            Step::Ask(input_required) => Ok(input_required.into()),
+            Step::Answered {
+                handle,
+                confirmed: false,
+            } => Ok(CallToolResult::success(vec![ContentBlock::text(
+                json!({"deleted": false, "handle": handle}).to_string(),
+            )])
+            .into()),
+            Step::Answered {
+                handle,
+                confirmed: true,
+            } => {
+                let deleted = self
+                    .private_notes
+                    .lock()
+                    .expect("private notes lock")
+                    .delete(owner, &handle);
+                if !deleted {
+                    return error("no such note");
+                }
+                Ok(CallToolResult::success(vec![ContentBlock::text(
+                    json!({"deleted": true, "handle": handle}).to_string(),
+                )])
+                .into())
+            }
+        }
+    }
+
     fn run(
         &self,
         name: &str,
@@ -261,7 +361,7 @@ impl ServerHandler for DemoTools {
                 let argument = match *name {
                     "write_data" => Some("value"),
                     "create_note" => Some("text"),
-                    "read_note" => Some("handle"),
+                    "read_note" | DELETE_NOTE => Some("handle"),
                     _ => None,
                 };
                 let schema = match argument {
@@ -283,6 +383,30 @@ impl ServerHandler for DemoTools {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if request.name == DELETE_NOTE {
+            // rmcp delivers an InputRequiredResult only to 2026-07-28 clients, and an elicitation
+            // request may go only to a client that declared it can answer one.
+            let can_ask = if context
+                .protocol_version()
+                .is_none_or(|version| version.has_initialize())
+            {
+                Err(
+                    "delete_note asks the user to confirm in a multi round-trip request, \
+                     which needs MCP 2026-07-28",
+                )
+            } else if context
+                .client_capabilities()
+                .is_none_or(|capabilities| capabilities.elicitation.is_none())
+            {
+                Err(
+                    "delete_note asks the user to confirm: the client must declare the \
+                     elicitation capability",
+                )
+            } else {
+                Ok(())
+            };
+            return self.delete_note(&request, context.principal(), can_ask);
+        }
         let args = Value::Object(request.arguments.unwrap_or_default());
         let result = match self.run(&request.name, &args, context.principal()) {
             Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
@@ -360,10 +484,19 @@ impl AuthServerArgs {
 }
 
 /// The axum app: metadata (public), then the MCP endpoint behind the layers. Returns the cache
-/// handle too (for statistics and invalidation).
+/// handle too (for statistics and invalidation). `requestState` is sealed with a random key.
 pub async fn app(
     resource: &str,
     auth: &AuthSettings,
+) -> anyhow::Result<(Router, CachedVerifier<Introspector>)> {
+    app_with(resource, auth, RequestStates::random()).await
+}
+
+/// Like [`app`], sealing `requestState` with `request_states`.
+pub async fn app_with(
+    resource: &str,
+    auth: &AuthSettings,
+    request_states: RequestStates,
 ) -> anyhow::Result<(Router, CachedVerifier<Introspector>)> {
     let introspector = auth.introspector(resource).await?;
     let metadata = ProtectedResourceMetadata::new(resource, &auth.issuer)?
@@ -374,7 +507,7 @@ pub async fn app(
         .challenge_scope(SCOPES.join(" "))
         .allow_missing_token(true);
     let cache = bearer.verifier().clone();
-    let tools = DemoTools::default();
+    let tools = DemoTools::new(resource, request_states);
     let mcp = StreamableHttpService::new(
         move || Ok(tools.clone()),
         Arc::new(LocalSessionManager::default()),
@@ -425,9 +558,45 @@ impl McpServer {
         auth: &AuthSettings,
         options: ServeOptions,
     ) -> anyhow::Result<Self> {
+        Self::start_full(
+            listener,
+            resource_url,
+            auth,
+            options,
+            RequestStates::random(),
+        )
+        .await
+    }
+
+    /// Like [`start`](Self::start), sealing `requestState` with `request_states` (its key, lifetime
+    /// and clock).
+    pub async fn start_with_request_states(
+        listener: TcpListener,
+        auth: &AuthSettings,
+        request_states: RequestStates,
+    ) -> anyhow::Result<Self> {
+        Self::start_full(
+            listener,
+            None,
+            auth,
+            ServeOptions::default(),
+            request_states,
+        )
+        .await
+    }
+
+    async fn start_full(
+        listener: TcpListener,
+        resource_url: Option<String>,
+        auth: &AuthSettings,
+        options: ServeOptions,
+        request_states: RequestStates,
+    ) -> anyhow::Result<Self> {
         let addr: SocketAddr = listener.local_addr()?;
         let url = resource_url.unwrap_or_else(|| format!("http://{addr}/mcp"));
-        let (router, cache) = app(&url, auth).await.context("building the MCP server")?;
+        let (router, cache) = app_with(&url, auth, request_states)
+            .await
+            .context("building the MCP server")?;
         let task = tokio::spawn(serve(listener, router, options));
         Ok(Self { url, cache, task })
     }

@@ -33,6 +33,10 @@ pub struct Discovery {
     pub registration_endpoint: String,
     /// Revocation endpoint.
     pub revocation_endpoint: String,
+    /// Whether the authorization server accepts a Client ID Metadata Document URL as `client_id`
+    /// (its metadata's `client_id_metadata_document_supported`), so that no registration is
+    /// needed.
+    pub client_id_metadata_document_supported: bool,
 }
 
 /// A token response.
@@ -156,6 +160,8 @@ pub async fn discover(mcp_url: &str) -> anyhow::Result<Discovery> {
         token_endpoint: endpoint("token_endpoint")?,
         registration_endpoint: endpoint("registration_endpoint")?,
         revocation_endpoint: endpoint("revocation_endpoint")?,
+        client_id_metadata_document_supported: as_metadata["client_id_metadata_document_supported"]
+            == true,
         issuer,
     })
 }

@@ -25,8 +25,10 @@
 //!   `token_endpoint_auth_method` must be `none` or absent (such clients are public: a shared
 //!   secret cannot be published, and `private_key_jwt` is not supported). The client gets the
 //!   authorization code and refresh token grants only, never `client_credentials`, and its scope
-//!   is bounded like an open registration's: the document's `scope` within the registrable scopes
-//!   (default: all of them).
+//!   is bounded like an open registration's for those grants: the document's `scope` within the
+//!   supported scopes (default: all of them), since each token it obtains is approved by a user on
+//!   the consent page and bounded by that user's scopes. (The registrable scopes bound clients
+//!   that grant themselves tokens, which a document's client never does.)
 //! - **Cache**: documents are kept per their `Cache-Control` (`no-store` / `no-cache` → not
 //!   kept; `max-age` clamped to [`CimdSettings::min_ttl`] ..= [`CimdSettings::max_ttl`]; no
 //!   header → `min_ttl`), in a cache of at most [`CimdSettings::cache_entries`] documents. Failures
@@ -207,16 +209,17 @@ impl CimdFetcher {
     }
 
     /// The client described by the document at `client_id`, from the cache or fetched now.
-    /// `registrable_scopes` bounds the client's scope.
+    /// `scope_bound` bounds the client's scope (the authorization server passes its supported
+    /// scopes, as for an open registration of an authorization code client).
     pub async fn client(
         &self,
         client_id: &str,
-        registrable_scopes: &[String],
+        scope_bound: &[String],
         now: i64,
     ) -> Result<Client, CimdError> {
         let url = check_url(client_id)?;
         if let Some(document) = self.cached(client_id) {
-            return to_client(document, registrable_scopes, now);
+            return to_client(document, scope_bound, now);
         }
         if let Some(Host::Ipv4(_) | Host::Ipv6(_)) = url.host() {
             // An IP literal is not resolved, so the resolver's check does not run: check here.
@@ -233,7 +236,7 @@ impl CimdFetcher {
         if document.client_id != client_id {
             return Err(CimdError::ClientIdMismatch);
         }
-        let client = to_client(document.clone(), registrable_scopes, now)?;
+        let client = to_client(document.clone(), scope_bound, now)?;
         if let Some(ttl) = ttl {
             self.store(client_id, document, ttl);
         }
@@ -366,7 +369,7 @@ fn check_url(client_id: &str) -> Result<Url, CimdError> {
 }
 
 /// Turns a checked document into the client it describes.
-fn to_client(document: Document, registrable: &[String], now: i64) -> Result<Client, CimdError> {
+fn to_client(document: Document, bound: &[String], now: i64) -> Result<Client, CimdError> {
     match document.token_endpoint_auth_method.as_deref() {
         None | Some("none") => {}
         Some(_) => return Err(CimdError::Invalid),
@@ -381,14 +384,14 @@ fn to_client(document: Document, registrable: &[String], now: i64) -> Result<Cli
     {
         return Err(CimdError::Invalid);
     }
-    let registrable_set = scope::join(registrable);
+    let bound_set = scope::join(bound);
     let scope = match document.scope.as_deref() {
-        None => registrable_set,
+        None => bound_set,
         Some(s) => {
             let requested = scope::parse(s).ok_or(CimdError::Invalid)?;
             let kept: Vec<String> = requested
                 .into_iter()
-                .filter(|s| registrable.contains(s))
+                .filter(|s| bound.contains(s))
                 .collect();
             scope::join(&kept)
         }

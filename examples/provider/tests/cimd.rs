@@ -212,6 +212,29 @@ async fn cimd_client_completes_the_code_flow(backend: Backend) {
 
 backend_tests!(cimd_client_completes_the_code_flow);
 
+/// A document's client acts for users only, like an open registration of an authorization code
+/// client: it may ask for every supported scope (the privileged one included), and each token is
+/// bounded by what the user holds and approves.
+#[tokio::test]
+async fn a_document_client_is_bounded_by_the_supported_scopes_like_an_open_registration() {
+    let (_server, client_id) = serving_valid_document(None).await;
+    let env = Env::start_with(Backend::Memory, config(true)).await;
+    let mut req = AuthRequest::new(&client_id);
+    req.scope = Some("read write admin".to_owned());
+    let code = env.authorize_and_approve(&req, "admin", "admin789").await["code"].clone();
+    let (status, tokens) = env.token(&req.redeem_form(&code)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["scope"], "admin read write");
+    let stored = env.storage().get_client(&client_id).await.unwrap().unwrap();
+    assert_eq!(stored.scope, "read write admin");
+
+    // A user holding fewer scopes gets no more than they hold.
+    let code = env.authorize_and_approve(&req, "bob", "secret456").await["code"].clone();
+    let (status, tokens) = env.token(&req.redeem_form(&code)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["scope"], "read");
+}
+
 #[tokio::test]
 async fn metadata_advertises_client_id_metadata_documents() {
     let env = Env::start_with(Backend::Memory, config(false)).await;

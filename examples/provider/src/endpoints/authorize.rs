@@ -170,7 +170,7 @@ async fn find_client(state: &AppState, client_id: &str) -> Result<Client, Respon
     }
     let client = state
         .cimd()
-        .client(client_id, state.registrable_scopes(), now())
+        .client(client_id, state.scopes_supported(), now())
         .await
         .map_err(|e| {
             tracing::debug!(error = ?e, "client metadata document refused");
