@@ -222,7 +222,10 @@ mod tests {
             ),
             (format!("{good}{}", good), "duplicate client_id"),
             (
-                good.replace("client_id = \"rs\"", "client_id = \"https://rs.example/client\""),
+                good.replace(
+                    "client_id = \"rs\"",
+                    "client_id = \"https://rs.example/client\"",
+                ),
                 "client_id must not be an https URL (reserved for client metadata documents)",
             ),
         ] {
