@@ -1,5 +1,6 @@
-//! Storage operation latency for both backends (SQLite on a real file in a temp dir, WAL,
-//! `synchronous = NORMAL`).
+//! Storage operation latency for every backend: memory, SQLite (a real file in a temp dir, WAL,
+//! `synchronous = NORMAL`) and PostgreSQL (a fresh database on the server of
+//! `TOWER_INTROSPECT_TEST_POSTGRES_URL`, dropped afterwards; skipped with a message without it).
 //!
 //! Run: `cargo bench -p oauth-provider --bench storage -- --warm-up-time 1 --measurement-time 3`
 
@@ -8,9 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use oauth_provider::PostgresSettings;
 use oauth_provider::model::{AuthMethod, AuthorizationCode, Client, TokenKind, TokenRecord};
-use oauth_provider::storage::{MemoryStorage, SqliteStorage, Storage};
+use oauth_provider::storage::{MemoryStorage, PostgresStorage, SqliteStorage, Storage};
 use oauth_provider::tokens::{hash_secret, random_id};
+use sqlx::Connection;
 
 const NOW: i64 = 1_700_000_000;
 
@@ -128,6 +131,45 @@ fn storage_benches(c: &mut Criterion) {
         .block_on(SqliteStorage::open(dir.path().join("bench.db")))
         .unwrap();
     bench_backend(c, &rt, "sqlite", Arc::new(sqlite));
+    let Some(server) = std::env::var("TOWER_INTROSPECT_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        println!(
+            "skipped: the postgres benches; set TOWER_INTROSPECT_TEST_POSTGRES_URL \
+             (e.g. from scripts/postgres-cluster.sh start) to run them"
+        );
+        return;
+    };
+    let name = format!("ti_bench_{}", std::process::id());
+    let admin = |sql: String| {
+        let server = server.clone();
+        async move {
+            let mut conn = sqlx::PgConnection::connect(&server).await?;
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await?;
+            conn.close().await
+        }
+    };
+    rt.block_on(admin(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .unwrap();
+    rt.block_on(admin(format!("CREATE DATABASE {name}")))
+        .unwrap();
+    let mut url = url::Url::parse(&server).unwrap();
+    url.set_path(&format!("/{name}"));
+    let postgres = rt
+        .block_on(PostgresStorage::open(&PostgresSettings::new(url.as_str())))
+        .unwrap();
+    let postgres: Arc<dyn Storage> = Arc::new(postgres);
+    bench_backend(c, &rt, "postgres", postgres.clone());
+    rt.block_on(postgres.close());
+    rt.block_on(admin(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .unwrap();
 }
 
 criterion_group! {

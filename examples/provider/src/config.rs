@@ -18,6 +18,103 @@ pub enum StorageConfig {
         /// Database file path; its parent directory is created if missing.
         path: PathBuf,
     },
+    /// A PostgreSQL database, which several server instances may share.
+    Postgres(PostgresSettings),
+}
+
+/// How the PostgreSQL backend connects. Every instance opens its own pool of
+/// `max_connections`, so the database must accept instances × `max_connections` connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresSettings {
+    /// `postgres://user:password@host:port/database[?sslmode=…]`.
+    pub url: DatabaseUrl,
+    /// Connections one instance keeps at most (default 10). Every request needs one for the
+    /// duration of its storage calls; requests beyond it wait up to `acquire_timeout`.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection (or for a new one to be established)
+    /// before failing with `server_error` (default 5 s).
+    pub acquire_timeout: Duration,
+    /// Longest a single statement may run, lock waits included, before the database cancels it
+    /// (default 5 s). Also bounds how long a transaction may sit idle, so that a stalled
+    /// instance cannot hold row or advisory locks that the other instances wait for.
+    pub statement_timeout: Duration,
+}
+
+impl PostgresSettings {
+    /// The defaults for a database at `url`.
+    pub fn new(url: impl Into<DatabaseUrl>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A database URL. It usually carries a password, so its `Debug` and `Display` forms redact the
+/// password (and any `password` query parameter): logging a [`Config`] or an error that
+/// mentions the URL cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, password included (for the driver only).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password and password-like query parameters replaced by `<redacted>`.
+    pub fn redacted(&self) -> String {
+        const REDACTED: &str = "<redacted>";
+        let Ok(mut url) = url::Url::parse(&self.0) else {
+            return "<unparseable database URL>".to_owned();
+        };
+        if url.password().is_some() {
+            // Cannot fail for URLs that already have a password.
+            let _ = url.set_password(Some(REDACTED));
+        }
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let hidden = k.to_ascii_lowercase().contains("password");
+                    let v = if hidden {
+                        REDACTED.to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 /// Credential lifetimes.
@@ -121,7 +218,8 @@ pub struct Config {
     pub clients_file: Option<PathBuf>,
     /// Seed the demo accounts and demo clients. Never enabled implicitly.
     pub demo: bool,
-    /// How often expired rows are purged (default 60 s).
+    /// How often expired rows are purged (default 60 s). On PostgreSQL every instance runs the
+    /// task and one at a time does the work (the others skip that round).
     pub cleanup_interval: Duration,
     /// Largest accepted request body in bytes (default 16 KiB).
     pub max_body_bytes: usize,
@@ -238,5 +336,27 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(!printed.contains("initial-access-token"), "{printed}");
         assert!(printed.contains("Secret(<redacted>)"));
+    }
+
+    #[test]
+    fn database_password_never_appears_in_debug_or_display() {
+        let url = "postgres://oauth:hunter2-db-pass@db.internal:5432/oauth?sslmode=require&password=hunter3";
+        let config =
+            Config::default().with_storage(StorageConfig::Postgres(PostgresSettings::new(url)));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter"), "{printed}");
+        assert!(
+            printed.contains("postgres://oauth:%3Credacted%3E@db.internal:5432/oauth?sslmode=require&password=%3Credacted%3E"),
+            "{printed}"
+        );
+        let StorageConfig::Postgres(settings) = &config.storage else {
+            unreachable!()
+        };
+        assert!(!settings.url.to_string().contains("hunter"));
+        assert_eq!(settings.url.expose(), url);
+        assert_eq!(
+            DatabaseUrl::from("not a url :pass@").to_string(),
+            "<unparseable database URL>"
+        );
     }
 }

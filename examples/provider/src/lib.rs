@@ -4,7 +4,8 @@
 //! It implements the authorization code grant with mandatory PKCE S256 (login and consent pages),
 //! refresh-token rotation with family revocation on reuse, client credentials, RFC 7662
 //! introspection, RFC 7009 revocation, RFC 7591 dynamic registration, RFC 8414 metadata,
-//! RFC 8707 resource indicators and RFC 9207 `iss`. State lives in memory or in SQLite.
+//! RFC 8707 resource indicators and RFC 9207 `iss`. State lives in memory, in SQLite, or in
+//! PostgreSQL (which several instances may share).
 //!
 //! # Running it in-process
 //!
@@ -52,7 +53,7 @@ use axum::routing::{get, post};
 
 pub use config::{
     Config, DEMO_PUBLIC_CLIENT_ID, DEMO_RESOURCE, DEMO_RESOURCE_SERVER_ID,
-    DEMO_RESOURCE_SERVER_SECRET, Lifetimes, Secret, StorageConfig,
+    DEMO_RESOURCE_SERVER_SECRET, DatabaseUrl, Lifetimes, PostgresSettings, Secret, StorageConfig,
 };
 pub use server::{Error, Server};
 pub use state::AppState;

@@ -10,10 +10,10 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use oauth_provider::cimd::CimdSettings;
 use oauth_provider::limits::{Limits, WindowLimit};
-use oauth_provider::{Config, Lifetimes, Server, StorageConfig};
+use oauth_provider::{Config, DatabaseUrl, Lifetimes, PostgresSettings, Server, StorageConfig};
 
 /// Reference OAuth 2.1 authorization server (PKCE, refresh rotation, introspection, revocation,
-/// dynamic registration) with memory or SQLite storage.
+/// dynamic registration) with memory, SQLite or PostgreSQL storage.
 #[derive(Parser, Debug)]
 #[command(name = "oauth-provider", version)]
 struct Cli {
@@ -35,6 +35,23 @@ struct Cli {
     /// SQLite database file (`:memory:` for a private in-memory database).
     #[arg(long, env = "OAUTH_SQLITE_PATH", default_value = "./data/oauth.db")]
     sqlite_path: PathBuf,
+
+    /// PostgreSQL URL for `--storage postgres`:
+    /// postgres://user:password@host:port/database (add `?sslmode=verify-full` for TLS).
+    #[arg(long, env = "OAUTH_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<DatabaseUrl>,
+
+    /// PostgreSQL connections this instance keeps at most.
+    #[arg(long, env = "OAUTH_DATABASE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 10)]
+    database_max_connections: u32,
+
+    /// Seconds a request waits for a PostgreSQL connection before failing.
+    #[arg(long, env = "OAUTH_DATABASE_ACQUIRE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 5)]
+    database_acquire_timeout: u64,
+
+    /// Seconds one PostgreSQL statement may run (lock waits included) before it is cancelled.
+    #[arg(long, env = "OAUTH_DATABASE_STATEMENT_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 5)]
+    database_statement_timeout: u64,
 
     /// Users file (TOML, or JSON when it ends in .json).
     #[arg(long, env = "OAUTH_USERS_FILE")]
@@ -192,18 +209,14 @@ enum Command {
 enum Backend {
     Memory,
     Sqlite,
+    Postgres,
 }
 
 impl Cli {
-    fn config(&self) -> Config {
-        Config {
+    fn config(&self) -> Result<Config, String> {
+        Ok(Config {
             issuer: self.issuer.clone(),
-            storage: match self.storage {
-                Backend::Memory => StorageConfig::Memory,
-                Backend::Sqlite => StorageConfig::Sqlite {
-                    path: self.sqlite_path.clone(),
-                },
-            },
+            storage: self.storage()?,
             lifetimes: Lifetimes {
                 authorization_code: Duration::from_secs(self.code_ttl),
                 access_token: Duration::from_secs(self.access_token_ttl),
@@ -239,7 +252,27 @@ impl Cli {
                 cache_entries: self.cimd_cache_entries,
             },
             ..Config::default()
-        }
+        })
+    }
+
+    fn storage(&self) -> Result<StorageConfig, String> {
+        Ok(match self.storage {
+            Backend::Memory => StorageConfig::Memory,
+            Backend::Sqlite => StorageConfig::Sqlite {
+                path: self.sqlite_path.clone(),
+            },
+            Backend::Postgres => {
+                let url = self.database_url.clone().ok_or(
+                    "--storage postgres needs --database-url (or OAUTH_DATABASE_URL)".to_owned(),
+                )?;
+                StorageConfig::Postgres(PostgresSettings {
+                    max_connections: self.database_max_connections,
+                    acquire_timeout: Duration::from_secs(self.database_acquire_timeout),
+                    statement_timeout: Duration::from_secs(self.database_statement_timeout),
+                    ..PostgresSettings::new(url)
+                })
+            }
+        })
     }
 
     fn limits(&self) -> Limits {
@@ -361,7 +394,13 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = cli.config();
+    let config = match cli.config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("oauth-provider: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if config.demo {
         tracing::warn!("demo accounts and clients are enabled; never use --demo in production");
     }

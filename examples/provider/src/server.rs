@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::config::{Config, StorageConfig};
 use crate::state::AppState;
-use crate::storage::{MemoryStorage, SqliteStorage, Storage, StorageError};
+use crate::storage::{MemoryStorage, PostgresStorage, SqliteStorage, Storage, StorageError};
 use crate::users::{UserDirectory, UsersError};
 
 /// Errors starting the server.
@@ -98,6 +98,7 @@ pub async fn open_storage(config: &StorageConfig) -> Result<Arc<dyn Storage>, St
     Ok(match config {
         StorageConfig::Memory => Arc::new(MemoryStorage::new()),
         StorageConfig::Sqlite { path } => Arc::new(SqliteStorage::open(path).await?),
+        StorageConfig::Postgres(settings) => Arc::new(PostgresStorage::open(settings).await?),
     })
 }
 

@@ -437,6 +437,11 @@ async fn concurrent_wrong_passwords_stay_under_the_memory_bound(backend: Backend
     const POSTS: usize = 256;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("oauth.db");
+    let database = match backend {
+        Backend::Postgres => Some(common::postgres::TestDatabase::create().await),
+        _ => None,
+    };
+    let database_url = database.as_ref().map(|d| d.url.clone()).unwrap_or_default();
     let mut args = vec![
         "--demo",
         "--bind",
@@ -453,6 +458,9 @@ async fn concurrent_wrong_passwords_stay_under_the_memory_bound(backend: Backend
         Backend::Memory => args.extend(["--storage", "memory"]),
         Backend::Sqlite => {
             args.extend(["--storage", "sqlite", "--sqlite-path", db.to_str().unwrap()])
+        }
+        Backend::Postgres => {
+            args.extend(["--storage", "postgres", "--database-url", &database_url])
         }
     }
     let process = Process::spawn(&args, &[]).await;

@@ -1,4 +1,4 @@
-//! Persistence behind one async trait, with an in-memory and a SQLite backend.
+//! Persistence behind one async trait, with an in-memory, a SQLite and a PostgreSQL backend.
 //!
 //! Design rules every backend follows (and the shared test suite checks):
 //! - reads never return expired rows (`expires_at > now`), whether or not cleanup ran;
@@ -9,14 +9,19 @@
 //!   a crash leaves either the old token usable or the new pair stored, never neither;
 //! - capped inserts (anonymous clients, pending authorizations) check the cap and insert in one
 //!   atomic step, so concurrent callers (and processes) cannot overshoot it;
-//! - only hashes of secrets are stored.
+//! - only hashes of secrets are stored;
+//! - on a shared database (PostgreSQL, or SQLite used by several processes) all of the above
+//!   hold across processes, not only across tasks.
 //!
 //! Time is passed in explicitly (`now`) so tests can drive expiry without sleeping.
 
 mod memory;
+pub mod postgres;
+mod rows;
 mod sqlite;
 
 pub use memory::MemoryStorage;
+pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
 use async_trait::async_trait;
@@ -29,7 +34,7 @@ use crate::model::{
 /// A storage failure. Callers answer `server_error` / 500 and never treat it as success.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The SQLite backend failed.
+    /// The database (SQLite or PostgreSQL) failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// Applying schema migrations failed.
@@ -41,6 +46,10 @@ pub enum StorageError {
     /// Opening the database failed before sqlx was involved (e.g. creating its directory).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The database URL is not a PostgreSQL URL (the URL itself is not repeated: it may hold
+    /// a password).
+    #[error("invalid database URL (expected postgres://user:password@host:port/database)")]
+    InvalidDatabaseUrl,
 }
 
 /// Whether a capped insert was admitted.
@@ -81,7 +90,7 @@ pub enum Rotation {
 pub type StorageResult<T> = Result<T, StorageError>;
 
 /// The authorization server's state. Implementations must be safe to share between tasks
-/// (and, for SQLite, between processes using the same file).
+/// (and, for SQLite and PostgreSQL, between processes using the same database).
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Inserts or replaces a client (configured and demo clients: no cap, no expiry).
@@ -180,10 +189,12 @@ pub trait Storage: Send + Sync + 'static {
     async fn revoke_family(&self, family_id: &str, remember_until: UnixTime) -> StorageResult<()>;
 
     /// Deletes every row that expired at or before `now`, including anonymous clients never
-    /// used before their deadline. Returns the number of rows deleted.
+    /// used before their deadline. Returns the number of rows deleted. On PostgreSQL, a call
+    /// while another instance is purging the same database does nothing and returns 0 (one
+    /// instance cleans at a time; reads ignore expired rows anyway).
     async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64>;
     /// Counts rows, expired ones included.
     async fn stats(&self) -> StorageResult<StorageStats>;
-    /// Releases resources (closes the SQLite pool). Further calls fail.
+    /// Releases resources (closes the database pool). Further calls fail.
     async fn close(&self) {}
 }

@@ -23,16 +23,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Admission, PendingCaps, Rotation, Storage, StorageError, StorageResult};
+use super::rows::{self, cap, to_json};
+use super::{Admission, PendingCaps, Rotation, Storage, StorageResult};
 use crate::model::{
-    AuthMethod, AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats,
-    TokenKind, TokenRecord, UnixTime,
+    AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats, TokenRecord,
+    UnixTime,
 };
 
 /// How long a connection waits for another writer before giving up.
@@ -127,84 +126,6 @@ impl SqliteStorage {
     }
 }
 
-fn corrupt(what: &str) -> StorageError {
-    StorageError::Corrupt(what.to_owned())
-}
-
-fn client_from_row(row: &SqliteRow) -> StorageResult<Client> {
-    let redirect_uris: String = row.try_get("redirect_uris")?;
-    let grant_types: String = row.try_get("grant_types")?;
-    let auth_method: String = row.try_get("auth_method")?;
-    let resources: String = row.try_get("resources")?;
-    Ok(Client {
-        client_id: row.try_get("client_id")?,
-        secret_hash: row.try_get("secret_hash")?,
-        client_name: row.try_get("client_name")?,
-        redirect_uris: serde_json::from_str(&redirect_uris)
-            .map_err(|_| corrupt("clients.redirect_uris"))?,
-        grant_types: serde_json::from_str(&grant_types)
-            .map_err(|_| corrupt("clients.grant_types"))?,
-        scope: row.try_get("scope")?,
-        auth_method: AuthMethod::parse(&auth_method)
-            .ok_or_else(|| corrupt("clients.auth_method"))?,
-        issued_at: row.try_get("issued_at")?,
-        resource_server: row.try_get("resource_server")?,
-        resources: serde_json::from_str(&resources).map_err(|_| corrupt("clients.resources"))?,
-    })
-}
-
-fn pending_from_row(row: &SqliteRow) -> StorageResult<PendingAuthorization> {
-    let stage: String = row.try_get("stage")?;
-    Ok(PendingAuthorization {
-        id_hash: row.try_get("id_hash")?,
-        browser_hash: row.try_get("browser_hash")?,
-        csrf_hash: row.try_get("csrf_hash")?,
-        client_id: row.try_get("client_id")?,
-        redirect_uri: row.try_get("redirect_uri")?,
-        scope: row.try_get("scope")?,
-        state: row.try_get("state")?,
-        code_challenge: row.try_get("code_challenge")?,
-        resource: row.try_get("resource")?,
-        stage: InteractionStage::parse(&stage).ok_or_else(|| corrupt("pending.stage"))?,
-        subject: row.try_get("subject")?,
-        granted_scope: row.try_get("granted_scope")?,
-        expires_at: row.try_get("expires_at")?,
-    })
-}
-
-fn code_from_row(row: &SqliteRow) -> StorageResult<AuthorizationCode> {
-    Ok(AuthorizationCode {
-        code_hash: row.try_get("code_hash")?,
-        client_id: row.try_get("client_id")?,
-        redirect_uri: row.try_get("redirect_uri")?,
-        subject: row.try_get("subject")?,
-        scope: row.try_get("scope")?,
-        resource: row.try_get("resource")?,
-        code_challenge: row.try_get("code_challenge")?,
-        family_id: row.try_get("family_id")?,
-        issued_at: row.try_get("issued_at")?,
-        expires_at: row.try_get("expires_at")?,
-        consumed: row.try_get("consumed")?,
-    })
-}
-
-fn token_from_row(row: &SqliteRow) -> StorageResult<TokenRecord> {
-    let kind: String = row.try_get("kind")?;
-    Ok(TokenRecord {
-        token_hash: row.try_get("token_hash")?,
-        kind: TokenKind::parse(&kind).ok_or_else(|| corrupt("tokens.kind"))?,
-        family_id: row.try_get("family_id")?,
-        client_id: row.try_get("client_id")?,
-        subject: row.try_get("subject")?,
-        scope: row.try_get("scope")?,
-        resource: row.try_get("resource")?,
-        jti: row.try_get("jti")?,
-        issued_at: row.try_get("issued_at")?,
-        expires_at: row.try_get("expires_at")?,
-        consumed: row.try_get("consumed")?,
-    })
-}
-
 const INSERT_ONE_TOKEN: &str = "INSERT INTO tokens (token_hash, kind, family_id, client_id, \
      subject, scope, resource, jti, issued_at, expires_at, consumed, parent_hash) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -260,15 +181,6 @@ fn upsert_client(client: &Client) -> SqliteQuery<'_> {
     .bind(to_json(&client.resources))
 }
 
-/// A cap as an SQLite integer (saturating).
-fn cap(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn to_json(values: &[String]) -> String {
-    serde_json::Value::from(values.to_vec()).to_string()
-}
-
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn put_client(&self, client: &Client) -> StorageResult<()> {
@@ -316,7 +228,7 @@ impl Storage for SqliteStorage {
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
-            .map(client_from_row)
+            .map(rows::client)
             .transpose()
     }
 
@@ -385,7 +297,7 @@ impl Storage for SqliteStorage {
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
-            .map(pending_from_row)
+            .map(rows::pending)
             .transpose()
     }
 
@@ -427,7 +339,7 @@ impl Storage for SqliteStorage {
         .fetch_optional(&self.pool)
         .await?
         .as_ref()
-        .map(pending_from_row)
+        .map(rows::pending)
         .transpose()
     }
 
@@ -464,7 +376,7 @@ impl Storage for SqliteStorage {
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
-            .map(code_from_row)
+            .map(rows::code)
             .transpose()
     }
 
@@ -521,7 +433,7 @@ impl Storage for SqliteStorage {
         .fetch_optional(&self.pool)
         .await?
         .as_ref()
-        .map(token_from_row)
+        .map(rows::token)
         .transpose()
     }
 
@@ -635,28 +547,8 @@ impl Storage for SqliteStorage {
     }
 
     async fn stats(&self) -> StorageResult<StorageStats> {
-        let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM clients) AS clients, \
-             (SELECT count(*) FROM unused_clients) AS unused_clients, \
-             (SELECT count(*) FROM pending_authorizations) AS pending, \
-             (SELECT count(*) FROM authorization_codes) AS codes, \
-             (SELECT count(*) FROM tokens) AS tokens, \
-             (SELECT count(*) FROM revoked_families) AS revoked_families",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let get = |name: &str| -> StorageResult<u64> {
-            let n: i64 = row.try_get(name)?;
-            u64::try_from(n).map_err(|_| corrupt("count"))
-        };
-        Ok(StorageStats {
-            clients: get("clients")?,
-            unused_clients: get("unused_clients")?,
-            pending: get("pending")?,
-            codes: get("codes")?,
-            tokens: get("tokens")?,
-            revoked_families: get("revoked_families")?,
-        })
+        let row = sqlx::query(rows::STATS).fetch_one(&self.pool).await?;
+        rows::stats(&row)
     }
 
     async fn close(&self) {

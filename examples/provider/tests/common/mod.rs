@@ -2,6 +2,8 @@
 //! drives the login and consent forms, and small assertion helpers.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +26,12 @@ use tokio::process::{Child, Command};
 pub enum Backend {
     Memory,
     Sqlite,
+    /// A fresh database on the server of [`postgres::URL_VAR`], dropped after the test.
+    Postgres,
 }
 
-/// Opens a fresh store of the given kind; SQLite uses a real file inside `dir`.
+/// Opens a fresh store of the given kind; SQLite uses a real file inside `dir`, PostgreSQL a
+/// new database that lives as long as the returned store.
 pub async fn open_storage(backend: Backend, dir: &TempDir) -> Arc<dyn Storage> {
     match backend {
         Backend::Memory => Arc::new(MemoryStorage::new()),
@@ -35,11 +40,13 @@ pub async fn open_storage(backend: Backend, dir: &TempDir) -> Arc<dyn Storage> {
                 .await
                 .expect("open sqlite"),
         ),
+        Backend::Postgres => postgres::open_storage().await,
     }
 }
 
-/// Instantiates each listed `async fn name(Backend)` once per backend, as `memory::name` and
-/// `sqlite::name`, so the suite is written once.
+/// Instantiates each listed `async fn name(Backend)` once per backend, as `memory::name`,
+/// `sqlite::name` and `postgres::name`, so the suite is written once. The PostgreSQL variants
+/// skip (with a message) when no server is configured; see [`postgres::server_url`].
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
@@ -56,6 +63,16 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::common::postgres::server_url(stringify!($name)).is_some() {
+                        super::$name($crate::common::Backend::Postgres).await
+                    }
                 }
             )*
         }

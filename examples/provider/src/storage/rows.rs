@@ -1,0 +1,151 @@
+//! Decoding stored rows into model records and encoding list columns, shared by the SQL backends
+//! (SQLite and PostgreSQL store the same columns; only the column types differ, which sqlx
+//! handles per driver).
+
+use sqlx::Row;
+
+use super::{StorageError, StorageResult};
+use crate::model::{
+    AuthMethod, AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats,
+    TokenKind, TokenRecord,
+};
+
+/// The column reads the decoders need, for any driver's row type.
+pub(super) trait Columns {
+    fn text(&self, name: &str) -> StorageResult<String>;
+    fn optional_text(&self, name: &str) -> StorageResult<Option<String>>;
+    fn integer(&self, name: &str) -> StorageResult<i64>;
+    fn flag(&self, name: &str) -> StorageResult<bool>;
+}
+
+/// Implements [`Columns`] for a driver row type through sqlx's typed `try_get`.
+macro_rules! impl_columns {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, name: &str) -> StorageResult<String> {
+                Ok(self.try_get(name)?)
+            }
+            fn optional_text(&self, name: &str) -> StorageResult<Option<String>> {
+                Ok(self.try_get(name)?)
+            }
+            fn integer(&self, name: &str) -> StorageResult<i64> {
+                Ok(self.try_get(name)?)
+            }
+            fn flag(&self, name: &str) -> StorageResult<bool> {
+                Ok(self.try_get(name)?)
+            }
+        }
+    };
+}
+
+impl_columns!(sqlx::sqlite::SqliteRow);
+impl_columns!(sqlx::postgres::PgRow);
+
+pub(super) fn corrupt(what: &str) -> StorageError {
+    StorageError::Corrupt(what.to_owned())
+}
+
+fn json_list(row: &impl Columns, name: &str, what: &str) -> StorageResult<Vec<String>> {
+    serde_json::from_str(&row.text(name)?).map_err(|_| corrupt(what))
+}
+
+pub(super) fn client(row: &impl Columns) -> StorageResult<Client> {
+    Ok(Client {
+        client_id: row.text("client_id")?,
+        secret_hash: row.optional_text("secret_hash")?,
+        client_name: row.optional_text("client_name")?,
+        redirect_uris: json_list(row, "redirect_uris", "clients.redirect_uris")?,
+        grant_types: json_list(row, "grant_types", "clients.grant_types")?,
+        scope: row.text("scope")?,
+        auth_method: AuthMethod::parse(&row.text("auth_method")?)
+            .ok_or_else(|| corrupt("clients.auth_method"))?,
+        issued_at: row.integer("issued_at")?,
+        resource_server: row.flag("resource_server")?,
+        resources: json_list(row, "resources", "clients.resources")?,
+    })
+}
+
+pub(super) fn pending(row: &impl Columns) -> StorageResult<PendingAuthorization> {
+    Ok(PendingAuthorization {
+        id_hash: row.text("id_hash")?,
+        browser_hash: row.text("browser_hash")?,
+        csrf_hash: row.text("csrf_hash")?,
+        client_id: row.text("client_id")?,
+        redirect_uri: row.text("redirect_uri")?,
+        scope: row.text("scope")?,
+        state: row.optional_text("state")?,
+        code_challenge: row.text("code_challenge")?,
+        resource: row.optional_text("resource")?,
+        stage: InteractionStage::parse(&row.text("stage")?)
+            .ok_or_else(|| corrupt("pending.stage"))?,
+        subject: row.optional_text("subject")?,
+        granted_scope: row.optional_text("granted_scope")?,
+        expires_at: row.integer("expires_at")?,
+    })
+}
+
+pub(super) fn code(row: &impl Columns) -> StorageResult<AuthorizationCode> {
+    Ok(AuthorizationCode {
+        code_hash: row.text("code_hash")?,
+        client_id: row.text("client_id")?,
+        redirect_uri: row.text("redirect_uri")?,
+        subject: row.text("subject")?,
+        scope: row.text("scope")?,
+        resource: row.optional_text("resource")?,
+        code_challenge: row.text("code_challenge")?,
+        family_id: row.text("family_id")?,
+        issued_at: row.integer("issued_at")?,
+        expires_at: row.integer("expires_at")?,
+        consumed: row.flag("consumed")?,
+    })
+}
+
+pub(super) fn token(row: &impl Columns) -> StorageResult<TokenRecord> {
+    Ok(TokenRecord {
+        token_hash: row.text("token_hash")?,
+        kind: TokenKind::parse(&row.text("kind")?).ok_or_else(|| corrupt("tokens.kind"))?,
+        family_id: row.text("family_id")?,
+        client_id: row.text("client_id")?,
+        subject: row.optional_text("subject")?,
+        scope: row.text("scope")?,
+        resource: row.optional_text("resource")?,
+        jti: row.text("jti")?,
+        issued_at: row.integer("issued_at")?,
+        expires_at: row.integer("expires_at")?,
+        consumed: row.flag("consumed")?,
+    })
+}
+
+/// Counts every table (expired rows included); decoded by [`stats`].
+pub(super) const STATS: &str = "SELECT (SELECT count(*) FROM clients) AS clients, \
+     (SELECT count(*) FROM unused_clients) AS unused_clients, \
+     (SELECT count(*) FROM pending_authorizations) AS pending, \
+     (SELECT count(*) FROM authorization_codes) AS codes, \
+     (SELECT count(*) FROM tokens) AS tokens, \
+     (SELECT count(*) FROM revoked_families) AS revoked_families";
+
+pub(super) fn stats(row: &impl Columns) -> StorageResult<StorageStats> {
+    Ok(StorageStats {
+        clients: count(row, "clients")?,
+        unused_clients: count(row, "unused_clients")?,
+        pending: count(row, "pending")?,
+        codes: count(row, "codes")?,
+        tokens: count(row, "tokens")?,
+        revoked_families: count(row, "revoked_families")?,
+    })
+}
+
+/// A count read back from the database (never negative).
+pub(super) fn count(row: &impl Columns, name: &str) -> StorageResult<u64> {
+    u64::try_from(row.integer(name)?).map_err(|_| corrupt("count"))
+}
+
+/// A cap as an SQL integer (saturating).
+pub(super) fn cap(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A list column's stored form: a JSON array of strings.
+pub(super) fn to_json(values: &[String]) -> String {
+    serde_json::Value::from(values.to_vec()).to_string()
+}
