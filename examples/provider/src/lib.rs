@@ -25,6 +25,7 @@
 
 #![deny(missing_docs)]
 
+pub mod body_limit;
 pub mod cimd;
 pub mod cleanup;
 pub mod client_auth;
@@ -75,9 +76,21 @@ pub fn router(state: AppState) -> Router {
         .route("/revoke", post(revoke::post))
         .route("/register", post(register::post))
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            body_limit::bound_body,
+        ))
         .layer(axum::middleware::map_response(error::json_framework_errors));
     Router::new()
-        .route("/authorize", get(authorize::get).post(authorize::post))
+        .route(
+            "/authorize",
+            get(authorize::get)
+                .post(authorize::post)
+                .layer(axum::middleware::from_fn_with_state(
+                    limit,
+                    body_limit::bound_body,
+                )),
+        )
         .merge(api)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -316,3 +316,91 @@ async fn api_errors_are_json_with_no_store(backend: Backend) {
             .starts_with("text/html")
     );
 }
+
+/// One HTTP/1.1 exchange on an open connection: the status line and body of the answer.
+async fn exchange(
+    stream: &mut tokio::net::TcpStream,
+    head: &str,
+    body_parts: &[&[u8]],
+) -> std::io::Result<(String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(head.as_bytes()).await?;
+    for part in body_parts {
+        stream.write_all(part).await?;
+        stream.flush().await?;
+    }
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        answer.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + length {
+                let status = text.lines().next().unwrap_or_default().to_owned();
+                return Ok((status, text[end + 4..end + 4 + length].to_owned()));
+            }
+        }
+    }
+}
+
+/// A client that sends a body over the limit must be able to read the `413`: the server reads the
+/// body off the connection first (an answer sent mid-upload, followed by a close with unread
+/// data, reaches the client as a reset). Deterministic: the second half of the body is sent only
+/// after the first, and the connection still serves another request afterwards, which it could
+/// not if the body had been left unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_read_before_the_413_and_the_connection_stays_usable() {
+    let env = Env::start(Backend::Memory).await;
+    let addr = env.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let half = vec![b'a'; 32 * 1024];
+    let head = format!(
+        "POST /token HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n",
+        2 * half.len()
+    );
+    let (status, body) = exchange(&mut stream, &head, &[&half, &half]).await.unwrap();
+    assert_eq!(status, "HTTP/1.1 413 Payload Too Large");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"], "invalid_request");
+    // The same connection, again: the metadata document.
+    let (status, _) = exchange(
+        &mut stream,
+        &format!("GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
+/// The drain is bounded: a body declared larger than the drain bound is answered at once, and a
+/// body that keeps coming is cut off after the bound (the server never reads an unbounded upload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_declared_body_is_refused_without_reading_it() {
+    let env = Env::start(Backend::Memory).await;
+    let addr = env.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /register HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        oauth_provider::body_limit::DRAIN_BYTES + 1
+    );
+    // Nothing of the body is sent: the answer comes anyway.
+    let (status, body) = exchange(&mut stream, &head, &[]).await.unwrap();
+    assert_eq!(status, "HTTP/1.1 413 Payload Too Large");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"], "invalid_request");
+}
