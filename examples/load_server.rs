@@ -38,7 +38,7 @@ fn token(i: u64) -> String {
     format!("load-token-{i:032}")
 }
 
-/// Parses the `--token-count`-style number `i` back out of a token, if it is one of the load's.
+/// The number `i` of a token that [`token`] minted; `None` for any other token.
 fn token_number(token: &str) -> Option<u64> {
     let digits = token.strip_prefix("load-token-")?;
     (digits.len() == 32 && digits.bytes().all(|b| b.is_ascii_digit()))
