@@ -5,7 +5,8 @@
 //! repeat everything else: interning that part saves a few hundred bytes and several allocations
 //! per cached principal. The table is bounded (entries and bytes), so a server answering with
 //! ever-changing values cannot grow it: when it is full, unused entries are dropped, and if it is
-//! still full the value is simply owned by its principal, as if it were not interned.
+//! still full the value is simply owned by its principal, as if it were not interned (and the
+//! next scan waits for [`PRUNE_BACKOFF`] more such values).
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -14,6 +15,10 @@ use crate::Scopes;
 
 /// Most distinct combinations the table holds.
 const MAX_ENTRIES: usize = 1024;
+/// After a pruning that freed nothing, how many values are owned before the table is scanned
+/// again: with more combinations in use than the table holds, a scan on every new principal
+/// would cost each one a walk of the whole table under its lock.
+const PRUNE_BACKOFF: u32 = (MAX_ENTRIES / 4) as u32;
 /// Largest combination (bytes of text) worth interning; larger ones are owned by their principal,
 /// so the table holds at most `MAX_ENTRIES × MAX_ENTRY_TEXT` bytes of text.
 const MAX_ENTRY_TEXT: usize = 1024;
@@ -51,26 +56,39 @@ impl SharedClaims {
     /// The interned copy of `self`, or `self` in a new `Arc` when it is too large or the table is
     /// full of values still in use.
     pub(crate) fn intern(self) -> Arc<Self> {
-        static TABLE: LazyLock<Mutex<HashSet<Arc<SharedClaims>>>> = LazyLock::new(Mutex::default);
+        static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(Mutex::default);
         if self.text_bytes() > MAX_ENTRY_TEXT {
             return Arc::new(self);
         }
         // Every critical section leaves the set consistent, so a panic elsewhere cannot corrupt it.
         let mut table = TABLE.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(interned) = table.get(&self) {
+        if let Some(interned) = table.entries.get(&self) {
             return interned.clone();
         }
-        if table.len() >= MAX_ENTRIES {
+        if table.entries.len() >= MAX_ENTRIES {
+            if table.owned_until_prune > 0 {
+                table.owned_until_prune -= 1;
+                return Arc::new(self);
+            }
             // Only the table holds these: no principal uses them any more.
-            table.retain(|entry| Arc::strong_count(entry) > 1);
-            if table.len() >= MAX_ENTRIES {
+            table.entries.retain(|entry| Arc::strong_count(entry) > 1);
+            if table.entries.len() >= MAX_ENTRIES {
+                table.owned_until_prune = PRUNE_BACKOFF;
                 return Arc::new(self);
             }
         }
         let interned = Arc::new(self);
-        table.insert(interned.clone());
+        table.entries.insert(interned.clone());
         interned
     }
+}
+
+/// The interning table.
+#[derive(Default)]
+struct Table {
+    entries: HashSet<Arc<SharedClaims>>,
+    /// Values still to own, without scanning, before the next pruning (see [`PRUNE_BACKOFF`]).
+    owned_until_prune: u32,
 }
 
 #[cfg(test)]
@@ -113,9 +131,12 @@ mod tests {
         let again = claims(&format!("bounded-{}", MAX_ENTRIES + 5)).intern();
         assert_eq!(*again, *held[MAX_ENTRIES + 5]);
         drop(held);
-        // Once unused, the entries make room again: a new value is interned.
-        let a = claims("after-pruning").intern();
-        let b = claims("after-pruning").intern();
-        assert!(Arc::ptr_eq(&a, &b));
+        // Once unused, the entries make room again: after at most the back-off, new values are
+        // interned.
+        let resumed = (0..=PRUNE_BACKOFF + 1).any(|i| {
+            let value = claims(&format!("after-pruning-{i}"));
+            Arc::ptr_eq(&value.clone().intern(), &value.intern())
+        });
+        assert!(resumed, "interning never resumed");
     }
 }
