@@ -58,6 +58,14 @@ fn pieces(c: &mut Criterion) {
     c.bench_function("scopes/contains_all_2_of_5", |b| {
         b.iter(|| black_box(&granted).contains_all(black_box(["read", "write"])))
     });
+    c.bench_function("response/parse_330_bytes", |b| {
+        b.iter(|| {
+            serde_json::from_str::<tower_introspect::IntrospectionResponse>(black_box(
+                support::ACTIVE_BODY,
+            ))
+            .unwrap()
+        })
+    });
     c.bench_function("scopes/parse_5", |b| {
         b.iter(|| Scopes::parse(black_box("read write profile email offline_access")))
     });

@@ -18,9 +18,10 @@ pub(crate) type Verification = Pin<Box<dyn Future<Output = Result<Principal, Ver
 pin_project! {
     /// Response future of [`BearerAuth`](crate::BearerAuth).
     ///
-    /// Rejections decided from the header alone are ready at once, with no allocation; a token is
-    /// first verified, then the inner service is called with the [`Principal`] in the request
-    /// extensions.
+    /// Rejections decided from the header alone, and verdicts the verifier knows at once (cache
+    /// hits), are applied in `call`, with no allocation for the verification: the future is then
+    /// the rejection or the inner service's own. Otherwise the token is first verified, then the
+    /// inner service is called with the [`Principal`] in the request extensions.
     pub struct ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,
@@ -110,34 +111,49 @@ where
                     let mut request = request
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let rejection = match verdict {
+                    match verdict {
                         Ok(principal) => {
-                            tracing::debug!(
-                                subject = principal.subject().unwrap_or_default(),
-                                client_id = principal.client_id().unwrap_or_default(),
-                                "bearer token accepted"
-                            );
-                            request
-                                .extensions_mut()
-                                .insert(principal.with_challenger(&settings.challenger));
+                            admit(&mut request, principal, settings);
                             let mut inner = inner
                                 .take()
                                 .expect("ResponseFuture polled after completion");
                             let future = inner.call(request);
                             state.set(State::Calling { future });
-                            continue;
                         }
-                        Err(VerifyError::Invalid(reason)) => {
-                            tracing::debug!(%reason, "bearer token rejected");
-                            Rejection::InvalidToken(reason)
+                        Err(error) => {
+                            let response = settings
+                                .challenger
+                                .response(&refusal(error), request.headers());
+                            return Poll::Ready(Ok(response));
                         }
-                        Err(VerifyError::Unavailable(_)) => Rejection::Unavailable,
-                    };
-                    let response = settings.challenger.response(&rejection, request.headers());
-                    return Poll::Ready(Ok(response));
+                    }
                 }
             }
         }
+    }
+}
+
+/// Lets a verified request in: the principal, carrying the layer's challenger, goes into the
+/// request extensions for the inner service.
+pub(crate) fn admit<B>(request: &mut Request<B>, principal: Principal, settings: &Settings) {
+    tracing::debug!(
+        subject = principal.subject().unwrap_or_default(),
+        client_id = principal.client_id().unwrap_or_default(),
+        "bearer token accepted"
+    );
+    request
+        .extensions_mut()
+        .insert(principal.with_challenger(&settings.challenger));
+}
+
+/// Why a failed verification refuses the request.
+pub(crate) fn refusal(error: VerifyError) -> Rejection {
+    match error {
+        VerifyError::Invalid(reason) => {
+            tracing::debug!(%reason, "bearer token rejected");
+            Rejection::InvalidToken(reason)
+        }
+        VerifyError::Unavailable(_) => Rejection::Unavailable,
     }
 }
 

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use crate::cache::{CacheConfig, CachedVerifier, token_key};
 use crate::challenge::{ChallengeContext, Challenger, Rejection, StepUpScopes};
-use crate::future::ResponseFuture;
+use crate::future::{ResponseFuture, admit, refusal};
 use crate::header::{Credentials, DEFAULT_MAX_TOKEN_LENGTH, bearer_token};
 use crate::{Introspector, ProtectedResourceMetadata, ScopeHierarchy, Scopes, TokenVerifier};
 
@@ -270,12 +270,31 @@ where
         let settings = &self.settings;
         let rejection = match bearer_token(request.headers(), settings.max_token_length) {
             Credentials::Bearer(token) => {
+                // The warm path: a verdict known at once (a cache hit) needs no future, no copy
+                // of the token, and the inner service that was driven to readiness is called now.
+                if let Some(verdict) = self.verifier.verify_cached(token) {
+                    let verdict = verdict.map(|principal| match principal.token_key() {
+                        Some(_) => principal,
+                        None => principal.with_token_key(token_key(token)),
+                    });
+                    return match verdict {
+                        Ok(principal) => {
+                            let mut request = request;
+                            admit(&mut request, principal, settings);
+                            ResponseFuture::calling(self.inner.call(request))
+                        }
+                        Err(error) => ResponseFuture::rejected(
+                            settings
+                                .challenger
+                                .response(&refusal(error), request.headers()),
+                        ),
+                    };
+                }
                 let token = token.to_owned();
                 let verifier = self.verifier.clone();
                 let verification = Box::pin(async move {
-                    let key = token_key(&token);
                     let principal = verifier.verify(&token).await?;
-                    Ok(principal.with_token_key(key))
+                    Ok(principal.with_token_key(token_key(&token)))
                 });
                 // `self.inner` is the service that was driven to readiness: take it, leave a clone.
                 let clone = self.inner.clone();

@@ -261,6 +261,7 @@ mod protocol_version;
 mod rmcp_ext;
 mod scope;
 mod scope_hierarchy;
+mod shared_claims;
 mod verifier;
 
 pub use crate::cache::{

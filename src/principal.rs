@@ -12,6 +12,7 @@ use crate::cache::TokenKey;
 use crate::challenge::Challenger;
 use crate::introspection::IntrospectionResponse;
 use crate::introspection::response::OneOrMany;
+use crate::shared_claims::SharedClaims;
 
 /// The caller behind a validated bearer token.
 ///
@@ -19,22 +20,134 @@ use crate::introspection::response::OneOrMany;
 /// service, so handlers read it with `req.extensions().get::<Principal>()` (or the axum extractor
 /// behind the `axum` feature).
 ///
-/// It is cloned into every request, so it is a reference-counted handle: a clone costs one atomic
-/// increment, whatever the number of claims.
+/// It is cloned into every request, so it is a reference-counted handle: a clone costs two atomic
+/// increments, whatever the number of claims. Its claims are kept in a compact form independent of
+/// any verifier's wire format: what is the token's own (subject, username, token id, times) in one
+/// allocation, and what tokens share (issuer, audiences, client, token type, scopes) interned, so a
+/// cache of many principals holds each shared value once.
 ///
 /// The raw token is deliberately *not* part of a principal: handlers have no business forwarding the
 /// inbound token upstream (the MCP specification forbids token passthrough).
 #[derive(Clone)]
 pub struct Principal {
-    claims: Arc<IntrospectionResponse>,
+    claims: Arc<Claims>,
     /// How the layer that authenticated this request words challenges, so that scope layers and
     /// extractors inside it answer alike. Rides along with the principal to spare every request a
     /// second extension; not part of the principal's identity (ignored by `PartialEq`).
     challenger: Option<Arc<Challenger>>,
-    /// The SHA-256 of the token this principal was verified from, set by the bearer layer: the
-    /// owner of what a principal without `sub` and `client_id` creates (e.g. an MCP session).
-    /// Never the token itself; not part of the principal's identity (ignored by `PartialEq`).
+}
+
+/// A principal's claims.
+#[derive(Clone)]
+struct Claims {
+    shared: Arc<SharedClaims>,
+    /// `sub`, `username` and `jti`, one after the other: one allocation for the token's own text.
+    text: Box<str>,
+    /// Where each of `sub`, `username`, `jti` ends in `text`, or `u32::MAX` when absent.
+    ends: [u32; 3],
+    /// `exp` and `iat`, meaningful when [`Claims::times`] says they are present (two flags
+    /// instead of two `Option`s: 16 bytes less for each of a cache's many principals).
+    exp: i64,
+    iat: i64,
+    /// Bit 0: `exp` is present; bit 1: `iat` is.
+    times: u8,
+    /// The SHA-256 of the token this principal was verified from, set by the bearer layer or the
+    /// cache: the owner of what a principal without `sub` and `client_id` creates (e.g. an MCP
+    /// session). Never the token itself; not part of the principal's identity.
     token_key: Option<TokenKey>,
+    /// Claims the library does not model; `None` when there are none (the common case).
+    extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+}
+
+/// Marks an absent text claim in [`Claims::ends`].
+const ABSENT: u32 = u32::MAX;
+/// [`Claims::times`] bits.
+const EXP: u8 = 1;
+const IAT: u8 = 2;
+
+impl Claims {
+    /// The `i`th text claim (0: `sub`, 1: `username`, 2: `jti`).
+    fn text(&self, i: usize) -> Option<&str> {
+        let end = self.ends[i];
+        if end == ABSENT {
+            return None;
+        }
+        let start = self.ends[..i]
+            .iter()
+            .rev()
+            .find(|&&e| e != ABSENT)
+            .map_or(0, |&e| e as usize);
+        // `get`, not indexing: a corrupt offset reads as absent, never panics.
+        self.text.get(start..end as usize)
+    }
+
+    fn extra(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.extra.as_deref()
+    }
+
+    fn exp(&self) -> Option<i64> {
+        (self.times & EXP != 0).then_some(self.exp)
+    }
+
+    fn iat(&self) -> Option<i64> {
+        (self.times & IAT != 0).then_some(self.iat)
+    }
+}
+
+impl PartialEq for Claims {
+    fn eq(&self, other: &Self) -> bool {
+        (Arc::ptr_eq(&self.shared, &other.shared) || self.shared == other.shared)
+            && (0..3).all(|i| self.text(i) == other.text(i))
+            && self.exp() == other.exp()
+            && self.iat() == other.iat()
+            && self.extra() == other.extra()
+    }
+}
+
+impl From<IntrospectionResponse> for Claims {
+    fn from(response: IntrospectionResponse) -> Self {
+        let IntrospectionResponse {
+            scope,
+            client_id,
+            username,
+            token_type,
+            exp,
+            iat,
+            sub,
+            aud,
+            iss,
+            jti,
+            extra,
+            ..
+        } = response;
+        let own = [sub, username, jti];
+        let mut text = String::with_capacity(own.iter().flatten().map(String::len).sum());
+        let mut ends = [ABSENT; 3];
+        for (end, value) in ends.iter_mut().zip(&own) {
+            if let Some(value) = value {
+                text.push_str(value);
+                // Claims come from a body capped far below 4 GiB; saturate rather than wrap.
+                *end = u32::try_from(text.len()).unwrap_or(ABSENT - 1);
+            }
+        }
+        let shared = SharedClaims {
+            iss: iss.map(String::into_boxed_str),
+            client_id: client_id.map(String::into_boxed_str),
+            token_type: token_type.map(String::into_boxed_str),
+            scope,
+            aud: aud.into_boxed_slice(),
+        };
+        Self {
+            shared: shared.intern(),
+            text: text.into_boxed_str(),
+            ends,
+            exp: exp.unwrap_or_default(),
+            iat: iat.unwrap_or_default(),
+            times: if exp.is_some() { EXP } else { 0 } | if iat.is_some() { IAT } else { 0 },
+            token_key: None,
+            extra: (!extra.is_empty()).then(|| Box::new(extra)),
+        }
+    }
 }
 
 impl PartialEq for Principal {
@@ -49,9 +162,8 @@ impl Principal {
     /// Custom [`TokenVerifier`](crate::TokenVerifier)s use this to build their result.
     pub fn new(claims: IntrospectionResponse) -> Self {
         Self {
-            claims: Arc::new(claims),
+            claims: Arc::new(claims.into()),
             challenger: None,
-            token_key: None,
         }
     }
 
@@ -65,33 +177,45 @@ impl Principal {
         self.challenger.as_deref()
     }
 
-    /// This principal as verified from the token whose hash is `key`.
+    /// This principal as verified from the token whose hash is `key` (copies the claims only if
+    /// another handle shares them).
     pub(crate) fn with_token_key(mut self, key: TokenKey) -> Self {
-        self.token_key = Some(key);
+        if self.claims.token_key != Some(key) {
+            Arc::make_mut(&mut self.claims).token_key = Some(key);
+        }
         self
     }
 
-    /// The SHA-256 of the token this principal was verified from, when the bearer layer
-    /// inserted it.
-    #[cfg_attr(not(feature = "mcp"), allow(dead_code))]
+    /// The SHA-256 of the token this principal was verified from, when the bearer layer or the
+    /// cache set it.
     pub(crate) fn token_key(&self) -> Option<&TokenKey> {
-        self.token_key.as_ref()
+        self.claims.token_key.as_ref()
     }
 
     /// `sub`: the resource owner the token was issued for (absent for client-credentials tokens on
     /// some servers).
     pub fn subject(&self) -> Option<&str> {
-        self.claims.sub.as_deref()
+        self.claims.text(0)
     }
 
     /// `username`: a human-readable identifier of the resource owner.
     pub fn username(&self) -> Option<&str> {
-        self.claims.username.as_deref()
+        self.claims.text(1)
+    }
+
+    /// `jti`: the token's unique identifier, when the server names one.
+    pub fn token_id(&self) -> Option<&str> {
+        self.claims.text(2)
     }
 
     /// `client_id`: the OAuth client that requested the token.
     pub fn client_id(&self) -> Option<&str> {
-        self.claims.client_id.as_deref()
+        self.claims.shared.client_id.as_deref()
+    }
+
+    /// `token_type`: the type of the token, as the server named it (e.g. `Bearer`).
+    pub fn token_type(&self) -> Option<&str> {
+        self.claims.shared.token_type.as_deref()
     }
 
     /// The scope hierarchy of the bearer layer that verified this principal (exact matching for
@@ -119,66 +243,53 @@ impl Principal {
 
     /// The scopes granted to the token.
     pub fn scopes(&self) -> &Scopes {
-        &self.claims.scope
+        &self.claims.shared.scope
     }
 
     /// `aud`: the resources the token is meant for.
     pub fn audiences(&self) -> &[String] {
-        &self.claims.aud
+        &self.claims.shared.aud
     }
 
     /// `iss`: the authorization server that issued the token.
     pub fn issuer(&self) -> Option<&str> {
-        self.claims.iss.as_deref()
+        self.claims.shared.iss.as_deref()
     }
 
     /// `exp` as a point in time.
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.claims.exp.map(epoch_to_system_time)
+        self.claims.exp().map(epoch_to_system_time)
     }
 
     /// `iat` as a point in time.
     pub fn issued_at(&self) -> Option<SystemTime> {
-        self.claims.iat.map(epoch_to_system_time)
+        self.claims.iat().map(epoch_to_system_time)
     }
 
     /// A claim the library does not model (e.g. `tenant`, `email`), as the server sent it.
     pub fn claim(&self, name: &str) -> Option<&serde_json::Value> {
-        self.claims.extra.get(name)
-    }
-
-    /// Every claim of the introspection response.
-    pub fn claims(&self) -> &IntrospectionResponse {
-        &self.claims
+        self.claims.extra()?.get(name)
     }
 
     /// Approximate heap bytes held by this principal's claims, for memory-bounded caches.
     ///
-    /// Counts what the parsed claims really occupy, not their serialized length: the shared
-    /// allocation of the claims, every string's capacity, the vectors' capacities, and for extra
-    /// claims the JSON tree as `serde_json` holds it (each value's slot, each map's nodes). A
-    /// response of many tiny values costs several times its wire size, and the weight says so.
+    /// Counts what the claims really occupy, not their serialized length: the claims' allocation,
+    /// the token's own text, this principal's share of the interned values it shares with other
+    /// tokens (all of them when it is their only user), and for extra claims the JSON tree as
+    /// `serde_json` holds it (each value's slot, each map's nodes). A response of many tiny values
+    /// costs several times its wire size, and the weight says so.
     pub fn approximate_size(&self) -> usize {
         let c = &*self.claims;
-        let text = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
-        // The `Arc` allocation: two counters and the claims.
+        // The interner's own reference is not a user.
+        let users = Arc::strong_count(&c.shared).saturating_sub(1).max(1);
         2 * std::mem::size_of::<usize>()
-            + std::mem::size_of::<IntrospectionResponse>()
-            + [
-                &c.client_id,
-                &c.username,
-                &c.token_type,
-                &c.sub,
-                &c.iss,
-                &c.jti,
-            ]
-            .into_iter()
-            .map(text)
-            .sum::<usize>()
-            + c.scope.heap_bytes()
-            + c.aud.capacity() * std::mem::size_of::<String>()
-            + c.aud.iter().map(String::capacity).sum::<usize>()
-            + json_map_heap_bytes(&c.extra)
+            + std::mem::size_of::<Claims>()
+            + c.text.len()
+            + c.shared.heap_bytes() / users
+            + c.extra.as_ref().map_or(0, |extra| {
+                std::mem::size_of::<serde_json::Map<String, serde_json::Value>>()
+                    + json_map_heap_bytes(extra)
+            })
     }
 }
 
@@ -226,7 +337,7 @@ impl fmt::Debug for Principal {
             .field("scopes", self.scopes())
             .field("audiences", &self.audiences())
             .field("issuer", &self.issuer())
-            .field("exp", &self.claims.exp)
+            .field("exp", &self.claims.exp())
             .finish_non_exhaustive()
     }
 }
@@ -247,7 +358,7 @@ pub(crate) fn epoch_to_system_time(seconds: i64) -> SystemTime {
 /// holding such a token is not [well formed](Self::is_well_formed); the introspector refuses a
 /// token whose `scope` is not (`invalid_token`), and [`contains`](Self::contains) never matches a
 /// needle outside NQCHAR, so an odd token can grant nothing.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Scopes(Cow<'static, str>);
 // The canonical wire form: sorted, deduplicated, single spaces. One allocation per set (a cache
 // holds one per principal), and a scan of a handful of scopes is as fast as any lookup structure.
@@ -429,6 +540,103 @@ impl<'de> Deserialize<'de> for Scopes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn principal(json: serde_json::Value) -> Principal {
+        Principal::new(serde_json::from_value(json).unwrap())
+    }
+
+    #[test]
+    fn compact_claims_read_back_exactly_what_the_server_said() {
+        let p = principal(serde_json::json!({
+            "active": true, "sub": "s-1", "username": "", "jti": "j-1", "client_id": "c",
+            "token_type": "Bearer", "iss": "https://as", "aud": ["a", "b"], "scope": "write read",
+            "exp": 0, "iat": -5, "tenant": "t1",
+        }));
+        assert_eq!(p.subject(), Some("s-1"));
+        assert_eq!(p.username(), Some(""), "present but empty is not absent");
+        assert_eq!(p.token_id(), Some("j-1"));
+        assert_eq!(p.client_id(), Some("c"));
+        assert_eq!(p.token_type(), Some("Bearer"));
+        assert_eq!(p.issuer(), Some("https://as"));
+        assert_eq!(p.audiences(), ["a", "b"]);
+        assert_eq!(p.scopes().as_str(), "read write");
+        assert_eq!(
+            p.expires_at(),
+            Some(UNIX_EPOCH),
+            "exp 0 is present, not absent"
+        );
+        assert_eq!(
+            p.issued_at(),
+            Some(UNIX_EPOCH),
+            "negative times clamp to the epoch"
+        );
+        assert_eq!(p.claim("tenant"), Some(&serde_json::json!("t1")));
+        assert_eq!(p.claim("sub"), None, "modelled claims are not extra");
+    }
+
+    #[test]
+    fn absent_claims_stay_absent_whichever_are_missing() {
+        let only_jti = principal(serde_json::json!({"active": true, "jti": "j"}));
+        assert_eq!(
+            (only_jti.subject(), only_jti.username(), only_jti.token_id()),
+            (None, None, Some("j"))
+        );
+        let only_username = principal(serde_json::json!({"active": true, "username": "u"}));
+        assert_eq!(
+            (
+                only_username.subject(),
+                only_username.username(),
+                only_username.token_id()
+            ),
+            (None, Some("u"), None)
+        );
+        let none = principal(serde_json::json!({"active": true}));
+        assert_eq!((none.expires_at(), none.issued_at()), (None, None));
+        assert_eq!(none.claim("anything"), None);
+        assert!(none.audiences().is_empty() && none.scopes().is_empty());
+    }
+
+    #[test]
+    fn principals_compare_by_claims_not_by_allocation() {
+        let json = serde_json::json!({"active": true, "sub": "s", "client_id": "c", "exp": 9});
+        assert_eq!(principal(json.clone()), principal(json.clone()));
+        let mut other = json;
+        other["exp"] = 10.into();
+        assert_ne!(
+            principal(other.clone()),
+            principal(serde_json::json!({"active": true, "sub": "s", "client_id": "c"}))
+        );
+        assert_ne!(
+            principal(other),
+            principal(serde_json::json!({"active": true, "sub": "s", "client_id": "c", "exp": 9}))
+        );
+    }
+
+    #[test]
+    fn the_token_key_is_set_without_touching_other_handles() {
+        let a = principal(serde_json::json!({"active": true, "sub": "s"}));
+        let b = a.clone().with_token_key([7; 32]);
+        assert_eq!(
+            a.token_key(),
+            None,
+            "the shared claims were copied, not changed"
+        );
+        assert_eq!(b.token_key(), Some(&[7; 32]));
+        assert_eq!(a, b, "the key is not part of the principal's identity");
+    }
+
+    #[test]
+    fn tokens_of_one_client_share_their_common_claims() {
+        let p = |sub: &str| {
+            principal(serde_json::json!({
+                "active": true, "sub": sub, "client_id": "shared-claims-test", "scope": "a b",
+                "aud": "https://rs", "iss": "https://as",
+            }))
+        };
+        let (a, b) = (p("alice"), p("bob"));
+        assert!(Arc::ptr_eq(&a.claims.shared, &b.claims.shared));
+        assert_eq!((a.subject(), b.subject()), (Some("alice"), Some("bob")));
+    }
 
     #[test]
     fn parse_tolerates_runs_of_spaces_and_empty() {

@@ -34,10 +34,25 @@ use crate::{Principal, VerifyError};
 pub trait TokenVerifier: Send + Sync + 'static {
     /// Verifies `token`. The token is secret: implementations must not log or store it in clear.
     fn verify(&self, token: &str) -> impl Future<Output = Result<Principal, VerifyError>> + Send;
+
+    /// The verdict on `token` when it is known at once, without waiting (e.g. a cache hit);
+    /// `None`, the default, when [`verify`](Self::verify) must be called.
+    ///
+    /// [`BearerAuth`](crate::BearerAuth) asks this first, so that a request answered from a cache
+    /// costs no future, no copy of the token and no second lookup. An implementation must give the
+    /// verdict `verify` would give, and must not block.
+    fn verify_cached(&self, token: &str) -> Option<Result<Principal, VerifyError>> {
+        let _ = token;
+        None
+    }
 }
 
 impl<V: TokenVerifier> TokenVerifier for Arc<V> {
     fn verify(&self, token: &str) -> impl Future<Output = Result<Principal, VerifyError>> + Send {
         (**self).verify(token)
+    }
+
+    fn verify_cached(&self, token: &str) -> Option<Result<Principal, VerifyError>> {
+        (**self).verify_cached(token)
     }
 }

@@ -453,3 +453,101 @@ async fn an_abandoned_introspection_leaves_no_flight_behind() {
     assert_eq!(next_call(&mut calls).await, "tok");
     assert!(fresh.await.unwrap().is_ok());
 }
+
+/// A verifier that knows some verdicts at once and counts the calls of `verify`.
+#[derive(Default)]
+struct ReadyVerdicts {
+    verify_calls: std::sync::atomic::AtomicU64,
+}
+
+impl tower_introspect::TokenVerifier for ReadyVerdicts {
+    async fn verify(
+        &self,
+        _token: &str,
+    ) -> Result<tower_introspect::Principal, tower_introspect::VerifyError> {
+        self.verify_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(tower_introspect::InvalidToken::Inactive.into())
+    }
+
+    fn verify_cached(
+        &self,
+        token: &str,
+    ) -> Option<Result<tower_introspect::Principal, tower_introspect::VerifyError>> {
+        match token {
+            "ready" => Some(Ok(tower_introspect::Principal::new(
+                serde_json::from_value(active("alice", "read")).unwrap(),
+            ))),
+            "ready-but-revoked" => Some(Err(tower_introspect::InvalidToken::Inactive.into())),
+            _ => None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_verdict_known_at_once_is_applied_without_calling_verify() {
+    let verifier = std::sync::Arc::new(ReadyVerdicts::default());
+    let seen = Seen::default();
+    let app = recording_app(&seen).layer(tower_introspect::BearerAuthLayer::new(verifier.clone()));
+    let status = |token: &'static str| {
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request(token)).await.unwrap();
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (response.status().as_u16(), challenge)
+        }
+    };
+
+    assert_eq!(status("ready").await, (200, None));
+    assert_eq!(seen.calls(), 1);
+    assert_eq!(seen.last().unwrap().subject(), Some("alice"));
+    assert_eq!(
+        status("ready-but-revoked").await,
+        (
+            401,
+            Some(
+                r#"Bearer error="invalid_token", error_description="The access token is not active""#
+                    .to_owned()
+            )
+        )
+    );
+    assert_eq!(
+        verifier
+            .verify_calls
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "known verdicts never reach verify"
+    );
+    // Anything else is verified as before.
+    assert_eq!(status("unknown").await.0, 401);
+    assert_eq!(
+        verifier
+            .verify_calls
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(seen.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_cache_hit_hands_the_handler_the_principal_the_miss_did() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "good", active("alice", "read write"), 1).await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+    assert_eq!(send(&app, "good").await, 200);
+    let from_miss = app.seen.last().unwrap();
+    assert_eq!(send(&app, "good").await, 200);
+    let from_hit = app.seen.last().unwrap();
+    assert_eq!(from_hit, from_miss);
+    assert_eq!(from_hit.subject(), Some("alice"));
+    assert!(from_hit.satisfies(&["read", "write"]));
+    assert_eq!(app.cache.stats().hits, 1);
+    assert_eq!(app.cache.stats().introspection_calls, 1);
+}

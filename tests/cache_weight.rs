@@ -7,6 +7,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use serde_json::{Value, json};
+
+#[path = "../benches/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
 use tower_introspect::{
     CacheConfig, CachedVerifier, IntrospectionResponse, Principal, TokenVerifier, VerifyError,
 };
@@ -52,8 +56,8 @@ struct Claims(Vec<u8>);
 impl TokenVerifier for Claims {
     async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
         let mut claims: IntrospectionResponse = serde_json::from_slice(&self.0).unwrap();
-        // Distinct principals, as distinct tokens have.
-        claims.jti = Some(token.to_owned());
+        // Distinct principals, as distinct tokens have (a UUID-long token id).
+        claims.jti = Some(format!("{token:0>36}"));
         Ok(Principal::new(claims))
     }
 }
@@ -115,6 +119,13 @@ fn max_bytes_weighs_what_an_entry_really_holds() {
         .enable_all()
         .build()
         .unwrap();
+    // A cached principal of the realistic ~330-byte response costs at most 512 bytes of heap,
+    // key and cache bookkeeping included (its shared claims are interned).
+    let realistic: Value = serde_json::from_str(support::ACTIVE_BODY).unwrap();
+    let (held, _) = measure(&runtime, &realistic, 10_000);
+    eprintln!("realistic response: {held:.0} bytes held per entry");
+    assert!(held <= 512.0, "a cached principal holds {held:.0} bytes");
+
     for (shape, body, entries) in [
         ("large claims", large_claims(), 200),
         ("small claims", small_claims(), 2000),
