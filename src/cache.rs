@@ -249,7 +249,9 @@ fn bump(counter: &AtomicU64) {
 ///   [`CacheConfig::max_bytes`] (least recently used evicted first).
 ///
 /// Revocation is the price of any cache: a token revoked at the server keeps working here until its
-/// entry ends (at most `max_ttl`), unless you call [`CachedVerifier::invalidate`]. An invalidation
+/// entry ends (at most `max_ttl`), unless you call [`CachedVerifier::invalidate`] (or
+/// [`invalidate_subject`](CachedVerifier::invalidate_subject),
+/// [`invalidate_client`](CachedVerifier::invalidate_client)). An invalidation
 /// wins over a call already in flight for that token: its answer, which may predate the revocation,
 /// is handed to the requests that were already waiting for it but is never cached, and requests
 /// arriving after the invalidation start a new call.
@@ -342,6 +344,9 @@ impl<V: TokenVerifier> CachedVerifier<V> {
         };
         let cache = builder
             .expire_after(VerdictExpiry(config))
+            // For `invalidate_subject` / `invalidate_client`. Costs one atomic load per lookup
+            // while no such invalidation is pending.
+            .support_invalidation_closures()
             .build_with_hasher(KeyHashing::new());
         Self {
             state: Arc::new(State {
@@ -380,6 +385,55 @@ impl<V> CachedVerifier<V> {
         let mut flights = state.flights();
         flights.clear();
         state.cache.invalidate_all();
+    }
+
+    /// Forgets every positive verdict for the subject `sub` of the issuer `iss` (e.g. when that
+    /// user is disabled), so their next requests ask the authorization server again.
+    ///
+    /// A verdict without an `iss` claim is forgotten when its subject matches: when in doubt, an
+    /// invalidation removes more, never less. Like [`invalidate_all`](Self::invalidate_all), it
+    /// wins over every call in flight (whose subject is not known before it answers): their
+    /// answers reach the requests already waiting but are not cached, and later requests ask
+    /// again. Negative verdicts grant nothing and stay.
+    ///
+    /// Meant for revocation events, which are rare: until the cache's maintenance has swept every
+    /// entry (in batches, see [`run_pending_tasks`](Self::run_pending_tasks)), each lookup also
+    /// checks the pending invalidations. For a mass revocation, prefer
+    /// [`invalidate_all`](Self::invalidate_all).
+    pub fn invalidate_subject(&self, iss: &str, sub: &str) {
+        let (iss, sub): (Box<str>, Box<str>) = (iss.into(), sub.into());
+        self.invalidate_verdicts_if(move |principal| {
+            principal.subject() == Some(&*sub)
+                && principal.issuer().is_none_or(|issuer| issuer == &*iss)
+        });
+    }
+
+    /// Forgets every positive verdict for tokens issued to the client `client_id` (e.g. when that
+    /// client is compromised), with the guarantees and costs of
+    /// [`invalidate_subject`](Self::invalidate_subject).
+    pub fn invalidate_client(&self, client_id: &str) {
+        let client_id: Box<str> = client_id.into();
+        self.invalidate_verdicts_if(move |principal| principal.client_id() == Some(&*client_id));
+    }
+
+    /// Forgets the positive verdicts whose principal matches, and every call in flight.
+    fn invalidate_verdicts_if(&self, matches: impl Fn(&Principal) -> bool + Send + Sync + 'static) {
+        let state = &*self.state;
+        // Under the flights lock, as a call publishes its verdict: a verdict cached before this
+        // point is matched by the predicate, and a call still in flight is no longer current, so
+        // its verdict is never cached.
+        let mut flights = state.flights();
+        flights.clear();
+        let registered = state
+            .cache
+            .invalidate_entries_if(move |_key, verdict| match verdict {
+                Verdict::Valid(principal) => matches(principal),
+                Verdict::Invalid(_) => false,
+            });
+        if registered.is_err() {
+            // Cannot happen (the cache supports closures); fail closed all the same.
+            state.cache.invalidate_all();
+        }
     }
 
     /// Entries currently held (approximate until pending maintenance has run; see

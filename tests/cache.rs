@@ -551,3 +551,115 @@ async fn a_cache_hit_hands_the_handler_the_principal_the_miss_did() {
     assert_eq!(app.cache.stats().hits, 1);
     assert_eq!(app.cache.stats().introspection_calls, 1);
 }
+
+/// An active answer for `sub` issued to `client_id`.
+fn active_for_client(sub: &str, client_id: &str) -> serde_json::Value {
+    let mut body = active(sub, "read");
+    body["client_id"] = json!(client_id);
+    body
+}
+
+#[tokio::test]
+async fn invalidate_subject_forgets_only_that_subjects_verdicts() {
+    let server = MockServer::start().await;
+    // Each of alice's tokens is asked about twice (before and after); the others once.
+    expect_introspection(&server, "alice-1", active("alice", "read"), 2).await;
+    expect_introspection(&server, "alice-2", active("alice", "read"), 2).await;
+    expect_introspection(&server, "bob-1", active("bob", "read"), 1).await;
+    expect_introspection(&server, "gone", json!({"active": false}), 1).await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+    for token in ["alice-1", "alice-2", "bob-1"] {
+        assert_eq!(send(&app, token).await, 200);
+    }
+    assert_eq!(send(&app, "gone").await, 401);
+    assert_eq!(app.cache.stats().introspection_calls, 4);
+
+    // Another issuer's alice is someone else: nothing goes.
+    app.cache
+        .invalidate_subject("https://other-as.example", "alice");
+    for token in ["alice-1", "alice-2", "bob-1"] {
+        assert_eq!(send(&app, token).await, 200);
+    }
+    assert_eq!(app.cache.stats().introspection_calls, 4);
+
+    app.cache.invalidate_subject(ISSUER, "alice");
+    for token in ["alice-1", "alice-2", "bob-1", "alice-1"] {
+        assert_eq!(send(&app, token).await, 200);
+    }
+    assert_eq!(send(&app, "gone").await, 401);
+    let stats = app.cache.stats();
+    assert_eq!(
+        (stats.introspection_calls, stats.negative_hits),
+        (6, 1),
+        "only alice's two tokens are asked about again; the negative entry stays: {stats:?}"
+    );
+    app.cache.run_pending_tasks().await;
+    assert_eq!(app.cache.entry_count(), 4);
+}
+
+#[tokio::test]
+async fn invalidate_client_forgets_only_that_clients_verdicts() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "c1-alice", active_for_client("alice", "c1"), 2).await;
+    expect_introspection(&server, "c1-bob", active_for_client("bob", "c1"), 2).await;
+    expect_introspection(&server, "c2-alice", active_for_client("alice", "c2"), 1).await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+    let tokens = ["c1-alice", "c1-bob", "c2-alice"];
+    for token in tokens {
+        assert_eq!(send(&app, token).await, 200);
+    }
+    app.cache.invalidate_client("c1");
+    for token in tokens.into_iter().chain(tokens) {
+        assert_eq!(send(&app, token).await, 200);
+    }
+    let stats = app.cache.stats();
+    assert_eq!(
+        (stats.introspection_calls, stats.hits),
+        (5, 4),
+        "only c1's two tokens are asked about again: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalidate_subject_during_an_introspection_in_flight_wins() {
+    use tower_introspect::{CachedVerifier, TokenVerifier};
+    let (verifier, mut calls) = GatedVerifier::new();
+    let cache = CachedVerifier::new(verifier, CacheConfig::default());
+
+    // The call for "tok" (whose subject is "tok") is in flight when its subject is revoked.
+    let before = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.verify("tok").await }
+    });
+    assert_eq!(next_call(&mut calls).await, "tok");
+    cache.invalidate_subject("https://as.example", "tok");
+
+    // A request after the invalidation does not wait for the old call.
+    let after = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.verify("tok").await }
+    });
+    assert_eq!(next_call(&mut calls).await, "tok");
+
+    cache.inner().release.add_permits(1);
+    assert!(before.await.unwrap().is_ok());
+    cache.run_pending_tasks().await;
+    assert_eq!(
+        cache.entry_count(),
+        0,
+        "the pre-revocation answer was cached"
+    );
+    cache.inner().release.add_permits(1);
+    assert!(after.await.unwrap().is_ok());
+    assert!(cache.verify("tok").await.is_ok());
+    assert!(no_call_started(&mut calls).await, "served from the cache");
+    assert_eq!(cache.stats().introspection_calls, 2);
+}

@@ -103,7 +103,7 @@ async fn full_flow_behaves_as_documented() {
         "reusing the rotated refresh token is refused",
         "…and revokes the whole family, the newest refresh token included",
         "right after revocation the cached verdict still serves the token",
-        "after invalidating the cache entry the revoked token gets 401 invalid_token",
+        "after the revocation hook forgets alice's cached verdicts the revoked token gets 401 invalid_token",
         "revoking the access token revoked its refresh token too",
         "access token issued before the restart still introspects active",
         "refresh token issued before the restart still works",

@@ -555,11 +555,13 @@ async fn revocation(
         cached.is_allowed(),
         format!("{cached} (the cache keeps a verdict up to max_ttl = 5 min, never past exp)"),
     );
-    mcp.cache.invalidate(&alice.access_token).await;
+    // The revocation hook: what an admin endpoint or an event consumer calls when the
+    // authorization server reports that alice's access was revoked.
+    mcp.user_revoked("alice");
     // A refused token cannot even open a session: the 401 comes at `initialize`.
     let refused = call(mcp, &alice.access_token, "read_data").await?;
     report.check(
-        "after invalidating the cache entry the revoked token gets 401 invalid_token",
+        "after the revocation hook forgets alice's cached verdicts the revoked token gets 401 invalid_token",
         refused == Outcome::Unauthorized(Some("invalid_token".to_owned())),
         refused.to_string(),
     );

@@ -529,6 +529,8 @@ pub struct McpServer {
     pub url: String,
     /// The cache handle of its bearer layer.
     pub cache: CachedVerifier<Introspector>,
+    /// The authorization server whose users [`user_revoked`](Self::user_revoked) names.
+    issuer: String,
     task: JoinHandle<()>,
 }
 
@@ -598,7 +600,26 @@ impl McpServer {
             .await
             .context("building the MCP server")?;
         let task = tokio::spawn(serve(listener, router, options));
-        Ok(Self { url, cache, task })
+        Ok(Self {
+            url,
+            cache,
+            issuer: auth.issuer.clone(),
+            task,
+        })
+    }
+
+    /// The revocation hook: call it when the authorization server reports that `subject`'s access
+    /// was revoked (a user disabled, their tokens revoked), from an admin endpoint or an event
+    /// consumer. Every cached verdict for that user goes at once, so their tokens are introspected
+    /// again on their next request instead of working until their entries end (up to `max_ttl`).
+    pub fn user_revoked(&self, subject: &str) {
+        self.cache.invalidate_subject(&self.issuer, subject);
+    }
+
+    /// The hook for a compromised client: every cached verdict for tokens issued to `client_id`
+    /// goes at once.
+    pub fn client_revoked(&self, client_id: &str) {
+        self.cache.invalidate_client(client_id);
     }
 
     /// Runs until the process ends (for the `mcp_server` example).
