@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::layer::Settings;
+use crate::telemetry::{CacheResult, VerificationSpan};
 use crate::{Principal, Rejection, VerifyError};
 
 /// A verification in flight: boxed because the verifier's future type cannot be named.
@@ -40,6 +41,7 @@ pin_project! {
         Rejected { response: Option<S::Response> },
         Verifying {
             verification: Verification,
+            span: VerificationSpan,
             inner: Option<S>,
             request: Option<Request<ReqBody>>,
             settings: Arc<Settings>,
@@ -68,6 +70,7 @@ where
 
     pub(crate) fn verifying(
         verification: Verification,
+        span: VerificationSpan,
         inner: S,
         request: Request<ReqBody>,
         settings: Arc<Settings>,
@@ -75,6 +78,7 @@ where
         Self {
             state: State::Verifying {
                 verification,
+                span,
                 inner: Some(inner),
                 request: Some(request),
                 settings,
@@ -103,11 +107,14 @@ where
                 StateProj::Calling { future } => return future.poll(cx),
                 StateProj::Verifying {
                     verification,
+                    span,
                     inner,
                     request,
                     settings,
                 } => {
                     let verdict = ready!(verification.as_mut().poll(cx));
+                    let span = span.finish(CacheResult::Miss, &verdict).clone();
+                    let _entered = span.enter();
                     let mut request = request
                         .take()
                         .expect("ResponseFuture polled after completion");

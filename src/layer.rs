@@ -8,11 +8,13 @@ use std::task::{Context, Poll};
 use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::cache::{CacheConfig, CachedVerifier, token_key};
 use crate::challenge::{ChallengeContext, Challenger, Rejection, StepUpScopes};
 use crate::future::{ResponseFuture, admit, refusal};
 use crate::header::{Credentials, DEFAULT_MAX_TOKEN_LENGTH, bearer_token};
+use crate::telemetry::{CacheResult, VerificationSpan};
 use crate::{Introspector, ProtectedResourceMetadata, ScopeHierarchy, Scopes, TokenVerifier};
 
 /// What every [`BearerAuth`] clone shares besides the verifier.
@@ -272,11 +274,13 @@ where
             Credentials::Bearer(token) => {
                 // The warm path: a verdict known at once (a cache hit) needs no future, no copy
                 // of the token, and the inner service that was driven to readiness is called now.
+                let span = VerificationSpan::start();
                 if let Some(verdict) = self.verifier.verify_cached(token) {
                     let verdict = verdict.map(|principal| match principal.token_key() {
                         Some(_) => principal,
                         None => principal.with_token_key(token_key(token)),
                     });
+                    let _entered = span.finish(CacheResult::Hit, &verdict).enter();
                     return match verdict {
                         Ok(principal) => {
                             let mut request = request;
@@ -292,14 +296,23 @@ where
                 }
                 let token = token.to_owned();
                 let verifier = self.verifier.clone();
-                let verification = Box::pin(async move {
-                    let principal = verifier.verify(&token).await?;
-                    Ok(principal.with_token_key(token_key(&token)))
-                });
+                let verification = Box::pin(
+                    async move {
+                        let principal = verifier.verify(&token).await?;
+                        Ok(principal.with_token_key(token_key(&token)))
+                    }
+                    .instrument(span.span().clone()),
+                );
                 // `self.inner` is the service that was driven to readiness: take it, leave a clone.
                 let clone = self.inner.clone();
                 let inner = mem::replace(&mut self.inner, clone);
-                return ResponseFuture::verifying(verification, inner, request, settings.clone());
+                return ResponseFuture::verifying(
+                    verification,
+                    span,
+                    inner,
+                    request,
+                    settings.clone(),
+                );
             }
             Credentials::Missing if settings.allow_missing_token => {
                 let mut request = request;

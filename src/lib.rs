@@ -262,6 +262,7 @@ mod rmcp_ext;
 mod scope;
 mod scope_hierarchy;
 mod shared_claims;
+mod telemetry;
 mod verifier;
 
 pub use crate::cache::{

@@ -1,0 +1,78 @@
+//! What one verification tells an operator: a `tracing` span with its outcome, whether the
+//! verifier knew the verdict at once, and how long it took.
+//!
+//! Field names (documented in the README): `outcome` (`accepted`, `rejected`, `unavailable`),
+//! `cache` (`hit` when the verdict was known at once, positive or negative; `miss` when the
+//! verifier had to be awaited), `latency_us`. Never the token, nor anything derived from it.
+
+use std::time::Instant;
+
+use tracing::Span;
+use tracing::field::Empty;
+
+use crate::{Principal, VerifyError};
+
+/// Where a verdict came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheResult {
+    /// Known at once (a cache hit, positive or negative).
+    Hit,
+    /// The verifier had to be awaited.
+    Miss,
+}
+
+impl CacheResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+        }
+    }
+}
+
+/// The span of one verification and when it started.
+pub(crate) struct VerificationSpan {
+    span: Span,
+    /// Read only when the span is recorded, so that the warm path reads no clock otherwise.
+    started: Option<Instant>,
+}
+
+impl VerificationSpan {
+    /// Opens the span of a verification starting now.
+    pub(crate) fn start() -> Self {
+        let span = tracing::debug_span!(
+            target: "tower_introspect",
+            "verify_token",
+            outcome = Empty,
+            cache = Empty,
+            latency_us = Empty
+        );
+        let started = (!span.is_disabled()).then(Instant::now);
+        Self { span, started }
+    }
+
+    /// Records how the verification ended; returns the span, to enter while acting on it.
+    pub(crate) fn finish(
+        &self,
+        cache: CacheResult,
+        verdict: &Result<Principal, VerifyError>,
+    ) -> &Span {
+        if let Some(started) = self.started {
+            let outcome = match verdict {
+                Ok(_) => "accepted",
+                Err(VerifyError::Invalid(_)) => "rejected",
+                Err(VerifyError::Unavailable(_)) => "unavailable",
+            };
+            let latency = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.span.record("outcome", outcome);
+            self.span.record("cache", cache.as_str());
+            self.span.record("latency_us", latency);
+        }
+        &self.span
+    }
+
+    /// The span, to instrument the verifier's future with.
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+}
