@@ -110,6 +110,7 @@ pub struct CacheConfig {
     max_capacity: u64,
     weigh_bytes: bool,
     leeway: Duration,
+    stale_if_error: Duration,
 }
 
 impl Default for CacheConfig {
@@ -120,6 +121,7 @@ impl Default for CacheConfig {
             max_capacity: DEFAULT_MAX_CAPACITY,
             weigh_bytes: false,
             leeway: crate::introspection::DEFAULT_LEEWAY,
+            stale_if_error: Duration::ZERO,
         }
     }
 }
@@ -165,6 +167,24 @@ impl CacheConfig {
         self
     }
 
+    /// Serves a positive verdict up to `grace` after its entry ended while the authorization server
+    /// is unavailable (default `Duration::ZERO`: off). Opt-in: see the trade-off below.
+    ///
+    /// When a request's verdict has ended and the call that should renew it fails because the
+    /// server is unavailable (unreachable, 5xx, timeout, `429`), the ended verdict is served
+    /// instead of a 503 if it ended less than `grace` ago and the token's `exp` has not passed;
+    /// each such request is counted in [`CacheStats::stale_serves`]. Otherwise the request gets
+    /// 503 as without this setting. Invalidated verdicts are gone and never served.
+    ///
+    /// The price is revocation: during an outage, a token revoked at the server keeps working here
+    /// up to `max_ttl + grace` after it was last checked (instead of `max_ttl`), since nobody can
+    /// tell us it was revoked. Entries are kept `grace` longer, so the cache holds more of them
+    /// for the same traffic.
+    pub fn stale_if_error(mut self, grace: Duration) -> Self {
+        self.stale_if_error = grace;
+        self
+    }
+
     /// How long a positive verdict for `principal` may be cached, seen at `now`.
     fn positive_ttl(&self, principal: &Principal, now: SystemTime) -> Duration {
         let until_expiry = match principal.expires_at() {
@@ -181,7 +201,10 @@ impl CacheConfig {
 /// A cached verdict.
 #[derive(Clone)]
 enum Verdict {
-    Valid(Principal),
+    /// With the instant it stops being fresh when stale-if-error is on (the entry then lives
+    /// `stale_if_error` longer, to be served only while the server is unavailable); `None` when
+    /// the entry's end is the verdict's.
+    Valid(Principal, Option<Instant>),
     Invalid(InvalidToken),
 }
 
@@ -193,10 +216,13 @@ impl Expiry<TokenKey, Verdict> for VerdictExpiry {
         &self,
         _key: &TokenKey,
         verdict: &Verdict,
-        _created_at: Instant,
+        created_at: Instant,
     ) -> Option<Duration> {
         Some(match verdict {
-            Verdict::Valid(principal) => self.0.positive_ttl(principal, SystemTime::now()),
+            Verdict::Valid(_, Some(fresh_until)) => {
+                fresh_until.saturating_duration_since(created_at) + self.0.stale_if_error
+            }
+            Verdict::Valid(principal, None) => self.0.positive_ttl(principal, SystemTime::now()),
             Verdict::Invalid(_) => self.0.negative_ttl,
         })
     }
@@ -214,8 +240,11 @@ pub struct CacheStats {
     pub misses: u64,
     /// Calls made to the inner verifier (introspection calls, for an [`Introspector`](crate::Introspector)).
     pub introspection_calls: u64,
-    /// Of those calls, how many failed because the server was unavailable.
+    /// Of those calls, how many failed because the server was unavailable (or throttled us).
     pub server_errors: u64,
+    /// Requests answered from an ended positive verdict because the server was unavailable
+    /// ([`CacheConfig::stale_if_error`]).
+    pub stale_serves: u64,
 }
 
 #[derive(Default)]
@@ -225,6 +254,7 @@ struct Counters {
     misses: AtomicU64,
     introspection_calls: AtomicU64,
     server_errors: AtomicU64,
+    stale_serves: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -273,11 +303,15 @@ struct State<V> {
     flights: Mutex<HashMap<TokenKey, Flight>>,
     next_flight: AtomicU64,
     counters: Counters,
+    /// How long an ended positive verdict may still be served while the server is unavailable.
+    stale_if_error: Duration,
+    /// For the freshness of new positive verdicts when `stale_if_error` is on.
+    config: CacheConfig,
 }
 
 /// The outcome of a call, shared by every request waiting for it: a verdict, or the reason the
-/// server could not give one.
-type FlightOutcome = Result<Verdict, Arc<str>>;
+/// server could not give one (never [`VerifyError::Invalid`], which is a verdict).
+type FlightOutcome = Result<Verdict, VerifyError>;
 
 /// A call of the inner verifier, shareable by every request that misses the same key meanwhile.
 type Call = Shared<Pin<Box<dyn Future<Output = FlightOutcome> + Send>>>;
@@ -342,8 +376,9 @@ impl<V: TokenVerifier> CachedVerifier<V> {
         } else {
             builder
         };
+        let stale_if_error = config.stale_if_error;
         let cache = builder
-            .expire_after(VerdictExpiry(config))
+            .expire_after(VerdictExpiry(config.clone()))
             // For `invalidate_subject` / `invalidate_client`. Costs one atomic load per lookup
             // while no such invalidation is pending.
             .support_invalidation_closures()
@@ -355,6 +390,8 @@ impl<V: TokenVerifier> CachedVerifier<V> {
                 flights: Mutex::default(),
                 next_flight: AtomicU64::new(0),
                 counters: Counters::default(),
+                stale_if_error,
+                config,
             }),
         }
     }
@@ -427,7 +464,7 @@ impl<V> CachedVerifier<V> {
         let registered = state
             .cache
             .invalidate_entries_if(move |_key, verdict| match verdict {
-                Verdict::Valid(principal) => matches(principal),
+                Verdict::Valid(principal, _) => matches(principal),
                 Verdict::Invalid(_) => false,
             });
         if registered.is_err() {
@@ -464,6 +501,7 @@ impl<V> CachedVerifier<V> {
             misses: c.misses.load(Ordering::Relaxed),
             introspection_calls: c.introspection_calls.load(Ordering::Relaxed),
             server_errors: c.server_errors.load(Ordering::Relaxed),
+            stale_serves: c.stale_serves.load(Ordering::Relaxed),
         }
     }
 }
@@ -498,21 +536,47 @@ impl<V: TokenVerifier> TokenVerifier for CachedVerifier<V> {
         };
         match call.await {
             Ok(verdict) => verdict.into_result(),
-            Err(reason) => Err(VerifyError::Unavailable(reason.to_string())),
+            Err(unavailable) => self.stale(&key).ok_or(unavailable),
         }
     }
 }
 
 impl<V: TokenVerifier> CachedVerifier<V> {
-    /// The cached verdict for `key`, counted.
+    /// The cached verdict for `key`, counted; not an ended one kept for stale-if-error.
     fn hit(&self, key: &TokenKey) -> Option<Verdict> {
         let verdict = self.state.cache.get(key)?;
         let counters = &self.state.counters;
-        bump(match verdict {
-            Verdict::Valid(_) => &counters.hits,
+        bump(match &verdict {
+            Verdict::Valid(_, Some(fresh_until)) if Instant::now() >= *fresh_until => return None,
+            Verdict::Valid(..) => &counters.hits,
             Verdict::Invalid(_) => &counters.negative_hits,
         });
         Some(verdict)
+    }
+
+    /// The ended positive verdict for `key` that stale-if-error may serve while the server is
+    /// unavailable: ended less than the grace ago, and its token not expired. Counted.
+    fn stale(&self, key: &TokenKey) -> Option<Principal> {
+        let state = &*self.state;
+        if state.stale_if_error.is_zero() {
+            return None;
+        }
+        let Some(Verdict::Valid(principal, Some(fresh_until))) = state.cache.get(key) else {
+            return None;
+        };
+        let within_grace = Instant::now() < fresh_until + state.stale_if_error;
+        let unexpired = principal
+            .expires_at()
+            .is_none_or(|exp| exp > SystemTime::now());
+        if !(within_grace && unexpired) {
+            return None;
+        }
+        bump(&state.counters.stale_serves);
+        tracing::warn!(
+            token = %fingerprint(key),
+            "authorization server unavailable: serving an ended verdict (stale-if-error)"
+        );
+        Some(principal)
     }
 
     /// A call of the inner verifier for `token` that caches its verdict when it ends, unless its
@@ -528,12 +592,17 @@ impl<V: TokenVerifier> CachedVerifier<V> {
             bump(&state.counters.introspection_calls);
             let outcome = match state.inner.verify(&token).await {
                 // The key rides along, so that a hit hands out a principal ready for the request.
-                Ok(principal) => Ok(Verdict::Valid(principal.with_token_key(key))),
+                Ok(principal) => {
+                    let fresh_until = (!state.stale_if_error.is_zero()).then(|| {
+                        Instant::now() + state.config.positive_ttl(&principal, SystemTime::now())
+                    });
+                    Ok(Verdict::Valid(principal.with_token_key(key), fresh_until))
+                }
                 Err(VerifyError::Invalid(reason)) => Ok(Verdict::Invalid(reason)),
-                Err(VerifyError::Unavailable(reason)) => {
+                Err(unavailable) => {
                     bump(&state.counters.server_errors);
-                    tracing::warn!(token = %fingerprint(&key), %reason, "token verification unavailable");
-                    Err(Arc::from(reason))
+                    tracing::warn!(token = %fingerprint(&key), reason = %unavailable, "token verification unavailable");
+                    Err(unavailable)
                 }
             };
             let mut flights = state.flights();
@@ -565,7 +634,7 @@ impl Verdict {
     /// The entry's approximate memory, for byte-bounded caches.
     fn weight(&self) -> u32 {
         let claims = match self {
-            Verdict::Valid(principal) => principal.approximate_size(),
+            Verdict::Valid(principal, _) => principal.approximate_size(),
             Verdict::Invalid(_) => 0,
         };
         u32::try_from(ENTRY_OVERHEAD_BYTES + claims).unwrap_or(u32::MAX)
@@ -573,7 +642,7 @@ impl Verdict {
 
     fn into_result(self) -> Result<Principal, VerifyError> {
         match self {
-            Verdict::Valid(principal) => Ok(principal),
+            Verdict::Valid(principal, _) => Ok(principal),
             Verdict::Invalid(reason) => Err(VerifyError::Invalid(reason)),
         }
     }

@@ -80,6 +80,9 @@ pub enum Rejection {
     InsufficientScope(Scopes),
     /// The token could not be checked because the authorization server failed.
     Unavailable,
+    /// The token could not be checked because the authorization server asked us to slow down;
+    /// carries the seconds after which to retry (the response's `Retry-After`).
+    Throttled(u32),
 }
 
 impl Rejection {
@@ -89,7 +92,7 @@ impl Rejection {
             Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Throttled(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -98,13 +101,13 @@ impl Rejection {
         match self {
             Self::MissingToken | Self::InvalidRequest(_) | Self::InvalidToken(_) => 16,
             Self::InsufficientScope(_) => 7,
-            Self::Unavailable => 14,
+            Self::Unavailable | Self::Throttled(_) => 14,
         }
     }
 
     fn error_code(&self) -> Option<&'static str> {
         match self {
-            Self::MissingToken | Self::Unavailable => None,
+            Self::MissingToken | Self::Unavailable | Self::Throttled(_) => None,
             Self::InvalidRequest(_) => Some("invalid_request"),
             Self::InvalidToken(_) => Some("invalid_token"),
             Self::InsufficientScope(_) => Some("insufficient_scope"),
@@ -118,7 +121,9 @@ impl Rejection {
             Self::InvalidRequest(reason) => reason,
             Self::InvalidToken(reason) => reason.description(),
             Self::InsufficientScope(_) => "The access token lacks a scope this request requires",
-            Self::Unavailable => "The access token could not be verified, try again later",
+            Self::Unavailable | Self::Throttled(_) => {
+                "The access token could not be verified, try again later"
+            }
         }
     }
 }
@@ -214,7 +219,7 @@ impl Challenger {
     pub fn www_authenticate(&self, rejection: &Rejection) -> Option<HeaderValue> {
         match rejection {
             Rejection::MissingToken => Some(self.missing_token.clone()),
-            Rejection::Unavailable => None,
+            Rejection::Unavailable | Rejection::Throttled(_) => None,
             _ => Some(self.render(rejection)),
         }
     }
@@ -257,8 +262,14 @@ impl Challenger {
         if let Some(challenge) = self.www_authenticate(rejection) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
-        if *rejection == Rejection::Unavailable {
-            headers.insert(RETRY_AFTER, self.retry_after.clone());
+        match rejection {
+            Rejection::Unavailable => {
+                headers.insert(RETRY_AFTER, self.retry_after.clone());
+            }
+            Rejection::Throttled(seconds) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*seconds));
+            }
+            _ => {}
         }
         response
     }

@@ -1,13 +1,14 @@
 //! Why a token was not accepted.
 
 use std::fmt;
+use std::time::Duration;
 
 /// The outcome of a failed verification.
 ///
 /// The distinction matters for the response and for caching: an [`Invalid`](Self::Invalid) token
 /// is the client's problem (401 `invalid_token`, cached briefly as a negative verdict), while an
-/// [`Unavailable`](Self::Unavailable) authorization server is ours (503 without a challenge, never
-/// cached, so the next request asks again).
+/// [`Unavailable`](Self::Unavailable) or [`Throttled`](Self::Throttled) authorization server is
+/// ours (503 without a challenge, never cached, so the next request asks again).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum VerifyError {
     /// The token is not acceptable for this resource.
@@ -17,6 +18,11 @@ pub enum VerifyError {
     /// something that is not an introspection response.
     #[error("token could not be verified: {0}")]
     Unavailable(String),
+    /// The token could not be checked because the authorization server asked us to slow down
+    /// (`429 Too Many Requests`): no call is made to it for the given time (its `Retry-After`,
+    /// capped), and the client is told to retry after it (503 with that `Retry-After`).
+    #[error("token could not be verified: the authorization server asked to retry in {0:?}")]
+    Throttled(Duration),
 }
 
 /// Why an otherwise well-formed token was refused.

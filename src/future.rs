@@ -161,6 +161,12 @@ pub(crate) fn refusal(error: VerifyError) -> Rejection {
             Rejection::InvalidToken(reason)
         }
         VerifyError::Unavailable(_) => Rejection::Unavailable,
+        // Rounded up: a client that retries when told never arrives early.
+        VerifyError::Throttled(wait) => Rejection::Throttled(
+            u32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+                .unwrap_or(u32::MAX)
+                .max(1),
+        ),
     }
 }
 

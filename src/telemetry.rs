@@ -61,7 +61,7 @@ impl VerificationSpan {
             let outcome = match verdict {
                 Ok(_) => "accepted",
                 Err(VerifyError::Invalid(_)) => "rejected",
-                Err(VerifyError::Unavailable(_)) => "unavailable",
+                Err(VerifyError::Unavailable(_) | VerifyError::Throttled(_)) => "unavailable",
             };
             let latency = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             self.span.record("outcome", outcome);

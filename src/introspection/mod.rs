@@ -12,7 +12,7 @@ mod http;
 pub(crate) mod response;
 pub(crate) mod validation;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use url::Url;
@@ -65,6 +65,11 @@ struct Inner {
     validation: Validation,
     /// Bounds the calls in flight, when configured.
     in_flight: Option<tokio::sync::Semaphore>,
+    /// Longest wait a `429`'s `Retry-After` imposes.
+    max_retry_after: Duration,
+    /// No call before this instant: the authorization server answered `429` (on tokio's clock, so
+    /// that tests can drive it).
+    not_before: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Introspector {
@@ -88,7 +93,14 @@ impl Introspector {
     ///
     /// Fails with [`VerifyError::Unavailable`] on any transport error, timeout, non-2xx status,
     /// oversized body or a body that is not an introspection response.
+    ///
+    /// After the server answered `429 Too Many Requests`, fails at once with
+    /// [`VerifyError::Throttled`] until its `Retry-After` has passed (capped by
+    /// [`max_retry_after`](IntrospectorBuilder::max_retry_after)), without calling it.
     pub async fn introspect(&self, token: &str) -> Result<IntrospectionResponse, VerifyError> {
+        if let Some(wait) = self.throttled_for() {
+            return Err(VerifyError::Throttled(wait));
+        }
         // One deadline for the whole call, waiting for a slot included: a caller is never held
         // longer than the request timeout, whatever the queue.
         tokio::time::timeout(self.inner.request_timeout, self.introspect_unbounded(token))
@@ -128,6 +140,13 @@ impl Introspector {
             .await
             .map_err(|e| VerifyError::Unavailable(format!("introspection request failed: {e}")))?;
         let status = response.status();
+        if status == ::http::StatusCode::TOO_MANY_REQUESTS {
+            let wait = retry_after(response.headers())
+                .unwrap_or(DEFAULT_THROTTLE)
+                .min(inner.max_retry_after);
+            self.throttle(wait);
+            return Err(VerifyError::Throttled(wait));
+        }
         if !status.is_success() {
             return Err(VerifyError::Unavailable(format!(
                 "introspection endpoint answered {status}"
@@ -140,6 +159,43 @@ impl Introspector {
             .map_err(|e| VerifyError::Unavailable(format!("not an introspection response: {e}")))
     }
 }
+
+impl Introspector {
+    /// How long calls are still held back after a `429`, if they are.
+    fn throttled_for(&self) -> Option<std::time::Duration> {
+        let not_before = *self.not_before();
+        let wait = not_before?.checked_duration_since(tokio::time::Instant::now())?;
+        (!wait.is_zero()).then_some(wait)
+    }
+
+    /// Holds calls back for `wait` (never shortening a longer hold already in place).
+    fn throttle(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut not_before = self.not_before();
+        if not_before.is_none_or(|current| current < until) {
+            *not_before = Some(until);
+        }
+    }
+
+    fn not_before(&self) -> std::sync::MutexGuard<'_, Option<tokio::time::Instant>> {
+        self.inner
+            .not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The wait a `Retry-After` header asks for, in delta-seconds (RFC 9110 §10.2.3). An HTTP-date is
+/// not read: the default wait applies, as for a `429` without the header.
+fn retry_after(headers: &::http::HeaderMap) -> Option<Duration> {
+    let seconds = headers.get(::http::header::RETRY_AFTER)?.to_str().ok()?;
+    seconds.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// How long calls are held back after a `429` without a usable `Retry-After`.
+pub const DEFAULT_THROTTLE: Duration = Duration::from_secs(5);
+/// Default cap on the wait a `429`'s `Retry-After` imposes.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl TokenVerifier for Introspector {
     async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
@@ -168,6 +224,7 @@ pub struct IntrospectorBuilder {
     max_response_bytes: usize,
     validation: Validation,
     max_in_flight: Option<usize>,
+    max_retry_after: Duration,
     allow_insecure_http: bool,
 }
 
@@ -182,6 +239,7 @@ impl Default for IntrospectorBuilder {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             validation: Validation::default(),
             max_in_flight: None,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             allow_insecure_http: false,
         }
     }
@@ -260,6 +318,18 @@ impl IntrospectorBuilder {
     /// together exceed the request timeout fails as unavailable (503).
     pub fn max_concurrent_requests(mut self, calls: usize) -> Self {
         self.max_in_flight = Some(calls.max(1));
+        self
+    }
+
+    /// Longest the authorization server can make us wait with `429 Too Many Requests` and a
+    /// `Retry-After` (default [`DEFAULT_MAX_RETRY_AFTER`], 60 s).
+    ///
+    /// After a `429`, no introspection call is made until its `Retry-After` has passed (or
+    /// [`DEFAULT_THROTTLE`], 5 s, without a delta-seconds value); requests that need one get 503
+    /// with the remaining wait as their `Retry-After`. The cap keeps a wrong or hostile answer
+    /// (`Retry-After: 86400`) from refusing every new token for a day.
+    pub fn max_retry_after(mut self, limit: Duration) -> Self {
+        self.max_retry_after = limit;
         self
     }
 
@@ -350,6 +420,8 @@ impl IntrospectorBuilder {
                 max_response_bytes: self.max_response_bytes,
                 validation: self.validation,
                 in_flight: self.max_in_flight.map(tokio::sync::Semaphore::new),
+                max_retry_after: self.max_retry_after,
+                not_before: Mutex::new(None),
             }),
         })
     }

@@ -1,0 +1,251 @@
+//! The outage policy: stale-if-error within its grace only, and an authorization server's `429`
+//! with `Retry-After` honoured (no call before it, 503 with that `Retry-After`).
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use common::*;
+use http::Request;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use tower_introspect::CacheConfig;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Sends one request with `token`; its status and `Retry-After`.
+async fn send(app: &Protected, token: &str) -> (u16, Option<String>) {
+    let request = Request::get("/mcp")
+        .header("authorization", bearer(token))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), retry_after)
+}
+
+/// An authorization server that answers `body` once, then is down (503) for good.
+async fn answers_once_then_down(body: Value) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Sleeps (real time: the cache's entries end on the wall clock) until `deadline` has passed.
+async fn sleep_until(deadline: SystemTime) {
+    if let Ok(wait) = deadline.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn epoch(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs as u64)
+}
+
+#[tokio::test]
+async fn ended_verdict_is_served_within_grace_while_the_server_is_down() {
+    let server = answers_once_then_down(active("alice", "read")).await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default()
+            .max_ttl(Duration::from_secs(1))
+            .stale_if_error(Duration::from_secs(60)),
+        |l| l,
+    );
+    assert_eq!(send(&app, "tok").await, (200, None));
+    sleep_until(SystemTime::now() + Duration::from_millis(1200)).await;
+
+    // The verdict has ended; the server is down: the ended verdict is served, and counted.
+    assert_eq!(send(&app, "tok").await, (200, None));
+    assert_eq!(app.seen.last().unwrap().subject(), Some("alice"));
+    let stats = app.cache.stats();
+    assert_eq!(
+        (
+            stats.introspection_calls,
+            stats.server_errors,
+            stats.stale_serves
+        ),
+        (2, 1, 1),
+        "{stats:?}"
+    );
+    // Every request asks the server again (it may be back), none is a fresh hit.
+    assert_eq!(send(&app, "tok").await, (200, None));
+    let stats = app.cache.stats();
+    assert_eq!(
+        (stats.introspection_calls, stats.stale_serves, stats.hits),
+        (3, 2, 0)
+    );
+
+    // A token never seen is not helped, and an invalidated verdict is gone for good.
+    assert_eq!(send(&app, "other").await, (503, Some("5".into())));
+    app.cache.invalidate_subject(ISSUER, "alice");
+    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
+    assert_eq!(app.cache.stats().stale_serves, 2);
+}
+
+#[tokio::test]
+async fn without_stale_if_error_an_ended_verdict_is_not_served() {
+    let server = answers_once_then_down(active("alice", "read")).await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default().max_ttl(Duration::from_secs(1)),
+        |l| l,
+    );
+    assert_eq!(send(&app, "tok").await.0, 200);
+    sleep_until(SystemTime::now() + Duration::from_millis(1200)).await;
+    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
+    assert_eq!(app.cache.stats().stale_serves, 0);
+}
+
+#[tokio::test]
+async fn ended_verdict_is_refused_after_grace() {
+    let server = answers_once_then_down(active("alice", "read")).await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default()
+            .max_ttl(Duration::from_secs(1))
+            .stale_if_error(Duration::from_secs(1)),
+        |l| l,
+    );
+    assert_eq!(send(&app, "tok").await.0, 200);
+    // Fresh for 1 s, then 1 s of grace: past both.
+    sleep_until(SystemTime::now() + Duration::from_millis(2300)).await;
+    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
+    let stats = app.cache.stats();
+    assert_eq!(
+        (stats.server_errors, stats.stale_serves),
+        (1, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn ended_verdict_is_refused_after_the_tokens_exp() {
+    let mut body = active("alice", "read");
+    let exp = now() + 2;
+    body["exp"] = json!(exp);
+    let server = answers_once_then_down(body).await;
+    let app = protected(
+        introspector_for(&server)
+            .leeway(Duration::ZERO)
+            .build()
+            .unwrap(),
+        CacheConfig::default()
+            .leeway(Duration::ZERO)
+            .stale_if_error(Duration::from_secs(3600)),
+        |l| l,
+    );
+    assert_eq!(send(&app, "tok").await.0, 200);
+    // Well within the grace, but the token itself has expired.
+    sleep_until(epoch(exp) + Duration::from_millis(200)).await;
+    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
+    let stats = app.cache.stats();
+    assert_eq!(
+        (stats.server_errors, stats.stale_serves),
+        (1, 0),
+        "{stats:?}"
+    );
+}
+
+/// How many introspection requests reached the server.
+async fn calls_received(server: &MockServer) -> usize {
+    server.received_requests().await.unwrap().len()
+}
+
+#[tokio::test]
+async fn a_429_is_honoured_no_call_before_its_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "30"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(active("alice", "read")))
+        .mount(&server)
+        .await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+    // The server asks us to slow down: the client is told when to come back.
+    assert_eq!(send(&app, "tok").await, (503, Some("30".into())));
+    assert_eq!(calls_received(&server).await, 1);
+
+    // From now on, time is virtual: no request reaches the server before the 30 s are over,
+    // whatever the token, and each is told the remaining wait (rounded up).
+    tokio::time::pause();
+    for token in ["tok", "other", "tok"] {
+        assert_eq!(send(&app, token).await, (503, Some("30".into())));
+    }
+    tokio::time::advance(Duration::from_millis(29_500)).await;
+    assert_eq!(send(&app, "tok").await, (503, Some("1".into())));
+    assert_eq!(
+        calls_received(&server).await,
+        1,
+        "called before Retry-After"
+    );
+    let stats = app.cache.stats();
+    assert_eq!(stats.server_errors, 5, "{stats:?}");
+
+    // Past the deadline, the next request asks the server again.
+    tokio::time::advance(Duration::from_millis(600)).await;
+    tokio::time::resume();
+    assert_eq!(send(&app, "tok").await, (200, None));
+    assert_eq!(calls_received(&server).await, 2);
+}
+
+#[tokio::test]
+async fn a_429_retry_after_is_capped() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "86400"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let app = protected(
+        introspector_for(&server)
+            .max_retry_after(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+    assert_eq!(send(&app, "tok").await, (503, Some("10".into())));
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(9_100)).await;
+    assert_eq!(send(&app, "tok").await, (503, Some("1".into())));
+    assert_eq!(calls_received(&server).await, 1);
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_holds_calls_for_the_default() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let app = protected(
+        introspector_for(&server).build().unwrap(),
+        CacheConfig::default(),
+        |l| l,
+    );
+    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
+    assert_eq!(send(&app, "tok").await.0, 503);
+    assert_eq!(calls_received(&server).await, 1);
+}
