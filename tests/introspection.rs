@@ -241,7 +241,7 @@ async fn discovery_finds_the_endpoint_and_pins_the_issuer() {
         .build()
         .unwrap();
     assert_eq!(
-        introspector.endpoint().as_str(),
+        introspector.endpoint().unwrap().as_str(),
         format!("{}/realms/demo/introspect", server.uri())
     );
     assert!(!introspector.introspect("t").await.unwrap().active);
@@ -426,7 +426,7 @@ async fn discovered_plain_http_endpoint_is_refused_unless_opted_in() {
         .build()
         .unwrap();
     assert_eq!(
-        introspector.endpoint().as_str(),
+        introspector.endpoint().unwrap().as_str(),
         "http://as.example/introspect"
     );
 }

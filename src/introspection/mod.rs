@@ -9,6 +9,7 @@
 mod client_auth;
 mod discovery;
 mod http;
+mod lazy_discovery;
 pub(crate) mod response;
 pub(crate) mod validation;
 
@@ -21,6 +22,7 @@ pub use self::client_auth::ClientAuth;
 pub use self::http::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT,
 };
+use self::lazy_discovery::LazyDiscovery;
 pub use self::response::IntrospectionResponse;
 pub use self::validation::DEFAULT_LEEWAY;
 use self::validation::Validation;
@@ -58,7 +60,7 @@ pub struct Introspector {
 #[derive(Debug)]
 struct Inner {
     client: reqwest::Client,
-    endpoint: Url,
+    endpoint: Endpoint,
     auth: ClientAuth,
     request_timeout: Duration,
     max_response_bytes: usize,
@@ -72,15 +74,28 @@ struct Inner {
     not_before: Mutex<Option<tokio::time::Instant>>,
 }
 
+/// Where introspection requests go.
+#[derive(Debug)]
+enum Endpoint {
+    /// Configured, or discovered when the introspector was built.
+    Known(Url),
+    /// Discovered on first use ([`IntrospectorBuilder::discover_lazily`]).
+    Lazy(LazyDiscovery),
+}
+
 impl Introspector {
     /// Starts configuring an introspector.
     pub fn builder() -> IntrospectorBuilder {
         IntrospectorBuilder::default()
     }
 
-    /// The introspection endpoint in use (configured or discovered).
-    pub fn endpoint(&self) -> &Url {
-        &self.inner.endpoint
+    /// The introspection endpoint in use (configured or discovered); `None` while a lazy discovery
+    /// ([`discover_lazily`](IntrospectorBuilder::discover_lazily)) has not succeeded yet.
+    pub fn endpoint(&self) -> Option<&Url> {
+        match &self.inner.endpoint {
+            Endpoint::Known(url) => Some(url),
+            Endpoint::Lazy(discovery) => discovery.get(),
+        }
     }
 
     /// The configured clock-skew allowance, which a cache in front of this introspector should also
@@ -118,6 +133,18 @@ impl Introspector {
         token: &str,
     ) -> Result<IntrospectionResponse, VerifyError> {
         let inner = &*self.inner;
+        let endpoint = match &inner.endpoint {
+            Endpoint::Known(url) => url,
+            Endpoint::Lazy(discovery) => {
+                discovery
+                    .endpoint(
+                        &inner.client,
+                        inner.request_timeout,
+                        inner.max_response_bytes,
+                    )
+                    .await?
+            }
+        };
         let _permit = match &inner.in_flight {
             None => None,
             Some(slots) => Some(
@@ -131,7 +158,7 @@ impl Introspector {
             vec![("token", token), ("token_type_hint", "access_token")];
         let request = inner
             .client
-            .post(inner.endpoint.clone())
+            .post(endpoint.clone())
             .header(::http::header::ACCEPT, "application/json");
         let request = inner.auth.apply(request, &mut form).form(&form);
         // reqwest errors name the URL, never the form body, so they are safe to keep.
@@ -217,6 +244,7 @@ pub(crate) fn unix_now() -> i64 {
 #[must_use]
 pub struct IntrospectorBuilder {
     endpoint: Option<String>,
+    lazy_issuer: Option<String>,
     auth: ClientAuth,
     client: Option<reqwest::Client>,
     connect_timeout: Duration,
@@ -232,6 +260,7 @@ impl Default for IntrospectorBuilder {
     fn default() -> Self {
         Self {
             endpoint: None,
+            lazy_issuer: None,
             auth: ClientAuth::None,
             client: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -249,6 +278,7 @@ impl IntrospectorBuilder {
     /// The introspection endpoint URL (`https://…/introspect`).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
+        self.lazy_issuer = None;
         self
     }
 
@@ -391,25 +421,38 @@ impl IntrospectorBuilder {
         )
         .await?;
         self.endpoint = Some(endpoint.into());
+        self.lazy_issuer = None;
         Ok(self)
+    }
+
+    /// Like [`discover`](Self::discover), but on first use instead of now, so that the service can
+    /// start while the authorization server is down.
+    ///
+    /// Until discovery succeeds, requests that need an introspection get 503 (unavailable). A
+    /// failed attempt is retried on demand after a capped exponential backoff (1 s, doubling, at
+    /// most 60 s), one attempt at a time: the requests that arrive meanwhile wait for it or get
+    /// 503 at once, and never start their own. The issuer must follow the `https` rule, checked by
+    /// [`build`](Self::build); the endpoint found must too, checked when found.
+    pub fn discover_lazily(mut self, issuer: impl Into<String>) -> Self {
+        self.lazy_issuer = Some(issuer.into());
+        self.endpoint = None;
+        self
     }
 
     /// Builds the introspector. Fails when no endpoint was set, or it is not an `https` URL (nor
     /// `http` on loopback or with [`allow_insecure_http`](Self::allow_insecure_http)).
     pub fn build(mut self) -> Result<Introspector, ConfigError> {
-        let raw = self
-            .endpoint
-            .take()
-            .ok_or_else(|| ConfigError::InvalidUrl {
-                url: String::new(),
-                reason: "no introspection endpoint configured (call endpoint() or discover())"
-                    .into(),
-            })?;
-        let endpoint = Url::parse(&raw).map_err(|e| ConfigError::InvalidUrl {
-            url: raw.clone(),
-            reason: e.to_string(),
-        })?;
-        http::require_tls(&endpoint, self.allow_insecure_http)?;
+        let endpoint = match (self.endpoint.take(), self.lazy_issuer.take()) {
+            (None, Some(issuer)) => {
+                let parsed = Url::parse(&issuer).map_err(|e| ConfigError::InvalidUrl {
+                    url: issuer.clone(),
+                    reason: e.to_string(),
+                })?;
+                http::require_tls(&parsed, self.allow_insecure_http)?;
+                Endpoint::Lazy(LazyDiscovery::new(issuer, self.allow_insecure_http))
+            }
+            (endpoint, _) => Endpoint::Known(self.parse_endpoint(endpoint)?),
+        };
         let client = self.client_or_default()?;
         Ok(Introspector {
             inner: Arc::new(Inner {
@@ -424,6 +467,22 @@ impl IntrospectorBuilder {
                 not_before: Mutex::new(None),
             }),
         })
+    }
+
+    /// The configured endpoint, checked.
+    fn parse_endpoint(&self, endpoint: Option<String>) -> Result<Url, ConfigError> {
+        let raw = endpoint.ok_or_else(|| ConfigError::InvalidUrl {
+            url: String::new(),
+            reason: "no introspection endpoint configured (call endpoint(), discover() or \
+                     discover_lazily())"
+                .into(),
+        })?;
+        let endpoint = Url::parse(&raw).map_err(|e| ConfigError::InvalidUrl {
+            url: raw.clone(),
+            reason: e.to_string(),
+        })?;
+        http::require_tls(&endpoint, self.allow_insecure_http)?;
+        Ok(endpoint)
     }
 
     fn client_or_default(&self) -> Result<reqwest::Client, ConfigError> {

@@ -421,7 +421,8 @@ impl ServerHandler for DemoTools {
 pub struct AuthSettings {
     /// The authorization server's issuer identifier.
     pub issuer: String,
-    /// The introspection endpoint; `None` discovers it from the issuer's RFC 8414 metadata.
+    /// The introspection endpoint; `None` discovers it from the issuer's RFC 8414 metadata on
+    /// first use.
     pub introspection_endpoint: Option<String>,
     /// Client id for introspection.
     pub client_id: String,
@@ -442,7 +443,9 @@ impl AuthSettings {
             .max_concurrent_requests(64);
         let builder = match &self.introspection_endpoint {
             Some(endpoint) => builder.endpoint(endpoint),
-            None => builder.discover(&self.issuer).await?,
+            // Lazily: the server starts even while the authorization server is down, and answers
+            // 503 until discovery succeeds.
+            None => builder.discover_lazily(&self.issuer),
         };
         Ok(builder.build()?)
     }
