@@ -479,6 +479,18 @@ mod tests {
         assert!(r.headers().get(WWW_AUTHENTICATE).is_none());
     }
 
+    #[test]
+    fn throttled_is_unavailable_with_the_servers_retry_after() {
+        let c = challenger();
+        let throttled = Rejection::Throttled(30);
+        assert!(c.www_authenticate(&throttled).is_none());
+        let r: Response<()> = c.response(&throttled, &HeaderMap::new());
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[RETRY_AFTER], "30");
+        assert!(r.headers().get(WWW_AUTHENTICATE).is_none());
+        assert_eq!(throttled.grpc_status(), 14);
+    }
+
     fn kind(content_type: &'static str) -> Option<GrpcKind> {
         let mut req = HeaderMap::new();
         req.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
