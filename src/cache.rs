@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -201,15 +202,33 @@ impl CacheConfig {
 /// A cached verdict.
 #[derive(Clone)]
 enum Verdict {
-    /// With the instant it stops being fresh when stale-if-error is on (the entry then lives
+    /// With when it stops being fresh when stale-if-error is on (the entry then lives
     /// `stale_if_error` longer, to be served only while the server is unavailable); `None` when
     /// the entry's end is the verdict's.
-    Valid(Principal, Option<Instant>),
+    Valid(Principal, Option<FreshUntil>),
     Invalid(InvalidToken),
 }
 
+/// When a positive verdict stops being fresh: whole seconds since the cache's epoch, rounded down
+/// (never later than its true end), plus one. Four bytes, so that an entry costs no more with
+/// stale-if-error than without.
+#[derive(Clone, Copy)]
+struct FreshUntil(NonZeroU32);
+
+impl FreshUntil {
+    fn new(epoch: Instant, end: Instant) -> Self {
+        let seconds = end.saturating_duration_since(epoch).as_secs();
+        let encoded = u32::try_from(seconds).unwrap_or(u32::MAX - 1) + 1;
+        Self(NonZeroU32::new(encoded).expect("plus one"))
+    }
+
+    fn instant(self, epoch: Instant) -> Instant {
+        epoch + Duration::from_secs(u64::from(self.0.get() - 1))
+    }
+}
+
 /// Gives each entry its own lifetime, from its verdict.
-struct VerdictExpiry(CacheConfig);
+struct VerdictExpiry(CacheConfig, Instant);
 
 impl Expiry<TokenKey, Verdict> for VerdictExpiry {
     fn expire_after_create(
@@ -220,7 +239,10 @@ impl Expiry<TokenKey, Verdict> for VerdictExpiry {
     ) -> Option<Duration> {
         Some(match verdict {
             Verdict::Valid(_, Some(fresh_until)) => {
-                fresh_until.saturating_duration_since(created_at) + self.0.stale_if_error
+                fresh_until
+                    .instant(self.1)
+                    .saturating_duration_since(created_at)
+                    + self.0.stale_if_error
             }
             Verdict::Valid(principal, None) => self.0.positive_ttl(principal, SystemTime::now()),
             Verdict::Invalid(_) => self.0.negative_ttl,
@@ -307,6 +329,8 @@ struct State<V> {
     stale_if_error: Duration,
     /// For the freshness of new positive verdicts when `stale_if_error` is on.
     config: CacheConfig,
+    /// What [`FreshUntil`] counts from.
+    epoch: Instant,
 }
 
 /// The outcome of a call, shared by every request waiting for it: a verdict, or the reason the
@@ -377,8 +401,9 @@ impl<V: TokenVerifier> CachedVerifier<V> {
             builder
         };
         let stale_if_error = config.stale_if_error;
+        let epoch = Instant::now();
         let cache = builder
-            .expire_after(VerdictExpiry(config.clone()))
+            .expire_after(VerdictExpiry(config.clone(), epoch))
             // For `invalidate_subject` / `invalidate_client`. Costs one atomic load per lookup
             // while no such invalidation is pending.
             .support_invalidation_closures()
@@ -392,6 +417,7 @@ impl<V: TokenVerifier> CachedVerifier<V> {
                 counters: Counters::default(),
                 stale_if_error,
                 config,
+                epoch,
             }),
         }
     }
@@ -547,7 +573,11 @@ impl<V: TokenVerifier> CachedVerifier<V> {
         let verdict = self.state.cache.get(key)?;
         let counters = &self.state.counters;
         bump(match &verdict {
-            Verdict::Valid(_, Some(fresh_until)) if Instant::now() >= *fresh_until => return None,
+            Verdict::Valid(_, Some(fresh_until))
+                if Instant::now() >= fresh_until.instant(self.state.epoch) =>
+            {
+                return None;
+            }
             Verdict::Valid(..) => &counters.hits,
             Verdict::Invalid(_) => &counters.negative_hits,
         });
@@ -564,7 +594,7 @@ impl<V: TokenVerifier> CachedVerifier<V> {
         let Some(Verdict::Valid(principal, Some(fresh_until))) = state.cache.get(key) else {
             return None;
         };
-        let within_grace = Instant::now() < fresh_until + state.stale_if_error;
+        let within_grace = Instant::now() < fresh_until.instant(state.epoch) + state.stale_if_error;
         let unexpired = principal
             .expires_at()
             .is_none_or(|exp| exp > SystemTime::now());
@@ -594,7 +624,8 @@ impl<V: TokenVerifier> CachedVerifier<V> {
                 // The key rides along, so that a hit hands out a principal ready for the request.
                 Ok(principal) => {
                     let fresh_until = (!state.stale_if_error.is_zero()).then(|| {
-                        Instant::now() + state.config.positive_ttl(&principal, SystemTime::now())
+                        let ttl = state.config.positive_ttl(&principal, SystemTime::now());
+                        FreshUntil::new(state.epoch, Instant::now() + ttl)
                     });
                     Ok(Verdict::Valid(principal.with_token_key(key), fresh_until))
                 }
