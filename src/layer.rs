@@ -252,9 +252,15 @@ where
                 let token = token.to_owned();
                 let verifier = self.verifier.clone();
                 let verification = Box::pin(async move {
-                    let key = token_key(&token);
                     let principal = verifier.verify(&token).await?;
-                    Ok(principal.with_token_key(key))
+                    // Only a principal that names nobody (no `sub`, no `client_id`) is owned by
+                    // its token (MCP session binding): hash the token for those alone, so the
+                    // usual path hashes it once, in the cache.
+                    if principal.subject().is_none() && principal.client_id().is_none() {
+                        Ok(principal.with_token_key(token_key(&token)))
+                    } else {
+                        Ok(principal)
+                    }
                 });
                 // `self.inner` is the service that was driven to readiness: take it, leave a clone.
                 let clone = self.inner.clone();

@@ -70,8 +70,8 @@ impl Principal {
         self
     }
 
-    /// The SHA-256 of the token this principal was verified from, when the bearer layer
-    /// inserted it.
+    /// The SHA-256 of the token this principal was verified from. The bearer layer attaches it
+    /// only to principals without `sub` and `client_id`, the only ones owned by their token.
     #[cfg_attr(not(feature = "mcp"), allow(dead_code))]
     pub(crate) fn token_key(&self) -> Option<&TokenKey> {
         self.token_key.as_ref()
