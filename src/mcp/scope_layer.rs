@@ -264,6 +264,37 @@ where
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use http_body_util::Full;
+
+    /// A body one byte over the limit is refused with 413 before it is classified, and the inner
+    /// service never sees it; a body at the limit is read whole.
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_with_413() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let inner = tower::service_fn(move |_request: Request<Full<Bytes>>| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<_, std::convert::Infallible>(Response::new(())) }
+        });
+        let policy = McpScopePolicy::new().public_method("ping");
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let mut service = McpScopeLayer::new(policy)
+            .max_body_bytes(body.len())
+            .layer(inner);
+        let request = |bytes: Vec<u8>| {
+            Request::post("/mcp")
+                .body(Full::new(Bytes::from(bytes)))
+                .unwrap()
+        };
+        let mut over = body.to_vec();
+        over.push(b' ');
+        let refused = service.call(request(over)).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let passed = service.call(request(body.to_vec())).await.unwrap();
+        assert_eq!(passed.status(), StatusCode::OK);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     fn encoded(values: &[&[u8]]) -> bool {
         let mut headers = HeaderMap::new();

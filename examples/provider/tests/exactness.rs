@@ -404,3 +404,27 @@ async fn a_huge_declared_body_is_refused_without_reading_it() {
     let error: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(error["error"], "invalid_request");
 }
+
+/// The drain is bounded in time too: a client that stops sending in the middle of an oversized
+/// body cannot hold the request open; it gets the `413` once the drain gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_oversized_body_gets_the_413_when_the_drain_gives_up() {
+    let env = Env::start(Backend::Memory).await;
+    let addr = env.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /token HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n",
+        64 * 1024
+    );
+    // Past the 16 KiB limit, then silence: the rest of the declared body never comes.
+    let sent = vec![b'a'; 20 * 1024];
+    let bound = oauth_provider::body_limit::DRAIN_TIME * 5;
+    let (status, body) = tokio::time::timeout(bound, exchange(&mut stream, &head, &[&sent]))
+        .await
+        .expect("the 413 came within the drain's time bound")
+        .unwrap();
+    assert_eq!(status, "HTTP/1.1 413 Payload Too Large");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"], "invalid_request");
+}
