@@ -102,20 +102,35 @@ fn requests(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
-    group.bench_function("bearer_layer_warm_cache", |b| {
-        b.to_async(&runtime).iter_batched(
-            || request(TOKEN),
-            |req| {
-                let fut = protected.call(req);
-                async move {
-                    let response = fut.await.unwrap();
-                    debug_assert_eq!(response.status(), 200);
-                    response
-                }
-            },
-            criterion::BatchSize::SmallInput,
-        )
-    });
+    // The warm path, without a recorder and with the one the demo serves (the cost of `metrics`).
+    for (name, record) in [
+        ("bearer_layer_warm_cache", false),
+        ("bearer_layer_warm_cache_prometheus_metrics", true),
+    ] {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let recording = record.then(|| metrics::set_default_local_recorder(&recorder));
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_batched(
+                || request(TOKEN),
+                |req| {
+                    let fut = protected.call(req);
+                    async move {
+                        let response = fut.await.unwrap();
+                        debug_assert_eq!(response.status(), 200);
+                        response
+                    }
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+        drop(recording);
+        let rendered = recorder.handle().render();
+        assert_eq!(
+            rendered.contains(r#"tower_introspect_cache_lookups_total{result="hit"}"#),
+            record,
+            "the recorder saw the requests only while installed"
+        );
+    }
     group.finish();
 
     let cached = verifier();

@@ -27,19 +27,23 @@
 //!
 //! Every flag has an environment fallback (`MCP_BIND`, `MCP_RESOURCE_URL`, `OAUTH_ISSUER`,
 //! `OAUTH_INTROSPECTION_URL`, `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`, `HEADER_READ_TIMEOUT_SECS`,
-//! `IDLE_TIMEOUT_SECS`, `MAX_CONNECTIONS`). Without
+//! `IDLE_TIMEOUT_SECS`, `MAX_CONNECTIONS`, `MCP_METRICS_BIND`). Without
 //! `--introspection-url` the endpoint is discovered from the issuer's RFC 8414 metadata. The
 //! server checks that tokens were issued by `--issuer` for `--resource-url` (the audience).
 //!
 //! Connections are served with `TCP_NODELAY`, a header-read timeout (10 s, also the keep-alive
 //! limit), an idle timeout (60 s) and at most 1,024 at once (`--header-read-timeout-secs`,
 //! `--idle-timeout-secs`, `--max-connections`); see `tower_introspect_demo::serve`.
+//!
+//! With `--metrics-bind 127.0.0.1:9464`, Prometheus metrics (verification outcomes, cache
+//! results, introspection calls and latency) are served at `http://127.0.0.1:9464/metrics`.
 
 use std::time::Duration;
 
 use clap::Parser;
 use tower_introspect::CacheConfig;
 use tower_introspect_demo::mcp_server::{AuthServerArgs, McpServer};
+use tower_introspect_demo::metrics_endpoint::MetricsEndpoint;
 use tower_introspect_demo::serve::ServeArgs;
 
 #[derive(Parser, Debug)]
@@ -61,6 +65,10 @@ struct Args {
     /// Longest reuse of a positive cache entry, in seconds.
     #[arg(long, default_value_t = 300)]
     cache_max_ttl: u64,
+    /// Serve Prometheus metrics at `http://<address>/metrics` on this address (a listener of its
+    /// own: bind it to loopback or a private network). Off when absent.
+    #[arg(long, env = "MCP_METRICS_BIND")]
+    metrics_bind: Option<String>,
 }
 
 #[tokio::main]
@@ -76,6 +84,16 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let listener = tokio::net::TcpListener::bind(&args.bind).await?;
+    // Before anything records: what is recorded earlier is lost.
+    let _metrics = match &args.metrics_bind {
+        Some(bind) => {
+            let endpoint =
+                MetricsEndpoint::start(tokio::net::TcpListener::bind(bind).await?).await?;
+            println!("metrics at {}", endpoint.url);
+            Some(endpoint)
+        }
+        None => None,
+    };
     let resource = args
         .resource_url
         .clone()

@@ -16,6 +16,7 @@ use moka::Expiry;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
+use crate::metrics::{self, Lookup};
 use crate::{InvalidToken, Principal, TokenVerifier, VerifyError};
 
 /// The SHA-256 of a token: the only form in which a token is kept.
@@ -260,6 +261,9 @@ pub struct CacheStats {
     pub negative_hits: u64,
     /// Requests that found no entry (each either started a call or waited for one in flight).
     pub misses: u64,
+    /// Of those misses, how many waited for a call already in flight for the same token instead
+    /// of starting one (single flight).
+    pub coalesced: u64,
     /// Calls made to the inner verifier (introspection calls, for an [`Introspector`](crate::Introspector)).
     pub introspection_calls: u64,
     /// Of those calls, how many failed because the server was unavailable (or throttled us).
@@ -274,6 +278,7 @@ struct Counters {
     hits: AtomicU64,
     negative_hits: AtomicU64,
     misses: AtomicU64,
+    coalesced: AtomicU64,
     introspection_calls: AtomicU64,
     server_errors: AtomicU64,
     stale_serves: AtomicU64,
@@ -404,9 +409,6 @@ impl<V: TokenVerifier> CachedVerifier<V> {
         let epoch = Instant::now();
         let cache = builder
             .expire_after(VerdictExpiry(config.clone(), epoch))
-            // For `invalidate_subject` / `invalidate_client`. Costs one atomic load per lookup
-            // while no such invalidation is pending.
-            .support_invalidation_closures()
             .build_with_hasher(KeyHashing::new());
         Self {
             state: Arc::new(State {
@@ -459,15 +461,12 @@ impl<V> CachedVerifier<V> {
     /// answers reach the requests already waiting but are not cached, and later requests ask
     /// again. Negative verdicts grant nothing and stay.
     ///
-    /// Meant for revocation events, which are rare: until the cache's maintenance has swept every
-    /// entry (in batches, see [`run_pending_tasks`](Self::run_pending_tasks)), each lookup also
-    /// checks the pending invalidations. For a mass revocation, prefer
-    /// [`invalidate_all`](Self::invalidate_all).
+    /// When it returns, no matching verdict is served any more. It walks every entry once
+    /// (milliseconds for 100,000), which suits revocation events; it adds nothing to lookups.
     pub fn invalidate_subject(&self, iss: &str, sub: &str) {
-        let (iss, sub): (Box<str>, Box<str>) = (iss.into(), sub.into());
-        self.invalidate_verdicts_if(move |principal| {
-            principal.subject() == Some(&*sub)
-                && principal.issuer().is_none_or(|issuer| issuer == &*iss)
+        self.invalidate_verdicts_if(|principal| {
+            principal.subject() == Some(sub)
+                && principal.issuer().is_none_or(|issuer| issuer == iss)
         });
     }
 
@@ -475,27 +474,22 @@ impl<V> CachedVerifier<V> {
     /// client is compromised), with the guarantees and costs of
     /// [`invalidate_subject`](Self::invalidate_subject).
     pub fn invalidate_client(&self, client_id: &str) {
-        let client_id: Box<str> = client_id.into();
-        self.invalidate_verdicts_if(move |principal| principal.client_id() == Some(&*client_id));
+        self.invalidate_verdicts_if(|principal| principal.client_id() == Some(client_id));
     }
 
     /// Forgets the positive verdicts whose principal matches, and every call in flight.
-    fn invalidate_verdicts_if(&self, matches: impl Fn(&Principal) -> bool + Send + Sync + 'static) {
+    fn invalidate_verdicts_if(&self, matches: impl Fn(&Principal) -> bool) {
         let state = &*self.state;
-        // Under the flights lock, as a call publishes its verdict: a verdict cached before this
-        // point is matched by the predicate, and a call still in flight is no longer current, so
-        // its verdict is never cached.
-        let mut flights = state.flights();
-        flights.clear();
-        let registered = state
-            .cache
-            .invalidate_entries_if(move |_key, verdict| match verdict {
-                Verdict::Valid(principal, _) => matches(principal),
-                Verdict::Invalid(_) => false,
-            });
-        if registered.is_err() {
-            // Cannot happen (the cache supports closures); fail closed all the same.
-            state.cache.invalidate_all();
+        // Verdicts enter the cache only from a current flight, under this lock. Once the table is
+        // cleared, every call that started before this point is no longer current and never
+        // caches its verdict, so the walk below sees every verdict that could match.
+        state.flights().clear();
+        for (key, verdict) in &state.cache {
+            if let Verdict::Valid(principal, _) = &verdict
+                && matches(principal)
+            {
+                state.cache.invalidate(&*key);
+            }
         }
     }
 
@@ -525,6 +519,7 @@ impl<V> CachedVerifier<V> {
             hits: c.hits.load(Ordering::Relaxed),
             negative_hits: c.negative_hits.load(Ordering::Relaxed),
             misses: c.misses.load(Ordering::Relaxed),
+            coalesced: c.coalesced.load(Ordering::Relaxed),
             introspection_calls: c.introspection_calls.load(Ordering::Relaxed),
             server_errors: c.server_errors.load(Ordering::Relaxed),
             stale_serves: c.stale_serves.load(Ordering::Relaxed),
@@ -552,8 +547,13 @@ impl<V: TokenVerifier> TokenVerifier for CachedVerifier<V> {
             }
             bump(&state.counters.misses);
             match flights.get(&key).and_then(|flight| flight.call.upgrade()) {
-                Some(call) => call,
+                Some(call) => {
+                    bump(&state.counters.coalesced);
+                    metrics::cache_lookup(Lookup::Coalesced);
+                    call
+                }
                 None => {
+                    metrics::cache_lookup(Lookup::Miss);
                     let (flight, call) = self.start_flight(key, token);
                     flights.insert(key, flight);
                     call
@@ -572,15 +572,21 @@ impl<V: TokenVerifier> CachedVerifier<V> {
     fn hit(&self, key: &TokenKey) -> Option<Verdict> {
         let verdict = self.state.cache.get(key)?;
         let counters = &self.state.counters;
-        bump(match &verdict {
+        match &verdict {
             Verdict::Valid(_, Some(fresh_until))
                 if Instant::now() >= fresh_until.instant(self.state.epoch) =>
             {
                 return None;
             }
-            Verdict::Valid(..) => &counters.hits,
-            Verdict::Invalid(_) => &counters.negative_hits,
-        });
+            Verdict::Valid(..) => {
+                bump(&counters.hits);
+                metrics::cache_lookup(Lookup::Hit);
+            }
+            Verdict::Invalid(_) => {
+                bump(&counters.negative_hits);
+                metrics::cache_lookup(Lookup::NegativeHit);
+            }
+        }
         Some(verdict)
     }
 
@@ -602,6 +608,7 @@ impl<V: TokenVerifier> CachedVerifier<V> {
             return None;
         }
         bump(&state.counters.stale_serves);
+        metrics::stale_serve();
         tracing::warn!(
             token = %fingerprint(key),
             "authorization server unavailable: serving an ended verdict (stale-if-error)"

@@ -17,7 +17,7 @@ pub enum VerifyError {
     /// The token could not be checked: the authorization server failed, timed out, or answered
     /// something that is not an introspection response.
     #[error("token could not be verified: {0}")]
-    Unavailable(String),
+    Unavailable(Unavailable),
     /// The token could not be checked because the authorization server asked us to slow down
     /// (`429 Too Many Requests`): no call is made to it for the given time (its `Retry-After`,
     /// capped), and the client is told to retry after it (503 with that `Retry-After`).
@@ -78,6 +78,80 @@ impl InvalidToken {
 }
 
 impl fmt::Display for InvalidToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl VerifyError {
+    /// An [`Unavailable`](Self::Unavailable) error: the server could not give a verdict, for
+    /// `cause`, described by `detail` (logged; never sent to the client).
+    pub fn unavailable(cause: UnavailableCause, detail: impl Into<String>) -> Self {
+        Self::Unavailable(Unavailable {
+            cause,
+            detail: detail.into(),
+        })
+    }
+}
+
+/// Why a token could not be checked, with what went wrong in words.
+///
+/// The cause is a short fixed set, for metrics and alerts; the detail (which may name the
+/// endpoint's URL, never a token) is for logs.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+pub struct Unavailable {
+    cause: UnavailableCause,
+    detail: String,
+}
+
+impl Unavailable {
+    /// Why, as one of a few fixed causes.
+    pub fn cause(&self) -> UnavailableCause {
+        self.cause
+    }
+
+    /// What went wrong, in words.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+/// Why the authorization server could not give a verdict: the `cause` label of the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UnavailableCause {
+    /// No answer within the request timeout (waiting for a call slot included).
+    Timeout,
+    /// The request could not be sent or its answer not received (connection refused or reset,
+    /// DNS, TLS).
+    Unreachable,
+    /// The server answered with a status other than 2xx and 429.
+    Status,
+    /// The answer is not an introspection response (not JSON, a wrong shape, too large).
+    InvalidResponse,
+    /// The introspection endpoint is not known yet: discovery of the authorization server's
+    /// metadata has not succeeded.
+    Discovery,
+    /// Any other reason (a custom verifier's, for instance).
+    Other,
+}
+
+impl UnavailableCause {
+    /// A short, stable identifier for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Unreachable => "unreachable",
+            Self::Status => "status",
+            Self::InvalidResponse => "invalid_response",
+            Self::Discovery => "discovery",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for UnavailableCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

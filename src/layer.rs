@@ -14,6 +14,7 @@ use crate::cache::{CacheConfig, CachedVerifier, token_key};
 use crate::challenge::{ChallengeContext, Challenger, Rejection, StepUpScopes};
 use crate::future::{ResponseFuture, admit, refusal};
 use crate::header::{Credentials, DEFAULT_MAX_TOKEN_LENGTH, bearer_token};
+use crate::metrics::{self, Unverified};
 use crate::telemetry::{CacheResult, VerificationSpan};
 use crate::{Introspector, ProtectedResourceMetadata, ScopeHierarchy, Scopes, TokenVerifier};
 
@@ -319,10 +320,17 @@ where
                 request
                     .extensions_mut()
                     .insert(ChallengeContext(settings.challenger.clone()));
+                metrics::unverified(Unverified::Anonymous);
                 return ResponseFuture::calling(self.inner.call(request));
             }
-            Credentials::Missing => Rejection::MissingToken,
-            Credentials::Malformed(reason) => Rejection::InvalidRequest(reason),
+            Credentials::Missing => {
+                metrics::unverified(Unverified::MissingToken);
+                Rejection::MissingToken
+            }
+            Credentials::Malformed(reason) => {
+                metrics::unverified(Unverified::Malformed);
+                Rejection::InvalidRequest(reason)
+            }
         };
         tracing::debug!(
             reason = rejection.description(),

@@ -254,6 +254,7 @@ mod layer;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 mod metadata;
+mod metrics;
 mod path_scope;
 mod principal;
 mod protocol_version;
@@ -270,7 +271,7 @@ pub use crate::cache::{
     DEFAULT_NEGATIVE_TTL,
 };
 pub use crate::challenge::{Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection, StepUpScopes};
-pub use crate::error::{ConfigError, InvalidToken, VerifyError};
+pub use crate::error::{ConfigError, InvalidToken, Unavailable, UnavailableCause, VerifyError};
 pub use crate::future::{ResponseFuture, ScopeFuture};
 pub use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
 pub use crate::introspection::{

@@ -4,6 +4,8 @@
 //! Field names (documented in the README): `outcome` (`accepted`, `rejected`, `unavailable`),
 //! `cache` (`hit` when the verdict was known at once, positive or negative; `miss` when the
 //! verifier had to be awaited), `latency_us`. Never the token, nor anything derived from it.
+//!
+//! Finishing a span also counts the verdict in the metrics (feature `metrics`).
 
 use std::time::Instant;
 
@@ -57,6 +59,7 @@ impl VerificationSpan {
         cache: CacheResult,
         verdict: &Result<Principal, VerifyError>,
     ) -> &Span {
+        crate::metrics::verified(verdict);
         if let Some(started) = self.started {
             let outcome = match verdict {
                 Ok(_) => "accepted",

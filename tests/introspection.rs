@@ -6,7 +6,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
 use serde_json::json;
-use tower_introspect::{ConfigError, Introspector, InvalidToken, TokenVerifier, VerifyError};
+use tower_introspect::{
+    ConfigError, Introspector, InvalidToken, TokenVerifier, UnavailableCause, VerifyError,
+};
 use wiremock::matchers::{body_string, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -163,17 +165,30 @@ async fn garbage_and_oversized_answers_are_unavailable() {
     }
     let introspector = introspector_for(&server).build().unwrap();
     // Each failure is unavailable (never a verdict on the token), with a reason naming its cause.
-    for (token, cause) in [
-        ("html", "not an introspection response"),
-        ("no-active", "missing field `active`"),
-        ("server-error", "answered 500"),
-        ("unauthorized", "answered 401"),
-        ("redirect", "answered 302"),
-        ("huge", "larger than 65536 bytes"),
+    for (token, detail, cause) in [
+        (
+            "html",
+            "not an introspection response",
+            UnavailableCause::InvalidResponse,
+        ),
+        (
+            "no-active",
+            "missing field `active`",
+            UnavailableCause::InvalidResponse,
+        ),
+        ("server-error", "answered 500", UnavailableCause::Status),
+        ("unauthorized", "answered 401", UnavailableCause::Status),
+        ("redirect", "answered 302", UnavailableCause::Status),
+        (
+            "huge",
+            "larger than 65536 bytes",
+            UnavailableCause::InvalidResponse,
+        ),
     ] {
         match introspector.verify(token).await {
             Err(VerifyError::Unavailable(reason)) => {
-                assert!(reason.contains(cause), "{token}: {reason}")
+                assert!(reason.detail().contains(detail), "{token}: {reason}");
+                assert_eq!(reason.cause(), cause, "{token}");
             }
             other => panic!("{token}: expected unavailable, got {other:?}"),
         }
@@ -341,11 +356,11 @@ async fn waiting_for_a_slot_counts_against_the_request_timeout() {
     };
     let (first, (second, held)) = tokio::join!(first, second);
     assert!(
-        matches!(first, Err(VerifyError::Unavailable(_))),
+        matches!(&first, Err(VerifyError::Unavailable(e)) if e.cause() == UnavailableCause::Timeout),
         "{first:?}"
     );
     assert!(
-        matches!(second, Err(VerifyError::Unavailable(_))),
+        matches!(&second, Err(VerifyError::Unavailable(e)) if e.cause() == UnavailableCause::Timeout),
         "{second:?}"
     );
     // One deadline for wait and call: 10 s, not 5 s of waiting plus a fresh 10 s.

@@ -6,27 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use axum::body::Body;
 use common::*;
-use http::Request;
 use serde_json::json;
-use tower::ServiceExt;
 use tower_introspect::{CacheConfig, Introspector};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn send(app: &Protected, token: &str) -> (u16, Option<String>) {
-    let request = Request::get("/mcp")
-        .header("authorization", bearer(token))
-        .body(Body::empty())
-        .unwrap();
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (response.status().as_u16(), retry_after)
-}
 
 fn lazy_app(server: &MockServer) -> Protected {
     install_crypto();
@@ -76,13 +60,13 @@ async fn starts_with_the_authorization_server_down_then_serves_once_it_is_up() {
     let server = MockServer::start().await;
     let app = lazy_app(&server);
 
-    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
+    assert_eq!(app.send("tok").await, (503, Some("5".into())));
     // Both metadata locations (RFC 8414, then OpenID) were tried once.
     assert_eq!(received(&server, "GET").await, 2);
 
     // The server comes up, but the next attempt waits for its backoff (1 s): no new attempt.
     authorization_server_up(&server, Duration::ZERO).await;
-    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
+    assert_eq!(app.send("tok").await, (503, Some("5".into())));
     assert_eq!(
         received(&server, "GET").await,
         2,
@@ -92,7 +76,7 @@ async fn starts_with_the_authorization_server_down_then_serves_once_it_is_up() {
     tokio::time::pause();
     tokio::time::advance(Duration::from_millis(1100)).await;
     tokio::time::resume();
-    assert_eq!(send(&app, "tok").await, (200, None));
+    assert_eq!(app.send("tok").await, (200, None));
     assert_eq!(app.seen.last().unwrap().subject(), Some("alice"));
     assert_eq!(received(&server, "GET").await, 3);
     assert_eq!(received(&server, "POST").await, 1);
@@ -102,7 +86,7 @@ async fn starts_with_the_authorization_server_down_then_serves_once_it_is_up() {
     );
 
     // Discovered once for good.
-    assert_eq!(send(&app, "tok2").await.0, 200);
+    assert_eq!(app.send("tok2").await.0, 200);
     assert_eq!(received(&server, "GET").await, 3);
 }
 
@@ -114,14 +98,8 @@ async fn concurrent_first_requests_share_one_discovery_attempt() {
     // Distinct tokens, so that the cache's coalescing does not hide the attempts.
     let tasks: Vec<_> = (0..20)
         .map(|i| {
-            let router = app.router.clone();
-            tokio::spawn(async move {
-                let request = Request::get("/mcp")
-                    .header("authorization", bearer(&format!("t{i}")))
-                    .body(Body::empty())
-                    .unwrap();
-                router.oneshot(request).await.unwrap().status().as_u16()
-            })
+            let app = app.clone();
+            tokio::spawn(async move { app.send(&format!("t{i}")).await.0 })
         })
         .collect();
     for task in tasks {

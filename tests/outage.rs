@@ -5,28 +5,11 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
 use common::*;
-use http::Request;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use tower_introspect::CacheConfig;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// Sends one request with `token`; its status and `Retry-After`.
-async fn send(app: &Protected, token: &str) -> (u16, Option<String>) {
-    let request = Request::get("/mcp")
-        .header("authorization", bearer(token))
-        .body(Body::empty())
-        .unwrap();
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (response.status().as_u16(), retry_after)
-}
 
 /// An authorization server that answers `body` once, then is down (503) for good.
 async fn answers_once_then_down(body: Value) -> MockServer {
@@ -65,11 +48,11 @@ async fn ended_verdict_is_served_within_grace_while_the_server_is_down() {
             .stale_if_error(Duration::from_secs(60)),
         |l| l,
     );
-    assert_eq!(send(&app, "tok").await, (200, None));
+    assert_eq!(app.send("tok").await, (200, None));
     sleep_until(SystemTime::now() + Duration::from_millis(1200)).await;
 
     // The verdict has ended; the server is down: the ended verdict is served, and counted.
-    assert_eq!(send(&app, "tok").await, (200, None));
+    assert_eq!(app.send("tok").await, (200, None));
     assert_eq!(app.seen.last().unwrap().subject(), Some("alice"));
     let stats = app.cache.stats();
     assert_eq!(
@@ -82,7 +65,7 @@ async fn ended_verdict_is_served_within_grace_while_the_server_is_down() {
         "{stats:?}"
     );
     // Every request asks the server again (it may be back), none is a fresh hit.
-    assert_eq!(send(&app, "tok").await, (200, None));
+    assert_eq!(app.send("tok").await, (200, None));
     let stats = app.cache.stats();
     assert_eq!(
         (stats.introspection_calls, stats.stale_serves, stats.hits),
@@ -90,9 +73,9 @@ async fn ended_verdict_is_served_within_grace_while_the_server_is_down() {
     );
 
     // A token never seen is not helped, and an invalidated verdict is gone for good.
-    assert_eq!(send(&app, "other").await, (503, Some("5".into())));
+    assert_eq!(app.send("other").await, (503, Some("5".into())));
     app.cache.invalidate_subject(ISSUER, "alice");
-    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
+    assert_eq!(app.send("tok").await, (503, Some("5".into())));
     assert_eq!(app.cache.stats().stale_serves, 2);
 }
 
@@ -104,9 +87,9 @@ async fn without_stale_if_error_an_ended_verdict_is_not_served() {
         CacheConfig::default().max_ttl(Duration::from_secs(1)),
         |l| l,
     );
-    assert_eq!(send(&app, "tok").await.0, 200);
+    assert_eq!(app.send("tok").await.0, 200);
     sleep_until(SystemTime::now() + Duration::from_millis(1200)).await;
-    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
+    assert_eq!(app.send("tok").await, (503, Some("5".into())));
     assert_eq!(app.cache.stats().stale_serves, 0);
 }
 
@@ -120,10 +103,10 @@ async fn ended_verdict_is_refused_after_grace() {
             .stale_if_error(Duration::from_secs(1)),
         |l| l,
     );
-    assert_eq!(send(&app, "tok").await.0, 200);
+    assert_eq!(app.send("tok").await.0, 200);
     // Fresh for 1 s, then 1 s of grace: past both.
     sleep_until(SystemTime::now() + Duration::from_millis(2300)).await;
-    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
+    assert_eq!(app.send("tok").await, (503, Some("5".into())));
     let stats = app.cache.stats();
     assert_eq!(
         (stats.server_errors, stats.stale_serves),
@@ -148,10 +131,10 @@ async fn ended_verdict_is_refused_after_the_tokens_exp() {
             .stale_if_error(Duration::from_secs(3600)),
         |l| l,
     );
-    assert_eq!(send(&app, "tok").await.0, 200);
+    assert_eq!(app.send("tok").await.0, 200);
     // Well within the grace, but the token itself has expired.
     sleep_until(epoch(exp) + Duration::from_millis(200)).await;
-    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
+    assert_eq!(app.send("tok").await, (503, Some("5".into())));
     let stats = app.cache.stats();
     assert_eq!(
         (stats.server_errors, stats.stale_serves),
@@ -183,17 +166,17 @@ async fn a_429_is_honoured_no_call_before_its_retry_after() {
         |l| l,
     );
     // The server asks us to slow down: the client is told when to come back.
-    assert_eq!(send(&app, "tok").await, (503, Some("30".into())));
+    assert_eq!(app.send("tok").await, (503, Some("30".into())));
     assert_eq!(calls_received(&server).await, 1);
 
     // From now on, time is virtual: no request reaches the server before the 30 s are over,
     // whatever the token, and each is told the remaining wait (rounded up).
     tokio::time::pause();
     for token in ["tok", "other", "tok"] {
-        assert_eq!(send(&app, token).await, (503, Some("30".into())));
+        assert_eq!(app.send(token).await, (503, Some("30".into())));
     }
     tokio::time::advance(Duration::from_millis(29_500)).await;
-    assert_eq!(send(&app, "tok").await, (503, Some("1".into())));
+    assert_eq!(app.send("tok").await, (503, Some("1".into())));
     assert_eq!(
         calls_received(&server).await,
         1,
@@ -205,7 +188,7 @@ async fn a_429_is_honoured_no_call_before_its_retry_after() {
     // Past the deadline, the next request asks the server again.
     tokio::time::advance(Duration::from_millis(600)).await;
     tokio::time::resume();
-    assert_eq!(send(&app, "tok").await, (200, None));
+    assert_eq!(app.send("tok").await, (200, None));
     assert_eq!(calls_received(&server).await, 2);
 }
 
@@ -225,10 +208,10 @@ async fn a_429_retry_after_is_capped() {
         CacheConfig::default(),
         |l| l,
     );
-    assert_eq!(send(&app, "tok").await, (503, Some("10".into())));
+    assert_eq!(app.send("tok").await, (503, Some("10".into())));
     tokio::time::pause();
     tokio::time::advance(Duration::from_millis(9_100)).await;
-    assert_eq!(send(&app, "tok").await, (503, Some("1".into())));
+    assert_eq!(app.send("tok").await, (503, Some("1".into())));
     assert_eq!(calls_received(&server).await, 1);
 }
 
@@ -245,7 +228,7 @@ async fn a_429_without_retry_after_holds_calls_for_the_default() {
         CacheConfig::default(),
         |l| l,
     );
-    assert_eq!(send(&app, "tok").await, (503, Some("5".into())));
-    assert_eq!(send(&app, "tok").await.0, 503);
+    assert_eq!(app.send("tok").await, (503, Some("5".into())));
+    assert_eq!(app.send("tok").await.0, 503);
     assert_eq!(calls_received(&server).await, 1);
 }

@@ -3,7 +3,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tower_introspect::{IntrospectionResponse, Principal, TokenVerifier, VerifyError};
+use tower_introspect::{
+    IntrospectionResponse, Principal, TokenVerifier, UnavailableCause, VerifyError,
+};
 
 /// A realistic active introspection response (~330 bytes, as Keycloak-like servers send).
 pub const ACTIVE_BODY: &str = r#"{"active":true,"scope":"read write","client_id":"mcp-client","username":"alice",
@@ -19,8 +21,9 @@ pub struct ParsingVerifier {
 impl TokenVerifier for ParsingVerifier {
     async fn verify(&self, _token: &str) -> Result<Principal, VerifyError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let claims: IntrospectionResponse = serde_json::from_str(ACTIVE_BODY)
-            .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
+        let claims: IntrospectionResponse = serde_json::from_str(ACTIVE_BODY).map_err(|e| {
+            VerifyError::unavailable(UnavailableCause::InvalidResponse, e.to_string())
+        })?;
         Ok(Principal::new(claims))
     }
 }

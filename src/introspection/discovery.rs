@@ -94,7 +94,9 @@ async fn fetch(
     if !response.status().is_success() {
         return Err(format!("status {}", response.status()));
     }
-    let body = read_capped(response, limit).await?;
+    let body = read_capped(response, limit)
+        .await
+        .map_err(|e| e.to_string())?;
     serde_json::from_slice(&body).map_err(|e| format!("not a metadata document: {e}"))
 }
 

@@ -60,26 +60,43 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Why a response body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    /// More than the limit: a misbehaving server.
+    #[error("response body larger than {0} bytes")]
+    TooLarge(usize),
+    /// The connection failed while the body was read.
+    #[error("reading the response failed: {0}")]
+    Read(#[source] reqwest::Error),
+}
+
+impl BodyError {
+    /// What this failure says about the server's availability.
+    pub(crate) fn cause(&self) -> crate::UnavailableCause {
+        match self {
+            Self::TooLarge(_) => crate::UnavailableCause::InvalidResponse,
+            Self::Read(_) => crate::UnavailableCause::Unreachable,
+        }
+    }
+}
+
 /// Reads a response body, refusing more than `limit` bytes (a misbehaving server must not make us
 /// buffer without bound).
 pub(crate) async fn read_capped(
     mut response: reqwest::Response,
     limit: usize,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, BodyError> {
     if response
         .content_length()
         .is_some_and(|len| len > limit as u64)
     {
-        return Err(format!("response body larger than {limit} bytes"));
+        return Err(BodyError::TooLarge(limit));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("reading the response failed: {e}"))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
         if body.len() + chunk.len() > limit {
-            return Err(format!("response body larger than {limit} bytes"));
+            return Err(BodyError::TooLarge(limit));
         }
         body.extend_from_slice(&chunk);
     }

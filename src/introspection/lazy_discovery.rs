@@ -8,7 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::discovery;
-use crate::VerifyError;
+use crate::{UnavailableCause, VerifyError};
 
 /// Wait after the first failed attempt; doubled after each further failure.
 pub(crate) const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -65,10 +65,13 @@ impl LazyDiscovery {
         }
         let now = tokio::time::Instant::now();
         if let Some(next) = backoff.next_attempt.filter(|next| *next > now) {
-            return Err(VerifyError::Unavailable(format!(
-                "authorization server discovery failed; next attempt in {:?}",
-                next - now
-            )));
+            return Err(VerifyError::unavailable(
+                UnavailableCause::Discovery,
+                format!(
+                    "authorization server discovery failed; next attempt in {:?}",
+                    next - now
+                ),
+            ));
         }
         match discovery::introspection_endpoint(
             client,
@@ -90,9 +93,10 @@ impl LazyDiscovery {
                 backoff.failures = backoff.failures.saturating_add(1);
                 backoff.next_attempt = Some(tokio::time::Instant::now() + wait);
                 tracing::warn!(%error, retry_in = ?wait, "authorization server discovery failed");
-                Err(VerifyError::Unavailable(format!(
-                    "authorization server discovery failed: {error}"
-                )))
+                Err(VerifyError::unavailable(
+                    UnavailableCause::Discovery,
+                    format!("authorization server discovery failed: {error}"),
+                ))
             }
         }
     }

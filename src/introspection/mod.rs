@@ -26,7 +26,7 @@ use self::lazy_discovery::LazyDiscovery;
 pub use self::response::IntrospectionResponse;
 pub use self::validation::DEFAULT_LEEWAY;
 use self::validation::Validation;
-use crate::{ConfigError, Principal, TokenVerifier, VerifyError};
+use crate::{ConfigError, Principal, TokenVerifier, UnavailableCause, VerifyError};
 
 /// An RFC 7662 introspection client that validates what the server answers.
 ///
@@ -116,15 +116,31 @@ impl Introspector {
         if let Some(wait) = self.throttled_for() {
             return Err(VerifyError::Throttled(wait));
         }
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
         // One deadline for the whole call, waiting for a slot included: a caller is never held
         // longer than the request timeout, whatever the queue.
-        tokio::time::timeout(self.inner.request_timeout, self.introspect_unbounded(token))
-            .await
-            .unwrap_or_else(|_| {
-                Err(VerifyError::Unavailable(
-                    "introspection timed out (waiting for a slot included)".into(),
-                ))
-            })
+        let result =
+            tokio::time::timeout(self.inner.request_timeout, self.introspect_unbounded(token))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(VerifyError::unavailable(
+                        UnavailableCause::Timeout,
+                        "introspection timed out (waiting for a slot included)",
+                    ))
+                });
+        #[cfg(feature = "metrics")]
+        {
+            // A discovery that has not succeeded sent no introspection request.
+            let sent = !matches!(&result, Err(VerifyError::Unavailable(e)) if e.cause() == UnavailableCause::Discovery);
+            if sent {
+                crate::metrics::introspection_call(
+                    crate::metrics::call_outcome(&result),
+                    started.elapsed(),
+                );
+            }
+        }
+        result
     }
 
     /// [`introspect`](Self::introspect) without its deadline.
@@ -147,13 +163,11 @@ impl Introspector {
         };
         let _permit = match &inner.in_flight {
             None => None,
-            Some(slots) => Some(
-                slots
-                    .acquire()
-                    .await
-                    .map_err(|_| VerifyError::Unavailable("introspector closed".into()))?,
-            ),
+            Some(slots) => Some(slots.acquire().await.map_err(|_| {
+                VerifyError::unavailable(UnavailableCause::Other, "introspector closed")
+            })?),
         };
+        let _in_flight = crate::metrics::InFlight::start();
         let mut form: Vec<(&'static str, &str)> =
             vec![("token", token), ("token_type_hint", "access_token")];
         let request = inner
@@ -162,10 +176,14 @@ impl Introspector {
             .header(::http::header::ACCEPT, "application/json");
         let request = inner.auth.apply(request, &mut form).form(&form);
         // reqwest errors name the URL, never the form body, so they are safe to keep.
-        let response = request
-            .send()
-            .await
-            .map_err(|e| VerifyError::Unavailable(format!("introspection request failed: {e}")))?;
+        let response = request.send().await.map_err(|e| {
+            let cause = if e.is_timeout() {
+                UnavailableCause::Timeout
+            } else {
+                UnavailableCause::Unreachable
+            };
+            VerifyError::unavailable(cause, format!("introspection request failed: {e}"))
+        })?;
         let status = response.status();
         if status == ::http::StatusCode::TOO_MANY_REQUESTS {
             let wait = retry_after(response.headers())
@@ -175,15 +193,20 @@ impl Introspector {
             return Err(VerifyError::Throttled(wait));
         }
         if !status.is_success() {
-            return Err(VerifyError::Unavailable(format!(
-                "introspection endpoint answered {status}"
-            )));
+            return Err(VerifyError::unavailable(
+                UnavailableCause::Status,
+                format!("introspection endpoint answered {status}"),
+            ));
         }
         let body = http::read_capped(response, inner.max_response_bytes)
             .await
-            .map_err(VerifyError::Unavailable)?;
-        serde_json::from_slice(&body)
-            .map_err(|e| VerifyError::Unavailable(format!("not an introspection response: {e}")))
+            .map_err(|e| VerifyError::unavailable(e.cause(), e.to_string()))?;
+        serde_json::from_slice(&body).map_err(|e| {
+            VerifyError::unavailable(
+                UnavailableCause::InvalidResponse,
+                format!("not an introspection response: {e}"),
+            )
+        })
     }
 }
 

@@ -117,10 +117,28 @@ pub fn recording_app(seen: &Seen) -> Router {
 }
 
 /// The standard protected app: recording handler behind a cached introspection layer.
+#[derive(Clone)]
 pub struct Protected {
     pub seen: Seen,
     pub cache: CachedVerifier<Introspector>,
     pub router: Router,
+}
+
+impl Protected {
+    /// Sends one `GET /mcp` with `token`: its status and `Retry-After`.
+    pub async fn send(&self, token: &str) -> (u16, Option<String>) {
+        use tower::ServiceExt;
+        let request = http::Request::get("/mcp")
+            .header("authorization", bearer(token))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (response.status().as_u16(), retry_after)
+    }
 }
 
 pub fn protected(

@@ -9,5 +9,6 @@ pub mod flow;
 pub mod mcp_client;
 pub mod mcp_server;
 pub mod metadata_document;
+pub mod metrics_endpoint;
 pub mod oauth_client;
 pub mod serve;
