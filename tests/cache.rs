@@ -53,11 +53,7 @@ async fn thousand_concurrent_requests_cause_one_introspection() {
         .expect(1)
         .mount(&server)
         .await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
 
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
@@ -86,11 +82,7 @@ async fn thousand_concurrent_requests_cause_one_introspection() {
 async fn positive_verdict_is_reused_and_counted() {
     let server = MockServer::start().await;
     expect_introspection(&server, "good", active("alice", "read"), 1).await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     for _ in 0..5 {
         assert_eq!(send(&app, "good").await, 200);
     }
@@ -108,10 +100,9 @@ async fn positive_verdict_is_reused_and_counted() {
 async fn negative_verdict_is_reused_within_negative_ttl_and_asked_again_after() {
     let server = MockServer::start().await;
     expect_introspection(&server, "revoked", json!({"active": false}), 2).await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
+    let app = protected_by(
+        &server,
         CacheConfig::default().negative_ttl(Duration::from_millis(800)),
-        |l| l,
     );
     for _ in 0..3 {
         assert_eq!(send(&app, "revoked").await, 401);
@@ -162,11 +153,7 @@ async fn leeway_ends_entries_early() {
     let mut body = active("alice", "read");
     body["exp"] = json!(now() + 30);
     expect_introspection(&server, "near-expiry", body, 3).await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     for _ in 0..3 {
         assert_eq!(send(&app, "near-expiry").await, 200);
     }
@@ -222,11 +209,7 @@ async fn invalidate_forgets_a_token() {
     let server = MockServer::start().await;
     expect_introspection(&server, "tok", active("alice", "read"), 2).await;
     expect_introspection(&server, "other", active("bob", "read"), 2).await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     for token in ["tok", "other", "tok", "other"] {
         assert_eq!(send(&app, token).await, 200);
     }
@@ -251,11 +234,7 @@ async fn capacity_bounds_the_entries() {
         .respond_with(ResponseTemplate::new(200).set_body_json(active("u", "read")))
         .mount(&server)
         .await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default().max_capacity(10),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default().max_capacity(10));
     for i in 0..50 {
         assert_eq!(send(&app, &format!("t{i}")).await, 200);
     }
@@ -268,11 +247,7 @@ async fn distinct_tokens_are_introspected_separately() {
     let server = MockServer::start().await;
     expect_introspection(&server, "a", active("alice", "read"), 1).await;
     expect_introspection(&server, "b", active("bob", "write"), 1).await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     for (token, sub) in [("a", "alice"), ("b", "bob"), ("a", "alice"), ("b", "bob")] {
         assert_eq!(send(&app, token).await, 200);
         assert_eq!(app.seen.last().unwrap().subject(), Some(sub));
@@ -288,11 +263,7 @@ async fn byte_bound_limits_memory_not_count() {
         .respond_with(ResponseTemplate::new(200).set_body_json(big))
         .mount(&server)
         .await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default().max_bytes(20_000),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default().max_bytes(20_000));
     for i in 0..40 {
         assert_eq!(send(&app, &format!("t{i}")).await, 200);
     }
@@ -536,11 +507,7 @@ async fn a_verdict_known_at_once_is_applied_without_calling_verify() {
 async fn a_cache_hit_hands_the_handler_the_principal_the_miss_did() {
     let server = MockServer::start().await;
     expect_introspection(&server, "good", active("alice", "read write"), 1).await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     assert_eq!(send(&app, "good").await, 200);
     let from_miss = app.seen.last().unwrap();
     assert_eq!(send(&app, "good").await, 200);
@@ -567,11 +534,7 @@ async fn invalidate_subject_forgets_only_that_subjects_verdicts() {
     expect_introspection(&server, "alice-2", active("alice", "read"), 2).await;
     expect_introspection(&server, "bob-1", active("bob", "read"), 1).await;
     expect_introspection(&server, "gone", json!({"active": false}), 1).await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     for token in ["alice-1", "alice-2", "bob-1"] {
         assert_eq!(send(&app, token).await, 200);
     }
@@ -607,11 +570,7 @@ async fn invalidate_client_forgets_only_that_clients_verdicts() {
     expect_introspection(&server, "c1-alice", active_for_client("alice", "c1"), 2).await;
     expect_introspection(&server, "c1-bob", active_for_client("bob", "c1"), 2).await;
     expect_introspection(&server, "c2-alice", active_for_client("alice", "c2"), 1).await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     let tokens = ["c1-alice", "c1-bob", "c2-alice"];
     for token in tokens {
         assert_eq!(send(&app, token).await, 200);

@@ -13,13 +13,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn lazy_app(server: &MockServer) -> Protected {
-    install_crypto();
-    let introspector = Introspector::builder()
-        .client_secret_basic("rs-client", "rs-secret")
-        .audience(RESOURCE)
-        .discover_lazily(server.uri())
-        .build()
-        .expect("builds without reaching the authorization server");
+    let introspector = lazy_introspector(server);
     assert!(introspector.endpoint().is_none());
     protected(introspector, CacheConfig::default(), |l| l)
 }

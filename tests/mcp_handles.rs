@@ -5,12 +5,11 @@ mod common;
 
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tower_introspect::CacheConfig;
 use tower_introspect_demo::mcp_client::{McpSession, Outcome};
-use tower_introspect_demo::mcp_server::{AuthSettings, McpServer};
+use tower_introspect_demo::mcp_server::McpServer;
 use wiremock::MockServer;
 
-use common::{ISSUER, expect_introspection, install_crypto, now};
+use common::{ISSUER, demo_auth, expect_introspection, install_crypto, now};
 
 fn active(sub: &str, resource: &str) -> Value {
     json!({
@@ -36,13 +35,7 @@ async fn a_note_handle_works_for_its_creator_only() {
     for (token, sub) in [("alice-1", "alice"), ("alice-2", "alice"), ("bob-1", "bob")] {
         expect_introspection(&authorization_server, token, active(sub, &resource), 1).await;
     }
-    let auth = AuthSettings {
-        issuer: ISSUER.to_owned(),
-        introspection_endpoint: Some(format!("{}/introspect", authorization_server.uri())),
-        client_id: "rs-client".to_owned(),
-        client_secret: "rs-secret".to_owned(),
-        cache: CacheConfig::default(),
-    };
+    let auth = demo_auth(&authorization_server);
     let server = McpServer::start(listener, &auth).await.unwrap();
 
     let mut alice = McpSession::connect(&server.url, Some("alice-1"))

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
-use tower_introspect::{CacheConfig, Introspector};
+use tower_introspect::CacheConfig;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -33,11 +33,7 @@ async fn a_429_is_one_call_then_held_back_requests_that_send_nothing() {
         .expect(1)
         .mount(&server)
         .await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     for token in ["tok", "other", "third"] {
         assert_eq!(app.send(token).await.0, 503);
     }
@@ -70,14 +66,7 @@ async fn a_pending_discovery_is_unavailable_and_sends_no_introspection() {
     let recorder = PrometheusBuilder::new().build_recorder();
     let _recording = metrics::set_default_local_recorder(&recorder);
     let server = MockServer::start().await; // No metadata: discovery fails.
-    install_crypto();
-    let introspector = Introspector::builder()
-        .client_secret_basic("rs-client", "rs-secret")
-        .audience(RESOURCE)
-        .discover_lazily(server.uri())
-        .build()
-        .unwrap();
-    let app = protected(introspector, CacheConfig::default(), |l| l);
+    let app = protected(lazy_introspector(&server), CacheConfig::default(), |l| l);
     assert_eq!(app.send("tok").await.0, 503);
     assert_eq!(
         sample(
@@ -99,22 +88,12 @@ async fn a_pending_discovery_is_unavailable_and_sends_no_introspection() {
 async fn a_stale_serve_is_counted_as_accepted_and_stale() {
     let recorder = PrometheusBuilder::new().build_recorder();
     let _recording = metrics::set_default_local_recorder(&recorder);
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(active("alice", "read")))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&server)
-        .await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
+    let server = answers_once_then_down(active("alice", "read")).await;
+    let app = protected_by(
+        &server,
         CacheConfig::default()
             .max_ttl(Duration::from_secs(1))
             .stale_if_error(Duration::from_secs(60)),
-        |l| l,
     );
     assert_eq!(app.send("tok").await.0, 200);
     // Real time: the cache's entries end on the wall clock. The grace is a minute, so a slow
@@ -158,11 +137,7 @@ async fn the_in_flight_gauge_counts_calls_under_way() {
         )
         .mount(&server)
         .await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     let gauge = "tower_introspect_introspection_in_flight";
     let requests = async {
         let (first, second) = tokio::join!(app.send("one"), app.send("two"));

@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tower_introspect::CacheConfig;
-use tower_introspect_demo::mcp_server::{AuthSettings, McpServer};
+use tower_introspect_demo::mcp_server::McpServer;
 use tower_introspect_demo::metrics_endpoint::MetricsEndpoint;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use common::{FormParam, ISSUER, client, expect_introspection, install_crypto, now};
+use common::{FormParam, ISSUER, client, demo_auth, expect_introspection, install_crypto, now};
 
 fn active(sub: &str, resource: &str) -> Value {
     json!({
@@ -110,13 +109,7 @@ async fn metrics_count_each_scripted_request() {
         .expect(1)
         .mount(&authorization_server)
         .await;
-    let auth = AuthSettings {
-        issuer: ISSUER.to_owned(),
-        introspection_endpoint: Some(format!("{}/introspect", authorization_server.uri())),
-        client_id: "rs-client".to_owned(),
-        client_secret: "rs-secret".to_owned(),
-        cache: CacheConfig::default(),
-    };
+    let auth = demo_auth(&authorization_server);
     let server = McpServer::start(listener, &auth).await.unwrap();
 
     let http = client();

@@ -6,26 +6,10 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use tower_introspect::CacheConfig;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// An authorization server that answers `body` once, then is down (503) for good.
-async fn answers_once_then_down(body: Value) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body))
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&server)
-        .await;
-    server
-}
 
 /// Sleeps (real time: the cache's entries end on the wall clock) until `deadline` has passed.
 async fn sleep_until(deadline: SystemTime) {
@@ -41,12 +25,11 @@ fn epoch(secs: i64) -> SystemTime {
 #[tokio::test]
 async fn ended_verdict_is_served_within_grace_while_the_server_is_down() {
     let server = answers_once_then_down(active("alice", "read")).await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
+    let app = protected_by(
+        &server,
         CacheConfig::default()
             .max_ttl(Duration::from_secs(1))
             .stale_if_error(Duration::from_secs(60)),
-        |l| l,
     );
     assert_eq!(app.send("tok").await, (200, None));
     sleep_until(SystemTime::now() + Duration::from_millis(1200)).await;
@@ -82,10 +65,9 @@ async fn ended_verdict_is_served_within_grace_while_the_server_is_down() {
 #[tokio::test]
 async fn without_stale_if_error_an_ended_verdict_is_not_served() {
     let server = answers_once_then_down(active("alice", "read")).await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
+    let app = protected_by(
+        &server,
         CacheConfig::default().max_ttl(Duration::from_secs(1)),
-        |l| l,
     );
     assert_eq!(app.send("tok").await.0, 200);
     sleep_until(SystemTime::now() + Duration::from_millis(1200)).await;
@@ -96,12 +78,11 @@ async fn without_stale_if_error_an_ended_verdict_is_not_served() {
 #[tokio::test]
 async fn ended_verdict_is_refused_after_grace() {
     let server = answers_once_then_down(active("alice", "read")).await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
+    let app = protected_by(
+        &server,
         CacheConfig::default()
             .max_ttl(Duration::from_secs(1))
             .stale_if_error(Duration::from_secs(1)),
-        |l| l,
     );
     assert_eq!(app.send("tok").await.0, 200);
     // Fresh for 1 s, then 1 s of grace: past both.
@@ -160,11 +141,7 @@ async fn a_429_is_honoured_no_call_before_its_retry_after() {
         .respond_with(ResponseTemplate::new(200).set_body_json(active("alice", "read")))
         .mount(&server)
         .await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     // The server asks us to slow down: the client is told when to come back.
     assert_eq!(app.send("tok").await, (503, Some("30".into())));
     assert_eq!(calls_received(&server).await, 1);
@@ -223,11 +200,7 @@ async fn a_429_without_retry_after_holds_calls_for_the_default() {
         .expect(1)
         .mount(&server)
         .await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     assert_eq!(app.send("tok").await, (503, Some("5".into())));
     assert_eq!(app.send("tok").await.0, 503);
     assert_eq!(calls_received(&server).await, 1);

@@ -11,14 +11,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tower_introspect::CacheConfig;
 use tower_introspect::mcp::{SealingKey, StateSealer};
 use tower_introspect_demo::confirmation::RequestStates;
 use tower_introspect_demo::mcp_client::{McpSession, Outcome};
-use tower_introspect_demo::mcp_server::{AuthSettings, McpServer};
+use tower_introspect_demo::mcp_server::McpServer;
 use wiremock::MockServer;
 
-use common::{ISSUER, expect_introspection, install_crypto, now};
+use common::{ISSUER, demo_auth, expect_introspection, install_crypto, now};
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -83,13 +82,7 @@ async fn start(users: &[&str]) -> Fixture {
         let token = format!("{user}-1");
         expect_introspection(&authorization_server, &token, active(user, &resource), 1).await;
     }
-    let auth = AuthSettings {
-        issuer: ISSUER.to_owned(),
-        introspection_endpoint: Some(format!("{}/introspect", authorization_server.uri())),
-        client_id: "rs-client".to_owned(),
-        client_secret: "rs-secret".to_owned(),
-        cache: CacheConfig::default(),
-    };
+    let auth = demo_auth(&authorization_server);
     let clock = TestClock::start();
     let server = McpServer::start_with_request_states(listener, &auth, clock.request_states())
         .await

@@ -133,11 +133,7 @@ async fn each_verification_has_one_span_with_outcome_cache_and_latency() {
         .respond_with(ResponseTemplate::new(500))
         .mount(&server)
         .await;
-    let app = protected(
-        introspector_for(&server).build().unwrap(),
-        CacheConfig::default(),
-        |l| l,
-    );
+    let app = protected_by(&server, CacheConfig::default());
     let mut statuses = Vec::new();
     for token in [good, good, inactive, inactive, failing] {
         let request = Request::get("/mcp")

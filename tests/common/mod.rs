@@ -237,3 +237,47 @@ pub fn insufficient(scope: &str) -> String {
         r#"Bearer error="insufficient_scope", error_description="The access token lacks a scope this request requires", scope="{scope}", resource_metadata="{METADATA}""#
     )
 }
+
+/// An app protected by an introspector of `server` with the cache configured as `cache`.
+pub fn protected_by(server: &MockServer, cache: CacheConfig) -> Protected {
+    protected(introspector_for(server).build().unwrap(), cache, |l| l)
+}
+
+/// An authorization server that answers `body` once, then is down (503) for good.
+pub async fn answers_once_then_down(body: Value) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// An introspector that discovers `server`'s endpoint lazily (so it builds while `server` is
+/// down), for tokens meant for [`RESOURCE`].
+pub fn lazy_introspector(server: &MockServer) -> Introspector {
+    install_crypto();
+    Introspector::builder()
+        .client_secret_basic("rs-client", "rs-secret")
+        .audience(RESOURCE)
+        .discover_lazily(server.uri())
+        .build()
+        .expect("builds without reaching the authorization server")
+}
+
+/// The demo MCP server's settings for introspecting at `server`'s `/introspect`.
+pub fn demo_auth(server: &MockServer) -> tower_introspect_demo::mcp_server::AuthSettings {
+    tower_introspect_demo::mcp_server::AuthSettings {
+        issuer: ISSUER.to_owned(),
+        introspection_endpoint: Some(format!("{}/introspect", server.uri())),
+        client_id: "rs-client".to_owned(),
+        client_secret: "rs-secret".to_owned(),
+        cache: CacheConfig::default(),
+    }
+}
