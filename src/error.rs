@@ -9,7 +9,10 @@ use std::time::Duration;
 /// is the client's problem (401 `invalid_token`, cached briefly as a negative verdict), while an
 /// [`Unavailable`](Self::Unavailable) or [`Throttled`](Self::Throttled) authorization server is
 /// ours (503 without a challenge, never cached, so the next request asks again).
+///
+/// Non-exhaustive: a later release may tell more situations apart.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// The token is not acceptable for this resource.
     #[error("invalid token: {0}")]

@@ -206,10 +206,24 @@
 //! | inactive, expired, not yet valid, wrong audience or issuer, refresh token, malformed scope | 401 | `Bearer error="invalid_token", error_description=…, resource_metadata=…` |
 //! | missing scope ([`RequireScopeLayer`], [`PathScopeLayer`], `mcp::McpScopeLayer`) | 403 | `Bearer error="insufficient_scope", scope=…, resource_metadata=…` |
 //! | authorization server unreachable, 5xx, timeout, garbage | 503 + `Retry-After` | none |
+//! | authorization server answered `429` (no call to it until its `Retry-After`) | 503 + the remaining wait as `Retry-After` | none |
 //!
 //! gRPC requests (`content-type: application/grpc…`) get the same decisions as trailers-only
 //! responses with `grpc-status` 16, 7 or 14; gRPC-Web requests (`application/grpc-web…`) get them
 //! in their own content type. The inner service is never called on a rejection.
+//!
+//! # Operating it
+//!
+//! - Revocation: [`CachedVerifier::invalidate`], [`invalidate_subject`](CachedVerifier::invalidate_subject),
+//!   [`invalidate_client`](CachedVerifier::invalidate_client) and
+//!   [`invalidate_all`](CachedVerifier::invalidate_all) on the handle from
+//!   [`BearerAuthLayer::verifier`].
+//! - Outages: [`CacheConfig::stale_if_error`] (opt-in, with its revocation trade-off),
+//!   [`IntrospectorBuilder::max_retry_after`] for `429`s, and
+//!   [`IntrospectorBuilder::discover_lazily`] to start while the authorization server is down.
+//! - Observability: one `verify_token` tracing span per verification (fields `outcome`, `cache`,
+//!   `latency_us`), [`CachedVerifier::stats`], and with the `metrics` feature counters, a gauge and
+//!   a latency histogram through the `metrics` facade, named in the README's metric table.
 //!
 //! # Security properties
 //!
