@@ -15,7 +15,11 @@
 //! | `port + 1` | tower-http's static `ValidateRequestHeaderLayer::bearer` (the floor of any bearer check) |
 //! | `port + 2` | `BearerAuthLayer` with its cache (warm once every token was seen) |
 //! | `port + 3` | `BearerAuthLayer` over the bare introspector: one introspection per request |
-//! | `port + 4` | `GET /stats`: the cache's counters, to check that the warm load made no call |
+//! | `port + 4` | `GET /stats`: the cache's counters, to check that the warm load made no call; with `--metrics`, `GET /metrics` too |
+//!
+//! `serve --metrics` installs a Prometheus recorder (`metrics-exporter-prometheus`, the one the demo
+//! serves) before anything records, so that every configuration pays what feature `metrics` costs
+//! in production; `scripts/load-test.sh --metrics` runs the rounds that way.
 //!
 //! Only one configuration is loaded at a time, so the process's CPU time over a round is that
 //! configuration's. `mock-as` answers every token of [`token`]`(0..tokens)` as active with a
@@ -49,7 +53,7 @@ fn token_number(token: &str) -> Option<u64> {
 fn usage() -> ! {
     eprintln!(
         "usage: load_server mock-as --port P [--tokens N] [--delay-ms D]\n       \
-         load_server serve --as URL --port P"
+         load_server serve --as URL --port P [--metrics]"
     );
     std::process::exit(2)
 }
@@ -80,6 +84,7 @@ fn main() {
         Some("serve") => runtime.block_on(serve(
             flag(&args, "--as").unwrap_or_else(|| usage()),
             number(&args, "--port", 18000) as u16,
+            args.iter().any(|a| a == "--metrics"),
         )),
         _ => usage(),
     }
@@ -149,8 +154,13 @@ async fn listen(port: u16, app: Router) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 }
 
-async fn serve(endpoint: String, port: u16) {
+async fn serve(endpoint: String, port: u16, with_metrics: bool) {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let recorder = with_metrics.then(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("no other recorder is installed")
+    });
     let introspector = Introspector::builder()
         .endpoint(endpoint)
         .client_secret_basic("rs", "secret")
@@ -168,22 +178,33 @@ async fn serve(endpoint: String, port: u16) {
     listen(port + 1, hello().layer(fixed)).await;
     listen(port + 2, hello().layer(cached)).await;
     listen(port + 3, hello().layer(BearerAuthLayer::new(introspector))).await;
-    let stats = Router::new().route(
-        "/stats",
-        get(move || {
-            let stats = cache.stats();
-            async move {
-                format!(
-                    "hits={} negative_hits={} misses={} introspection_calls={} server_errors={}",
-                    stats.hits,
-                    stats.negative_hits,
-                    stats.misses,
-                    stats.introspection_calls,
-                    stats.server_errors
-                )
-            }
-        }),
-    );
+    let stats = Router::new()
+        .route(
+            "/stats",
+            get(move || {
+                let stats = cache.stats();
+                async move {
+                    format!(
+                        "hits={} negative_hits={} misses={} introspection_calls={} server_errors={}",
+                        stats.hits,
+                        stats.negative_hits,
+                        stats.misses,
+                        stats.introspection_calls,
+                        stats.server_errors
+                    )
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let scrape = recorder.as_ref().map_or_else(
+                    || "metrics off (serve without --metrics)\n".to_owned(),
+                    |handle| handle.render(),
+                );
+                async move { scrape }
+            }),
+        );
     listen(port + 4, stats).await;
     println!("serving on 127.0.0.1:{port}..{}", port + 4);
     std::future::pending::<()>().await;

@@ -12,7 +12,9 @@
 # measurements of examples/load_test.rs.
 #
 # Usage: scripts/load-test.sh [--rounds N] [--seconds N] [--connections N] [--tokens N]
-#                             [--no-extras] [--no-build] [--perf CONFIG [--perf-seconds N]]
+#                             [--no-extras] [--no-build] [--metrics] [--perf CONFIG [--perf-seconds N]]
+#   --metrics       the server records feature `metrics` into a Prometheus recorder (as the demo's
+#                   /metrics does); compare its warm "added server CPU" with a run without it.
 #   --perf CONFIG   after the rounds, profile the server (perf record -e cpu-clock -g) under wrk
 #                   for one configuration (none, static, warm or nocache) and print its top symbols.
 #
@@ -29,6 +31,7 @@ extras=1
 build=1
 perf_config=""
 perf_seconds=10
+metrics_flag=""
 port=18000
 as_port=18100
 while [ $# -gt 0 ]; do
@@ -39,6 +42,7 @@ while [ $# -gt 0 ]; do
         --tokens) tokens=$2; shift 2 ;;
         --no-extras) extras=0; shift ;;
         --no-build) build=0; shift ;;
+        --metrics) metrics_flag="--metrics"; shift ;;
         --perf) perf_config=$2; shift 2 ;;
         --perf-seconds) perf_seconds=$2; shift 2 ;;
         *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
@@ -74,7 +78,7 @@ taskset -c "$generator_core" "$bin/load_server" mock-as --port "$as_port" --toke
     >"$work/mock.log" 2>&1 &
 mock=$!
 taskset -c "$server_core" "$bin/load_server" serve \
-    --as "http://127.0.0.1:$as_port/introspect" --port "$port" >"$work/server.log" 2>&1 &
+    --as "http://127.0.0.1:$as_port/introspect" --port "$port" $metrics_flag >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill "$server" "$mock" 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -109,7 +113,7 @@ run_wrk() { # config-index duration -> wrk output
 }
 
 echo "# saturating load test"
-echo "command: scripts/load-test.sh --rounds $rounds --seconds $seconds --connections $connections --tokens $tokens"
+echo "command: scripts/load-test.sh --rounds $rounds --seconds $seconds --connections $connections --tokens $tokens $metrics_flag"
 echo "wrk: taskset -c $generator_core wrk -t1 -c$connections -d${seconds}s --latency -s $lua http://127.0.0.1:<port>/ -- $tokens"
 echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr)"
 echo "server: load_server serve (one tokio worker) pinned to core $server_core, pid $server;" \
@@ -206,6 +210,15 @@ awk -F'\t' -v hz="$hz" -v rounds="$rounds" \
     }' "$results"
 stats=$(curl -fs "http://127.0.0.1:$((port + 4))/stats")
 echo "cache after the rounds: $stats (warm-up made $warm_calls introspection calls; any more were made under load)"
+if [ -n "$metrics_flag" ]; then
+    recorded=$(curl -fs "http://127.0.0.1:$((port + 4))/metrics" |
+        awk '/^tower_introspect_cache_lookups_total\{result="hit"\}/ { print $2 }')
+    echo "metrics on: the Prometheus recorder counted ${recorded:-no} cache hits"
+    if [ -z "$recorded" ]; then
+        echo "error: --metrics, but the recorder counted nothing" >&2
+        exit 1
+    fi
+fi
 
 if [ -n "$perf_config" ]; then
     for i in 0 1 2 3; do [ "${names[$i]}" = "$perf_config" ] && break; done
