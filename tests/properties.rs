@@ -192,6 +192,15 @@ proptest! {
     }
 }
 
+/// Found by the fuzzer: `"typ": "Offline "` (trailing space) names an offline token, a refresh
+/// token, which the validator refuses; the oracle must agree instead of calling the refusal a bug.
+#[test]
+fn a_refresh_type_with_surrounding_whitespace_is_refused_and_the_oracle_agrees() {
+    let mut data = vec![0xfc, b';'];
+    data.extend_from_slice(br#"{"active": true, "typ": "Offline ","aud": "https://rs.e:/e"}"#);
+    introspection_response::check(&data);
+}
+
 /// The checks do catch what they claim to: each known-bad case panics.
 #[test]
 fn the_oracles_are_not_vacuous() {

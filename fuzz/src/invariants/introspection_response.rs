@@ -24,13 +24,15 @@ fn type_claims(claims: &IntrospectionResponse) -> Vec<&str> {
     kinds
 }
 
+// Both compare as servers' values are compared: ASCII case and surrounding whitespace aside
+// (`"Offline "` is an offline token).
 fn says_refresh(kind: &str) -> bool {
-    let kind = kind.to_ascii_lowercase();
+    let kind = kind.trim_ascii().to_ascii_lowercase();
     kind == "refresh_token" || kind == "refresh"
 }
 
 fn says_refresh_in_any_spelling(kind: &str) -> bool {
-    let kind = kind.to_ascii_lowercase();
+    let kind = kind.trim_ascii().to_ascii_lowercase();
     says_refresh(&kind)
         || kind == "offline"
         || kind == "urn:ietf:params:oauth:token-type:refresh_token"
