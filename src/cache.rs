@@ -330,9 +330,7 @@ struct State<V> {
     flights: Mutex<HashMap<TokenKey, Flight>>,
     next_flight: AtomicU64,
     counters: Counters,
-    /// How long an ended positive verdict may still be served while the server is unavailable.
-    stale_if_error: Duration,
-    /// For the freshness of new positive verdicts when `stale_if_error` is on.
+    /// The settings: the lifetime of new positive verdicts, and the stale-if-error grace.
     config: CacheConfig,
     /// What [`FreshUntil`] counts from.
     epoch: Instant,
@@ -405,7 +403,6 @@ impl<V: TokenVerifier> CachedVerifier<V> {
         } else {
             builder
         };
-        let stale_if_error = config.stale_if_error;
         let epoch = Instant::now();
         let cache = builder
             .expire_after(VerdictExpiry(config.clone(), epoch))
@@ -417,7 +414,6 @@ impl<V: TokenVerifier> CachedVerifier<V> {
                 flights: Mutex::default(),
                 next_flight: AtomicU64::new(0),
                 counters: Counters::default(),
-                stale_if_error,
                 config,
                 epoch,
             }),
@@ -594,13 +590,14 @@ impl<V: TokenVerifier> CachedVerifier<V> {
     /// unavailable: ended less than the grace ago, and its token not expired. Counted.
     fn stale(&self, key: &TokenKey) -> Option<Principal> {
         let state = &*self.state;
-        if state.stale_if_error.is_zero() {
+        if state.config.stale_if_error.is_zero() {
             return None;
         }
         let Some(Verdict::Valid(principal, Some(fresh_until))) = state.cache.get(key) else {
             return None;
         };
-        let within_grace = Instant::now() < fresh_until.instant(state.epoch) + state.stale_if_error;
+        let within_grace =
+            Instant::now() < fresh_until.instant(state.epoch) + state.config.stale_if_error;
         let unexpired = principal
             .expires_at()
             .is_none_or(|exp| exp > SystemTime::now());
@@ -630,7 +627,7 @@ impl<V: TokenVerifier> CachedVerifier<V> {
             let outcome = match state.inner.verify(&token).await {
                 // The key rides along, so that a hit hands out a principal ready for the request.
                 Ok(principal) => {
-                    let fresh_until = (!state.stale_if_error.is_zero()).then(|| {
+                    let fresh_until = (!state.config.stale_if_error.is_zero()).then(|| {
                         let ttl = state.config.positive_ttl(&principal, SystemTime::now());
                         FreshUntil::new(state.epoch, Instant::now() + ttl)
                     });
