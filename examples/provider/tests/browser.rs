@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use axum::extract::RawQuery;
 use axum::routing::get;
 use common::*;
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use oauth_provider::Config;
@@ -38,9 +39,11 @@ fn which(names: &[&str]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A chromedriver on a free loopback port, killed when dropped.
+/// A chromedriver on a free loopback port. It runs in a process group of its own, and dropping
+/// it (also when a step panics) kills the whole group, so no driver and none of the browser
+/// processes it started outlive the test.
 struct Driver {
-    _child: Child,
+    child: Child,
     url: String,
 }
 
@@ -55,6 +58,7 @@ impl Driver {
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("start chromedriver");
@@ -73,7 +77,7 @@ impl Driver {
             assert!(Instant::now() < deadline, "chromedriver did not come up");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { _child: child, url }
+        Self { child, url }
     }
 
     async fn browser(&self, chromium: &PathBuf, profile: &tempfile::TempDir) -> Client {
@@ -91,6 +95,10 @@ impl Driver {
                     "--disable-background-networking",
                     "--disable-component-update",
                     "--disable-sync",
+                    // No crash reporter: its handler leaves the browser's process group, so
+                    // it would outlive a failed run.
+                    "--disable-crash-reporter",
+                    "--disable-breakpad",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             }),
@@ -100,6 +108,20 @@ impl Driver {
             .connect(&self.url)
             .await
             .expect("WebDriver session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // The group id is the driver's pid (`process_group(0)`); the browser and its helpers
+        // inherit the group.
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
@@ -123,42 +145,88 @@ async fn callback_server() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     (addr, seen)
 }
 
-/// Waits until the page's source satisfies `done`.
+/// Waits until the page's source satisfies `done`. Call it only once the page that is expected
+/// has replaced the one before it ([`wait_until_replaced`]): a marker the old page also shows
+/// would otherwise match the old page.
 async fn wait_for_page(browser: &Client, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + STEP;
     loop {
-        let source = browser.source().await.unwrap();
-        if done(&source) {
-            return source;
+        // While a navigation is under way the driver may refuse to read the page: try again.
+        let source = browser.source().await;
+        if let Ok(source) = &source
+            && done(source)
+        {
+            return source.clone();
         }
-        assert!(Instant::now() < deadline, "never saw {what}: {source}");
+        assert!(Instant::now() < deadline, "never saw {what}: {source:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Types the credentials into the login page on screen and submits it.
-async fn sign_in(browser: &Client, username: &str, password: &str) {
-    let field = browser
+/// A handle on the document on screen, to tell later when a navigation has replaced it.
+async fn current_document(browser: &Client) -> Element {
+    browser
         .wait()
         .at_most(STEP)
-        .for_element(Locator::Css("input[name=username]"))
-        .await
-        .unwrap();
-    field.send_keys(username).await.unwrap();
-    browser
-        .find(Locator::Css("input[name=password]"))
+        .for_element(Locator::Css("html"))
         .await
         .unwrap()
-        .send_keys(password)
+}
+
+/// Waits until `before` is stale: the navigation a click started has replaced that document.
+/// Without this, a lookup right after a click can find an element of the page being left, which
+/// goes stale under the next action.
+async fn wait_until_replaced(before: &Element, what: &str) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        match before.tag_name().await {
+            Err(e) if e.is_stale_element_reference() => return,
+            outcome => assert!(
+                Instant::now() < deadline,
+                "the page never left for {what}: {outcome:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Finds the element afresh and acts on it. Each action gets its own lookup, so no handle
+/// outlives the document it came from.
+async fn on_element<T, F>(browser: &Client, css: &str, act: impl Fn(Element) -> F) -> T
+where
+    F: Future<Output = Result<T, fantoccini::error::CmdError>>,
+{
+    let element = browser
+        .wait()
+        .at_most(STEP)
+        .for_element(Locator::Css(css))
         .await
-        .unwrap();
-    browser
-        .find(Locator::Css("button[type=submit]"))
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"));
+    act(element)
         .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("acting on {css}: {e}"))
+}
+
+/// Clicks the button and waits until the page it leads to has replaced the one on screen.
+async fn click_through(browser: &Client, css: &str, what: &str) {
+    let before = current_document(browser).await;
+    on_element(browser, css, |e| async move { e.click().await }).await;
+    wait_until_replaced(&before, what).await;
+}
+
+/// Types the credentials into the login page on screen and submits it. The login page must
+/// have settled (after `goto`, or after [`wait_for_page`] on it); returns once the page the
+/// form leads to has replaced it.
+async fn sign_in(browser: &Client, username: &str, password: &str) {
+    on_element(browser, "input[name=username]", |e| async move {
+        e.send_keys(username).await
+    })
+    .await;
+    on_element(browser, "input[name=password]", |e| async move {
+        e.send_keys(password).await
+    })
+    .await;
+    click_through(browser, "button[type=submit]", "the sign-in answer").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,13 +268,7 @@ async fn a_real_browser_signs_in_consents_and_gets_a_code() {
         s.contains("Authorize access")
     })
     .await;
-    browser
-        .find(Locator::Css("button[value=approve]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_through(&browser, "button[value=approve]", "the callback").await;
     wait_for_page(&browser, "the callback", |s| {
         s.contains("You can close this window.")
     })
