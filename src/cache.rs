@@ -686,12 +686,12 @@ impl Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::IntrospectionResponse;
+    use crate::TokenClaims;
 
     fn principal_expiring(exp: Option<SystemTime>) -> Principal {
-        Principal::new(IntrospectionResponse {
-            active: true,
-            exp: exp.map(|t| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64),
+        Principal::new(TokenClaims {
+            expires_at: exp
+                .map(|t| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64),
             ..Default::default()
         })
     }

@@ -1,18 +1,45 @@
-//! RFC 8414 authorization server metadata discovery, to find the introspection endpoint.
+//! RFC 8414 authorization server metadata discovery, to find the introspection endpoint or the
+//! key set (`jwks_uri`) of an issuer.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
 
-use super::http::{read_capped, require_tls};
 use crate::ConfigError;
+use crate::remote::{read_capped, require_tls};
 
 /// The members of the metadata document discovery needs.
 #[derive(Debug, Deserialize)]
 struct Metadata {
     issuer: String,
     introspection_endpoint: Option<String>,
+    jwks_uri: Option<String>,
+}
+
+/// An endpoint that discovery can look up in the metadata document.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Endpoint {
+    /// `introspection_endpoint` (RFC 8414 §2).
+    Introspection,
+    /// `jwks_uri` (RFC 8414 §2), where the issuer's signing keys are published.
+    Jwks,
+}
+
+impl Endpoint {
+    fn member(self) -> &'static str {
+        match self {
+            Self::Introspection => "introspection_endpoint",
+            Self::Jwks => "jwks_uri",
+        }
+    }
+
+    fn pick(self, metadata: Metadata) -> Option<String> {
+        match self {
+            Self::Introspection => metadata.introspection_endpoint,
+            Self::Jwks => metadata.jwks_uri,
+        }
+    }
 }
 
 /// Where RFC 8414 §3.1 puts the metadata of `issuer`, and the OpenID Connect Discovery location that
@@ -29,11 +56,12 @@ fn metadata_urls(issuer: &Url) -> Vec<Url> {
     urls
 }
 
-/// Fetches the metadata of `issuer` and returns its introspection endpoint.
+/// Fetches the metadata of `issuer` and returns the `endpoint` it names.
 ///
 /// The document's `issuer` must equal the configured one exactly (RFC 8414 §3.3): otherwise an
-/// attacker able to serve a document could point us at their own introspection endpoint.
-pub(crate) async fn introspection_endpoint(
+/// attacker able to serve a document could point us at their own introspection endpoint or keys.
+pub(crate) async fn find_endpoint(
+    endpoint: Endpoint,
     client: &reqwest::Client,
     issuer: &str,
     timeout: Duration,
@@ -62,15 +90,15 @@ pub(crate) async fn introspection_endpoint(
                         metadata.issuer
                     )));
                 }
-                let endpoint = metadata.introspection_endpoint.ok_or_else(|| {
-                    ConfigError::Discovery(format!("{url} has no introspection_endpoint"))
+                let found = endpoint.pick(metadata).ok_or_else(|| {
+                    ConfigError::Discovery(format!("{url} has no {}", endpoint.member()))
                 })?;
-                let endpoint = Url::parse(&endpoint).map_err(|e| ConfigError::InvalidUrl {
-                    url: endpoint,
+                let found = Url::parse(&found).map_err(|e| ConfigError::InvalidUrl {
+                    url: found,
                     reason: e.to_string(),
                 })?;
-                require_tls(&endpoint, allow_http)?;
-                return Ok(endpoint);
+                require_tls(&found, allow_http)?;
+                return Ok(found);
             }
             Err(reason) => failures.push(format!("{url}: {reason}")),
         }

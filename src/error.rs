@@ -50,6 +50,18 @@ pub enum InvalidToken {
     /// TAB or NBSP). Such a token is refused whole rather than read one way here and another way by
     /// whoever splits its scopes next.
     MalformedScope,
+    /// A JWT that cannot be read: not three base64url parts, a header or claims that are not JSON
+    /// objects, a claim of the wrong type, no `exp`, an unsupported or disallowed `alg`, or a
+    /// `crit` header (no JWS extension is understood here).
+    Malformed,
+    /// A JWT whose signature does not verify with the issuer's key.
+    InvalidSignature,
+    /// A JWT from an issuer this resource does not trust (no verifier is configured for its
+    /// `iss`). Refused without any network call.
+    UnknownIssuer,
+    /// A JWT signed with a key (`kid`) the issuer does not publish, even after a refetch of its
+    /// key set (at most one per issuer per refetch interval).
+    UnknownKey,
 }
 
 impl InvalidToken {
@@ -63,6 +75,10 @@ impl InvalidToken {
             Self::WrongIssuer => "The access token was issued by an untrusted issuer",
             Self::NotAnAccessToken => "The presented token is not an access token",
             Self::MalformedScope => "The access token's scope is malformed",
+            Self::Malformed => "The access token is malformed",
+            Self::InvalidSignature => "The access token's signature is invalid",
+            Self::UnknownIssuer => "The access token was issued by an untrusted issuer",
+            Self::UnknownKey => "The access token was signed with an unknown key",
         }
     }
 
@@ -76,6 +92,10 @@ impl InvalidToken {
             Self::WrongIssuer => "wrong_issuer",
             Self::NotAnAccessToken => "not_an_access_token",
             Self::MalformedScope => "malformed_scope",
+            Self::Malformed => "malformed",
+            Self::InvalidSignature => "invalid_signature",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::UnknownKey => "unknown_key",
         }
     }
 }
@@ -90,10 +110,7 @@ impl VerifyError {
     /// An [`Unavailable`](Self::Unavailable) error: the server could not give a verdict, for
     /// `cause`, described by `detail` (logged; never sent to the client).
     pub fn unavailable(cause: UnavailableCause, detail: impl Into<String>) -> Self {
-        Self::Unavailable(Unavailable {
-            cause,
-            detail: detail.into(),
-        })
+        Self::Unavailable(Unavailable::new(cause, detail))
     }
 }
 
@@ -109,6 +126,14 @@ pub struct Unavailable {
 }
 
 impl Unavailable {
+    /// An unavailability for `cause`, described by `detail` (logged; never sent to the client).
+    pub fn new(cause: UnavailableCause, detail: impl Into<String>) -> Self {
+        Self {
+            cause,
+            detail: detail.into(),
+        }
+    }
+
     /// Why, as one of a few fixed causes.
     pub fn cause(&self) -> UnavailableCause {
         self.cause
@@ -133,9 +158,11 @@ pub enum UnavailableCause {
     Status,
     /// The answer is not an introspection response (not JSON, a wrong shape, too large).
     InvalidResponse,
-    /// The introspection endpoint is not known yet: discovery of the authorization server's
-    /// metadata has not succeeded.
+    /// The introspection endpoint or the key set's location is not known yet: discovery of the
+    /// authorization server's metadata has not succeeded.
     Discovery,
+    /// No signing keys of the issuer are known yet: its key set (JWKS) could not be fetched.
+    Keys,
     /// Any other reason (a custom verifier's, for instance).
     Other,
 }
@@ -149,6 +176,7 @@ impl UnavailableCause {
             Self::Status => "status",
             Self::InvalidResponse => "invalid_response",
             Self::Discovery => "discovery",
+            Self::Keys => "keys",
             Self::Other => "other",
         }
     }
@@ -184,4 +212,20 @@ pub enum ConfigError {
     /// RFC 8414 discovery failed.
     #[error("authorization server discovery failed: {0}")]
     Discovery(String),
+    /// A setting that has no safe default was not given.
+    #[error("{setting} is required: {why}")]
+    Missing {
+        /// The builder method that gives it.
+        setting: &'static str,
+        /// Why there is no default.
+        why: &'static str,
+    },
+    /// A setting's value cannot be used.
+    #[error("{setting}: {reason}")]
+    Invalid {
+        /// The builder method that gave it.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

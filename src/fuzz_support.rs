@@ -30,7 +30,8 @@ pub fn validate(
         audience: audience.map(str::to_owned),
         issuer: issuer.map(str::to_owned),
     }
-    .check(claims, now)
+    .accept(claims.clone(), now)
+    .map(drop)
 }
 
 /// The `WWW-Authenticate` value a bearer layer configured with `realm`, `resource_metadata` and

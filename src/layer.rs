@@ -14,9 +14,12 @@ use crate::cache::{CacheConfig, CachedVerifier, token_key};
 use crate::challenge::{ChallengeContext, Challenger, Rejection, StepUpScopes};
 use crate::future::{ResponseFuture, admit, refusal};
 use crate::header::{Credentials, DEFAULT_MAX_TOKEN_LENGTH, bearer_token};
+use crate::jwt::JwtVerifier;
 use crate::metrics::{self, Unverified};
 use crate::telemetry::{CacheResult, VerificationSpan};
-use crate::{Introspector, ProtectedResourceMetadata, ScopeHierarchy, Scopes, TokenVerifier};
+use crate::{
+    HybridVerifier, Introspector, ProtectedResourceMetadata, ScopeHierarchy, Scopes, TokenVerifier,
+};
 
 /// What every [`BearerAuth`] clone shares besides the verifier.
 #[derive(Debug, Clone)]
@@ -90,6 +93,22 @@ impl BearerAuthLayer<CachedVerifier<Introspector>> {
     /// Introspects tokens with `introspector`, behind a cache configured by `config`.
     pub fn introspect_with_cache(introspector: Introspector, config: CacheConfig) -> Self {
         Self::new(CachedVerifier::new(introspector, config))
+    }
+}
+
+impl BearerAuthLayer<CachedVerifier<JwtVerifier>> {
+    /// A layer that verifies JWT access tokens locally with `verifier`'s issuers, caching
+    /// verdicts with the default [`CacheConfig`].
+    pub fn jwt(verifier: JwtVerifier) -> Self {
+        Self::new(CachedVerifier::new(verifier, CacheConfig::default()))
+    }
+}
+
+impl BearerAuthLayer<CachedVerifier<HybridVerifier>> {
+    /// A layer that verifies JWTs locally and introspects opaque tokens (see
+    /// [`HybridVerifier`]), caching verdicts with the default [`CacheConfig`].
+    pub fn hybrid(verifier: HybridVerifier) -> Self {
+        Self::new(CachedVerifier::new(verifier, CacheConfig::default()))
     }
 }
 

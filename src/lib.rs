@@ -256,6 +256,8 @@
 
 mod cache;
 mod challenge;
+mod claims;
+mod discovery;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
@@ -263,7 +265,9 @@ mod future;
 #[cfg(feature = "tonic")]
 mod grpc;
 mod header;
+mod hybrid;
 pub mod introspection;
+pub mod jwt;
 mod layer;
 #[cfg(feature = "mcp")]
 pub mod mcp;
@@ -272,6 +276,7 @@ mod metrics;
 mod path_scope;
 mod principal;
 mod protocol_version;
+mod remote;
 #[cfg(feature = "rmcp")]
 mod rmcp_ext;
 mod scope;
@@ -285,9 +290,11 @@ pub use crate::cache::{
     DEFAULT_NEGATIVE_TTL,
 };
 pub use crate::challenge::{Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection, StepUpScopes};
+pub use crate::claims::{TokenClaims, VerifierKind};
 pub use crate::error::{ConfigError, InvalidToken, Unavailable, UnavailableCause, VerifyError};
 pub use crate::future::{ResponseFuture, ScopeFuture};
 pub use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
+pub use crate::hybrid::HybridVerifier;
 pub use crate::introspection::{
     ClientAuth, IntrospectionResponse, Introspector, IntrospectorBuilder,
 };

@@ -10,6 +10,8 @@
 //! | `tower_introspect_introspection_calls_total` | counter | `outcome` |
 //! | `tower_introspect_introspection_duration_seconds` | histogram | `outcome` |
 //! | `tower_introspect_introspection_in_flight` | gauge | |
+//! | `tower_introspect_verifications_total` | counter | `verifier`, `outcome` |
+//! | `tower_introspect_keys_fetches_total` | counter | `outcome` |
 //!
 //! Every label value comes from a short fixed set (see the README's table): never a token, a
 //! subject, a client id or anything else a caller chooses, so that no series can be created at
@@ -36,6 +38,14 @@ const INTROSPECTION_DURATION: &str = "tower_introspect_introspection_duration_se
 /// `tower_introspect_introspection_in_flight`: introspection requests under way.
 #[cfg(feature = "metrics")]
 const INTROSPECTION_IN_FLIGHT: &str = "tower_introspect_introspection_in_flight";
+
+/// `tower_introspect_keys_fetches_total`: fetches of issuers' key sets, by `outcome`.
+#[cfg(feature = "metrics")]
+const KEYS_FETCHES: &str = "tower_introspect_keys_fetches_total";
+/// `tower_introspect_verifications_total`: tokens checked by a verifier, by `verifier` and
+/// `outcome`.
+#[cfg(feature = "metrics")]
+const VERIFICATIONS: &str = "tower_introspect_verifications_total";
 
 /// The `reason` of a request refused or left unverified, and of an unavailable verdict.
 fn refusal_reason(error: &VerifyError) -> &'static str {
@@ -148,6 +158,41 @@ pub(crate) fn call_outcome(
 pub(crate) fn introspection_call(outcome: &'static str, took: std::time::Duration) {
     ::metrics::counter!(INTROSPECTION_CALLS, "outcome" => outcome).increment(1);
     ::metrics::histogram!(INTROSPECTION_DURATION, "outcome" => outcome).record(took);
+}
+
+/// Counts a fetch of an issuer's key set (JWKS), by `outcome`: `ok` or the unavailability cause.
+#[inline]
+pub(crate) fn keys_fetch(outcome: Result<(), crate::UnavailableCause>) {
+    #[cfg(feature = "metrics")]
+    {
+        let outcome = match outcome {
+            Ok(()) => "ok",
+            Err(cause) => cause.as_str(),
+        };
+        ::metrics::counter!(KEYS_FETCHES, "outcome" => outcome).increment(1);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = outcome;
+}
+
+/// Counts a token checked by a verifier (not a cache hit), by `verifier` and `outcome`
+/// (`accepted`, or the reason or cause it was not).
+#[inline]
+pub(crate) fn verification(
+    verifier: crate::VerifierKind,
+    verdict: &Result<crate::TokenClaims, VerifyError>,
+) {
+    #[cfg(feature = "metrics")]
+    {
+        let outcome = match verdict {
+            Ok(_) => "accepted",
+            Err(error) => refusal_reason(error),
+        };
+        ::metrics::counter!(VERIFICATIONS, "verifier" => verifier.as_str(), "outcome" => outcome)
+            .increment(1);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (verifier, verdict);
 }
 
 /// Holds one unit of `tower_introspect_introspection_in_flight` while alive: one introspection

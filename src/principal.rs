@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::ScopeHierarchy;
 use crate::cache::TokenKey;
 use crate::challenge::Challenger;
-use crate::introspection::IntrospectionResponse;
+use crate::claims::{TokenClaims, VerifierKind};
 use crate::introspection::response::OneOrMany;
 use crate::shared_claims::SharedClaims;
 
@@ -51,6 +51,8 @@ struct Claims {
     iat: i64,
     /// Bit 0: `exp` is present; bit 1: `iat` is.
     times: u8,
+    /// [`VerifierKind`] as a byte (it sits in what would be padding after `times`).
+    verified_by: u8,
     /// The SHA-256 of the token this principal was verified from, set by the bearer layer or the
     /// cache: the owner of what a principal without `sub` and `client_id` creates (e.g. an MCP
     /// session). Never the token itself; not part of the principal's identity.
@@ -104,23 +106,24 @@ impl PartialEq for Claims {
     }
 }
 
-impl From<IntrospectionResponse> for Claims {
-    fn from(response: IntrospectionResponse) -> Self {
-        let IntrospectionResponse {
-            scope,
-            client_id,
+impl From<TokenClaims> for Claims {
+    fn from(claims: TokenClaims) -> Self {
+        let TokenClaims {
+            issuer,
+            subject,
             username,
+            audiences,
+            client_id,
+            scope,
             token_type,
-            exp,
-            iat,
-            sub,
-            aud,
-            iss,
-            jti,
+            token_id,
+            expires_at,
+            issued_at,
+            not_before: _,
             extra,
-            ..
-        } = response;
-        let own = [sub, username, jti];
+            verified_by,
+        } = claims;
+        let own = [subject, username, token_id];
         let mut text = String::with_capacity(own.iter().flatten().map(String::len).sum());
         let mut ends = [ABSENT; 3];
         for (end, value) in ends.iter_mut().zip(&own) {
@@ -131,19 +134,21 @@ impl From<IntrospectionResponse> for Claims {
             }
         }
         let shared = SharedClaims {
-            iss: iss.map(String::into_boxed_str),
+            iss: issuer.map(String::into_boxed_str),
             client_id: client_id.map(String::into_boxed_str),
             token_type: token_type.map(String::into_boxed_str),
             scope,
-            aud: aud.into_boxed_slice(),
+            aud: audiences.into_boxed_slice(),
         };
         Self {
             shared: shared.intern(),
             text: text.into_boxed_str(),
             ends,
-            exp: exp.unwrap_or_default(),
-            iat: iat.unwrap_or_default(),
-            times: if exp.is_some() { EXP } else { 0 } | if iat.is_some() { IAT } else { 0 },
+            exp: expires_at.unwrap_or_default(),
+            iat: issued_at.unwrap_or_default(),
+            times: if expires_at.is_some() { EXP } else { 0 }
+                | if issued_at.is_some() { IAT } else { 0 },
+            verified_by: verified_by.to_bits(),
             token_key: None,
             extra: (!extra.is_empty()).then(|| Box::new(extra)),
         }
@@ -157,10 +162,10 @@ impl PartialEq for Principal {
 }
 
 impl Principal {
-    /// A principal from the claims of an active introspection response (or any verifier's claims).
+    /// A principal from verified claims, whichever verifier verified them.
     ///
     /// Custom [`TokenVerifier`](crate::TokenVerifier)s use this to build their result.
-    pub fn new(claims: IntrospectionResponse) -> Self {
+    pub fn new(claims: TokenClaims) -> Self {
         Self {
             claims: Arc::new(claims.into()),
             challenger: None,
@@ -190,6 +195,17 @@ impl Principal {
     /// cache set it.
     pub(crate) fn token_key(&self) -> Option<&TokenKey> {
         self.claims.token_key.as_ref()
+    }
+
+    /// Which kind of verifier vouched for this principal.
+    pub fn verified_by(&self) -> VerifierKind {
+        VerifierKind::from_bits(self.claims.verified_by)
+    }
+
+    /// The JWK SHA-256 thumbprint (RFC 7638) the token is bound to (`cnf.jkt`, RFC 9449 §6), if
+    /// it is sender-constrained by DPoP.
+    pub fn confirmation_thumbprint(&self) -> Option<&str> {
+        self.claim("cnf")?.get("jkt")?.as_str()
     }
 
     /// `sub`: the resource owner the token was issued for (absent for client-credentials tokens on
@@ -542,7 +558,9 @@ mod tests {
     use super::*;
 
     fn principal(json: serde_json::Value) -> Principal {
-        Principal::new(serde_json::from_value(json).unwrap())
+        let response: crate::introspection::IntrospectionResponse =
+            serde_json::from_value(json).unwrap();
+        Principal::new(response.into())
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The HTTP plumbing shared by introspection and discovery: a safe default client and bounded reads.
+//! The HTTP plumbing shared by every call to an authorization server (introspection, discovery,
+//! key sets): a safe default client, the https rule and bounded reads.
 
 use std::net::IpAddr;
 use std::time::Duration;

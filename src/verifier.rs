@@ -14,7 +14,7 @@ use crate::{Principal, VerifyError};
 /// Implementations must fail closed: anything that is not a positive, validated answer is an error.
 ///
 /// ```
-/// use tower_introspect::{IntrospectionResponse, InvalidToken, Principal, TokenVerifier, VerifyError};
+/// use tower_introspect::{InvalidToken, Principal, TokenClaims, TokenVerifier, VerifyError};
 ///
 /// /// Accepts exactly one development token.
 /// struct DevToken;
@@ -24,9 +24,8 @@ use crate::{Principal, VerifyError};
 ///         if token != "dev-token" {
 ///             return Err(InvalidToken::Inactive.into());
 ///         }
-///         let mut claims = IntrospectionResponse::default();
-///         claims.active = true;
-///         claims.sub = Some("developer".into());
+///         let mut claims = TokenClaims::default();
+///         claims.subject = Some("developer".into());
 ///         Ok(Principal::new(claims))
 ///     }
 /// }

@@ -298,9 +298,8 @@ impl tower_introspect::TokenVerifier for GatedVerifier {
     ) -> Result<tower_introspect::Principal, tower_introspect::VerifyError> {
         self.started.send(token.to_owned()).unwrap();
         self.release.acquire().await.unwrap().forget();
-        let mut claims = tower_introspect::IntrospectionResponse::default();
-        claims.active = true;
-        claims.sub = Some(token.to_owned());
+        let mut claims = tower_introspect::TokenClaims::default();
+        claims.subject = Some(token.to_owned());
         Ok(tower_introspect::Principal::new(claims))
     }
 }
@@ -447,7 +446,11 @@ impl tower_introspect::TokenVerifier for ReadyVerdicts {
     ) -> Option<Result<tower_introspect::Principal, tower_introspect::VerifyError>> {
         match token {
             "ready" => Some(Ok(tower_introspect::Principal::new(
-                serde_json::from_value(active("alice", "read")).unwrap(),
+                serde_json::from_value::<tower_introspect::IntrospectionResponse>(active(
+                    "alice", "read",
+                ))
+                .unwrap()
+                .into(),
             ))),
             "ready-but-revoked" => Some(Err(tower_introspect::InvalidToken::Inactive.into())),
             _ => None,

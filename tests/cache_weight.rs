@@ -58,7 +58,7 @@ impl TokenVerifier for Claims {
         let mut claims: IntrospectionResponse = serde_json::from_slice(&self.0).unwrap();
         // Distinct principals, as distinct tokens have (a UUID-long token id).
         claims.jti = Some(format!("{token:0>36}"));
-        Ok(Principal::new(claims))
+        Ok(Principal::new(claims.into()))
     }
 }
 

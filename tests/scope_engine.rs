@@ -342,8 +342,11 @@ async fn through_scope_layer(
     for (name, value) in headers {
         request.headers_mut().insert(*name, value.parse().unwrap());
     }
-    let claims = serde_json::from_value(active("rita", "read")).unwrap();
-    request.extensions_mut().insert(Principal::new(claims));
+    let claims: tower_introspect::IntrospectionResponse =
+        serde_json::from_value(active("rita", "read")).unwrap();
+    request
+        .extensions_mut()
+        .insert(Principal::new(claims.into()));
     let response = service.oneshot(request).await.unwrap();
     let challenge = response
         .headers()

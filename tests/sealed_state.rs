@@ -17,12 +17,11 @@ const RESOURCE: &str = "https://mcp.example/mcp";
 const TTL: Duration = Duration::from_secs(600);
 
 fn principal(sub: &str, client: &str) -> Principal {
-    Principal::new(
-        serde_json::from_value(json!({
-            "active": true, "iss": "https://as.example", "sub": sub, "client_id": client,
-        }))
-        .unwrap(),
-    )
+    let mut claims = tower_introspect::TokenClaims::default();
+    claims.issuer = Some("https://as.example".into());
+    claims.subject = Some(sub.into());
+    claims.client_id = Some(client.into());
+    Principal::new(claims)
 }
 
 fn alice() -> Principal {
@@ -254,7 +253,7 @@ fn oversized_values_are_refused_before_decoding_and_never_sealed() {
 
 #[test]
 fn a_principal_naming_nobody_cannot_seal_or_open() {
-    let nobody = Principal::new(serde_json::from_value(json!({"active": true})).unwrap());
+    let nobody = Principal::new(tower_introspect::TokenClaims::default());
     assert!(OwnerKey::of(&nobody).is_none());
     assert!(matches!(
         sealer().seal(&nobody, RESOURCE, TTL, b"x"),

@@ -24,6 +24,6 @@ impl TokenVerifier for ParsingVerifier {
         let claims: IntrospectionResponse = serde_json::from_str(ACTIVE_BODY).map_err(|e| {
             VerifyError::unavailable(UnavailableCause::InvalidResponse, e.to_string())
         })?;
-        Ok(Principal::new(claims))
+        Ok(Principal::new(claims.into()))
     }
 }

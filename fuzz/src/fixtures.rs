@@ -35,7 +35,7 @@ pub fn principal(sub: Option<&str>, client_id: Option<&str>, mask: u8) -> Princi
         .filter(|(bit, _)| mask & (1 << bit) != 0)
         .map(|(_, scope)| *scope)
         .collect::<Scopes>();
-    Principal::new(claims)
+    Principal::new(claims.into())
 }
 
 /// A caller chosen by one input byte: bit 7 set means anonymous, bits 0–2 select scopes.

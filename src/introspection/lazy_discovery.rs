@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::discovery;
+use crate::discovery;
 use crate::{UnavailableCause, VerifyError};
 
 /// Wait after the first failed attempt; doubled after each further failure.
@@ -73,7 +73,8 @@ impl LazyDiscovery {
                 ),
             ));
         }
-        match discovery::introspection_endpoint(
+        match discovery::find_endpoint(
+            discovery::Endpoint::Introspection,
             client,
             &self.issuer,
             timeout,

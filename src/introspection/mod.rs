@@ -7,8 +7,6 @@
 //! authorization server sees one call per token per cache lifetime, not one per request.
 
 mod client_auth;
-mod discovery;
-mod http;
 mod lazy_discovery;
 pub(crate) mod response;
 pub(crate) mod validation;
@@ -19,14 +17,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use url::Url;
 
 pub use self::client_auth::ClientAuth;
-pub use self::http::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT,
-};
 use self::lazy_discovery::LazyDiscovery;
 pub use self::response::IntrospectionResponse;
-pub use self::validation::DEFAULT_LEEWAY;
 use self::validation::Validation;
+pub use crate::claims::DEFAULT_LEEWAY;
+pub use crate::remote::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT,
+};
 use crate::{ConfigError, Principal, TokenVerifier, UnavailableCause, VerifyError};
+use crate::{discovery, remote};
 
 /// An RFC 7662 introspection client that validates what the server answers.
 ///
@@ -198,7 +197,7 @@ impl Introspector {
                 format!("introspection endpoint answered {status}"),
             ));
         }
-        let body = http::read_capped(response, inner.max_response_bytes)
+        let body = remote::read_capped(response, inner.max_response_bytes)
             .await
             .map_err(|e| VerifyError::unavailable(e.cause(), e.to_string()))?;
         serde_json::from_slice(&body).map_err(|e| {
@@ -249,9 +248,16 @@ pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl TokenVerifier for Introspector {
     async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
-        let claims = self.introspect(token).await?;
-        self.inner.validation.check(&claims, unix_now())?;
-        Ok(Principal::new(claims))
+        let verdict = match self.introspect(token).await {
+            Ok(response) => self
+                .inner
+                .validation
+                .accept(response, unix_now())
+                .map_err(VerifyError::from),
+            Err(error) => Err(error),
+        };
+        crate::metrics::verification(crate::VerifierKind::Introspection, &verdict);
+        verdict.map(Principal::new)
     }
 }
 
@@ -435,7 +441,8 @@ impl IntrospectorBuilder {
     /// introspection: the default client is built by [`build`](Self::build), not here.
     pub async fn discover(mut self, issuer: &str) -> Result<Self, ConfigError> {
         let client = self.client_or_default()?;
-        let endpoint = discovery::introspection_endpoint(
+        let endpoint = discovery::find_endpoint(
+            discovery::Endpoint::Introspection,
             &client,
             issuer,
             self.request_timeout,
@@ -471,7 +478,7 @@ impl IntrospectorBuilder {
                     url: issuer.clone(),
                     reason: e.to_string(),
                 })?;
-                http::require_tls(&parsed, self.allow_insecure_http)?;
+                remote::require_tls(&parsed, self.allow_insecure_http)?;
                 Endpoint::Lazy(LazyDiscovery::new(issuer, self.allow_insecure_http))
             }
             (endpoint, _) => Endpoint::Known(self.parse_endpoint(endpoint)?),
@@ -504,14 +511,14 @@ impl IntrospectorBuilder {
             url: raw.clone(),
             reason: e.to_string(),
         })?;
-        http::require_tls(&endpoint, self.allow_insecure_http)?;
+        remote::require_tls(&endpoint, self.allow_insecure_http)?;
         Ok(endpoint)
     }
 
     fn client_or_default(&self) -> Result<reqwest::Client, ConfigError> {
         match &self.client {
             Some(client) => Ok(client.clone()),
-            None => http::default_client(self.connect_timeout),
+            None => remote::default_client(self.connect_timeout),
         }
     }
 }

@@ -6,6 +6,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::principal::Scopes;
+use crate::{TokenClaims, VerifierKind};
 
 /// The members of an introspection response (RFC 7662 §2.2).
 ///
@@ -242,6 +243,44 @@ impl<'de> Visitor<'de> for ResponseVisitor {
             return Err(de::Error::missing_field("active"));
         }
         Ok(response)
+    }
+}
+
+/// The verifier-neutral claims of a response (what a [`Principal`](crate::Principal) is built
+/// from). `active` is not carried over: the introspector refuses an inactive response before
+/// converting it.
+impl From<IntrospectionResponse> for TokenClaims {
+    fn from(response: IntrospectionResponse) -> Self {
+        let IntrospectionResponse {
+            active: _,
+            scope,
+            client_id,
+            username,
+            token_type,
+            exp,
+            iat,
+            nbf,
+            sub,
+            aud,
+            iss,
+            jti,
+            extra,
+        } = response;
+        TokenClaims {
+            issuer: iss,
+            subject: sub,
+            username,
+            audiences: aud,
+            client_id,
+            scope,
+            token_type,
+            token_id: jti,
+            expires_at: exp,
+            issued_at: iat,
+            not_before: nbf,
+            extra,
+            verified_by: VerifierKind::Introspection,
+        }
     }
 }
 

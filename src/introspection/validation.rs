@@ -1,116 +1,37 @@
-//! Checks applied to an `active: true` response before it becomes a [`Principal`](crate::Principal).
+//! Checks applied to an `active: true` response before it becomes a [`Principal`](crate::Principal):
+//! `active: true`, then the checks of [`ClaimChecks`](crate::claims::ClaimChecks).
 //!
 //! `active: true` only means the authorization server issued the token and has not revoked it. It
 //! does not mean the token is meant for *this* resource: a token minted for another API of the same
 //! server introspects as active too. Hence the audience check (RFC 8707, required by the MCP
 //! specification) and the optional issuer pin.
 
-use std::time::Duration;
-
 use super::IntrospectionResponse;
-use crate::InvalidToken;
-
-/// Default clock-skew allowance for `exp` and `nbf`.
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
-
-/// What an active token must satisfy.
-#[derive(Debug, Clone)]
-pub(crate) struct Validation {
-    pub(crate) leeway: Duration,
-    pub(crate) audience: Option<String>,
-    pub(crate) issuer: Option<String>,
-}
-
-impl Default for Validation {
-    fn default() -> Self {
-        Self {
-            leeway: DEFAULT_LEEWAY,
-            audience: None,
-            issuer: None,
-        }
-    }
-}
+pub(crate) use crate::claims::ClaimChecks as Validation;
+use crate::{InvalidToken, TokenClaims, VerifierKind};
 
 impl Validation {
-    /// Validates `claims` at `now` (seconds since the Unix epoch).
-    pub(crate) fn check(
+    /// Accepts an introspection response: `active: true`, then the checks every verifier's
+    /// claims pass.
+    pub(crate) fn accept(
         &self,
-        claims: &IntrospectionResponse,
+        response: IntrospectionResponse,
         now: i64,
-    ) -> Result<(), InvalidToken> {
-        if !claims.active {
+    ) -> Result<TokenClaims, InvalidToken> {
+        if !response.active {
             return Err(InvalidToken::Inactive);
         }
-        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
-        if claims
-            .exp
-            .is_some_and(|exp| now > exp.saturating_add(leeway))
-        {
-            return Err(InvalidToken::Expired);
-        }
-        if claims
-            .nbf
-            .is_some_and(|nbf| nbf.saturating_sub(leeway) > now)
-        {
-            return Err(InvalidToken::NotYetValid);
-        }
-        if is_refresh_token(claims) {
-            return Err(InvalidToken::NotAnAccessToken);
-        }
-        if !claims.scope.is_well_formed() {
-            return Err(InvalidToken::MalformedScope);
-        }
-        if let Some(expected) = &self.audience
-            && !claims.aud.iter().any(|aud| aud == expected)
-        {
-            return Err(InvalidToken::WrongAudience);
-        }
-        if let Some(expected) = &self.issuer
-            && claims.iss.as_deref() != Some(expected.as_str())
-        {
-            return Err(InvalidToken::WrongIssuer);
-        }
-        Ok(())
+        let mut claims = TokenClaims::from(response);
+        claims.verified_by = VerifierKind::Introspection;
+        self.check(&claims, now)?;
+        Ok(claims)
     }
-}
-
-/// The values by which servers say "this is a refresh token", compared ASCII-case-insensitively:
-/// RFC 7662 / RFC 6749 `refresh_token`, the RFC 8693 token type URI, the short `refresh`
-/// (Keycloak's `typ: "Refresh"`), and Keycloak's offline tokens (`typ: "Offline"`), which are
-/// long-lived refresh tokens.
-const REFRESH_TOKEN_TYPES: [&str; 4] = [
-    "refresh_token",
-    "refresh",
-    "offline",
-    "urn:ietf:params:oauth:token-type:refresh_token",
-];
-
-/// The claims in which servers name the token's type: RFC 7662's `token_type`, Ory Hydra's
-/// `token_use`, Keycloak's `typ`.
-const TOKEN_TYPE_CLAIMS: [&str; 2] = ["token_use", "typ"];
-
-/// Whether the server says this is a refresh token, in any of the claims and spellings servers use.
-///
-/// Matching ignores ASCII case and surrounding whitespace but is otherwise exact (no prefix
-/// matching): a refresh token must never be usable as an access token, so any spelling a server
-/// might plausibly emit is refused, and no access token type is spelled like one of these.
-fn is_refresh_token(claims: &IntrospectionResponse) -> bool {
-    let says_refresh = |value: Option<&str>| {
-        value.is_some_and(|v| {
-            let v = v.trim_ascii();
-            REFRESH_TOKEN_TYPES
-                .iter()
-                .any(|refresh| v.eq_ignore_ascii_case(refresh))
-        })
-    };
-    says_refresh(claims.token_type.as_deref())
-        || TOKEN_TYPE_CLAIMS
-            .iter()
-            .any(|name| says_refresh(claims.extra.get(*name).and_then(|v| v.as_str())))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
@@ -134,7 +55,7 @@ mod tests {
     fn inactive_is_rejected() {
         let claims = IntrospectionResponse::default();
         assert_eq!(
-            Validation::default().check(&claims, NOW),
+            Validation::default().accept(claims, NOW).map(drop),
             Err(InvalidToken::Inactive)
         );
     }
@@ -144,11 +65,17 @@ mod tests {
         let v = Validation::default();
         let mut c = active();
         c.exp = Some(NOW - 60);
-        assert_eq!(v.check(&c, NOW), Ok(()));
+        assert_eq!(v.accept(c.clone(), NOW).map(drop), Ok(()));
         c.exp = Some(NOW - 61);
-        assert_eq!(v.check(&c, NOW), Err(InvalidToken::Expired));
+        assert_eq!(
+            v.accept(c.clone(), NOW).map(drop),
+            Err(InvalidToken::Expired)
+        );
         c.exp = Some(i64::MIN);
-        assert_eq!(v.check(&c, NOW), Err(InvalidToken::Expired));
+        assert_eq!(
+            v.accept(c.clone(), NOW).map(drop),
+            Err(InvalidToken::Expired)
+        );
     }
 
     #[test]
@@ -156,9 +83,12 @@ mod tests {
         let v = Validation::default();
         let mut c = active();
         c.nbf = Some(NOW + 60);
-        assert_eq!(v.check(&c, NOW), Ok(()));
+        assert_eq!(v.accept(c.clone(), NOW).map(drop), Ok(()));
         c.nbf = Some(NOW + 61);
-        assert_eq!(v.check(&c, NOW), Err(InvalidToken::NotYetValid));
+        assert_eq!(
+            v.accept(c.clone(), NOW).map(drop),
+            Err(InvalidToken::NotYetValid)
+        );
     }
 
     #[test]
@@ -185,7 +115,7 @@ mod tests {
                 c.extra.insert(field.into(), value.into());
             }
             assert_eq!(
-                v.check(&c, NOW),
+                v.accept(c.clone(), NOW).map(drop),
                 Err(InvalidToken::NotAnAccessToken),
                 "{field}"
             );
@@ -199,7 +129,7 @@ mod tests {
             let mut c = active();
             c.token_type = Some(access.into());
             c.extra.insert("typ".into(), access.into());
-            assert_eq!(v.check(&c, NOW), Ok(()), "{access}");
+            assert_eq!(v.accept(c.clone(), NOW).map(drop), Ok(()), "{access}");
         }
     }
 
@@ -215,14 +145,14 @@ mod tests {
             let mut c = active();
             c.scope = crate::Scopes::parse(odd);
             assert_eq!(
-                v.check(&c, NOW),
+                v.accept(c.clone(), NOW).map(drop),
                 Err(InvalidToken::MalformedScope),
                 "{odd:?}"
             );
         }
         let mut c = active();
         c.scope = crate::Scopes::parse(" read  write ");
-        assert_eq!(v.check(&c, NOW), Ok(()));
+        assert_eq!(v.accept(c.clone(), NOW).map(drop), Ok(()));
     }
 
     #[test]
@@ -231,18 +161,18 @@ mod tests {
         let mut c = active();
         c.iss = Some("https://as.example".into());
         assert_eq!(
-            v.check(&c, NOW),
+            v.accept(c.clone(), NOW).map(drop),
             Err(InvalidToken::WrongAudience),
             "missing aud"
         );
         c.aud = vec!["https://rs.example/mcp/".into()];
         assert_eq!(
-            v.check(&c, NOW),
+            v.accept(c.clone(), NOW).map(drop),
             Err(InvalidToken::WrongAudience),
             "no normalisation"
         );
         c.aud = vec!["other".into(), "https://rs.example/mcp".into()];
-        assert_eq!(v.check(&c, NOW), Ok(()));
+        assert_eq!(v.accept(c.clone(), NOW).map(drop), Ok(()));
     }
 
     #[test]
@@ -251,14 +181,17 @@ mod tests {
         let mut c = active();
         c.aud = vec!["https://rs.example/mcp".into()];
         assert_eq!(
-            v.check(&c, NOW),
+            v.accept(c.clone(), NOW).map(drop),
             Err(InvalidToken::WrongIssuer),
             "missing iss"
         );
         c.iss = Some("https://as.example/".into());
-        assert_eq!(v.check(&c, NOW), Err(InvalidToken::WrongIssuer));
+        assert_eq!(
+            v.accept(c.clone(), NOW).map(drop),
+            Err(InvalidToken::WrongIssuer)
+        );
         c.iss = Some("https://as.example".into());
-        assert_eq!(v.check(&c, NOW), Ok(()));
+        assert_eq!(v.accept(c.clone(), NOW).map(drop), Ok(()));
     }
 
     mod properties {
@@ -342,7 +275,7 @@ mod tests {
                 let Ok(claims) = serde_json::from_value::<IntrospectionResponse>(response.clone()) else {
                     return Ok(());
                 };
-                if strict().check(&claims, NOW).is_ok() {
+                if strict().accept(claims.clone(), NOW).is_ok() {
                     prop_assert!(claims.active);
                     prop_assert!(claims.exp.is_none_or(|exp| exp >= NOW - 60));
                     prop_assert!(claims.nbf.is_none_or(|nbf| nbf <= NOW + 60));

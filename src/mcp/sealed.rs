@@ -200,9 +200,12 @@ pub enum OpenError {
 /// ```
 /// use std::time::Duration;
 /// use tower_introspect::mcp::{SealingKey, StateSealer};
-/// # use tower_introspect::Principal;
-/// # let alice: Principal = Principal::new(serde_json::from_value(serde_json::json!(
-/// #     {"active": true, "iss": "https://as.example", "sub": "alice", "client_id": "app"})).unwrap());
+/// # use tower_introspect::{Principal, TokenClaims};
+/// # let mut claims = TokenClaims::default();
+/// # claims.issuer = Some("https://as.example".into());
+/// # claims.subject = Some("alice".into());
+/// # claims.client_id = Some("app".into());
+/// # let alice = Principal::new(claims);
 ///
 /// let sealer = StateSealer::new(SealingKey::new("2026-07", [7u8; 32]).unwrap());
 /// let resource = "https://mcp.example/mcp";

@@ -572,7 +572,7 @@ mod tests {
 
     fn principal(claims: serde_json::Value, token: &str) -> Principal {
         let claims: IntrospectionResponse = serde_json::from_value(claims).unwrap();
-        Principal::new(claims).with_token_key(crate::cache::token_key(token))
+        Principal::new(claims.into()).with_token_key(crate::cache::token_key(token))
     }
 
     /// A stand-in MCP server: a `POST` without a session id creates session `s<n>`.
@@ -789,7 +789,11 @@ mod tests {
             )
         );
         // A principal nobody can attribute (no names, no token) is not an owner.
-        let unattributable = Principal::new(serde_json::from_value(nameless).unwrap());
+        let unattributable = Principal::new(
+            serde_json::from_value::<IntrospectionResponse>(nameless)
+                .unwrap()
+                .into(),
+        );
         assert_eq!(Owner::of(Some(&unattributable)), None);
         assert_eq!(Owner::of(None), Some(Owner::Anonymous));
     }

@@ -91,7 +91,7 @@ pub fn check(data: &[u8]) {
     }
 
     // What handlers see is what the server said.
-    let principal = Principal::new(claims.clone());
+    let principal = Principal::new(claims.clone().into());
     assert_eq!(principal.subject(), claims.sub.as_deref());
     assert_eq!(principal.client_id(), claims.client_id.as_deref());
     assert!(principal.approximate_size() > 0);
