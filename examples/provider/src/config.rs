@@ -6,7 +6,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cimd::CimdSettings;
+use crate::clock::Clock;
 use crate::limits::Limits;
+
+/// What access tokens look like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccessTokenFormat {
+    /// Random strings that mean nothing outside the server: resource servers introspect them
+    /// (RFC 7662). The default.
+    #[default]
+    Opaque,
+    /// RFC 9068 JWTs signed with the server's ES256 key (`typ: at+jwt`, published at `/jwks`):
+    /// resource servers may verify them locally, and they still introspect like opaque tokens.
+    /// Refresh tokens stay opaque.
+    Jwt,
+}
 
 /// Where the state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,6 +254,13 @@ pub struct Config {
     pub limits: Limits,
     /// How client metadata documents are fetched and kept (see [`crate::cimd`]).
     pub cimd: CimdSettings,
+    /// What access tokens look like (default [`AccessTokenFormat::Opaque`]). Whatever it is,
+    /// the signing key exists and `/jwks` publishes it, so switching formats needs no other
+    /// step and keys of tokens issued before a switch stay findable.
+    pub access_token_format: AccessTokenFormat,
+    /// Where the current time comes from (default the system clock; tests use
+    /// [`Clock::manual`] to move time without sleeping).
+    pub clock: Clock,
 }
 
 impl Default for Config {
@@ -261,6 +282,8 @@ impl Default for Config {
             scope_descriptions: BTreeMap::new(),
             limits: Limits::default(),
             cimd: CimdSettings::default(),
+            access_token_format: AccessTokenFormat::Opaque,
+            clock: Clock::system(),
         }
     }
 }
@@ -314,6 +337,12 @@ impl Config {
             }
         }
         descriptions
+    }
+
+    /// Same configuration issuing access tokens in `format` (e.g. [`AccessTokenFormat::Jwt`]).
+    pub fn with_access_token_format(mut self, format: AccessTokenFormat) -> Self {
+        self.access_token_format = format;
+        self
     }
 
     /// Same configuration with another storage backend.

@@ -141,6 +141,14 @@ impl From<StorageError> for OAuthError {
     }
 }
 
+impl From<crate::keys::KeyError> for OAuthError {
+    fn from(err: crate::keys::KeyError) -> Self {
+        // KeyError messages never contain key material.
+        tracing::error!(error = %err, "signing key failure");
+        Self::new(ErrorCode::ServerError, "internal error")
+    }
+}
+
 /// `description` reduced to RFC 6749 §5.2's `error_description` characters (%x20-21 / %x23-5B /
 /// %x5D-7E; anything else becomes `?`) and to [`MAX_DESCRIPTION_LEN`] characters.
 pub fn safe_description(description: &str) -> String {

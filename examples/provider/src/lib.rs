@@ -4,7 +4,9 @@
 //! It implements the authorization code grant with mandatory PKCE S256 (login and consent pages),
 //! refresh-token rotation with family revocation on reuse, client credentials, RFC 7662
 //! introspection, RFC 7009 revocation, RFC 7591 dynamic registration, RFC 8414 metadata,
-//! RFC 8707 resource indicators and RFC 9207 `iss`. State lives in memory, in SQLite, or in
+//! RFC 8707 resource indicators and RFC 9207 `iss`; access tokens are opaque or, with
+//! [`AccessTokenFormat::Jwt`], RFC 9068 JWTs signed with a stored ES256 key (public keys at
+//! `/jwks`). State lives in memory, in SQLite, or in
 //! PostgreSQL (which several instances may share).
 //!
 //! # Running it in-process
@@ -30,10 +32,12 @@ pub mod cimd;
 pub mod cleanup;
 pub mod client_auth;
 pub mod clients;
+pub mod clock;
 pub mod config;
 pub mod endpoints;
 pub mod error;
 pub mod html;
+pub mod keys;
 pub mod limits;
 pub mod model;
 pub mod params;
@@ -52,8 +56,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+pub use clock::Clock;
 pub use config::{
-    Config, DEMO_PUBLIC_CLIENT_ID, DEMO_RESOURCE, DEMO_RESOURCE_SERVER_ID,
+    AccessTokenFormat, Config, DEMO_PUBLIC_CLIENT_ID, DEMO_RESOURCE, DEMO_RESOURCE_SERVER_ID,
     DEMO_RESOURCE_SERVER_SECRET, DatabaseUrl, Lifetimes, PostgresSettings, Secret, StorageConfig,
 };
 pub use server::{Error, Server};
@@ -64,13 +69,14 @@ pub use state::AppState;
 /// answer every error, the framework's 404, 405 and 413 included, as RFC 6749 §5.2 JSON with
 /// `Cache-Control: no-store`; the authorization endpoint answers browsers with HTML.
 pub fn router(state: AppState) -> Router {
-    use endpoints::{authorize, introspect, metadata, register, revoke, token};
+    use endpoints::{authorize, introspect, jwks, metadata, register, revoke, token};
     let limit = state.max_body_bytes();
     let api = Router::new()
         .route(
             "/.well-known/oauth-authorization-server",
             get(metadata::get),
         )
+        .route("/jwks", get(jwks::get))
         .route("/token", post(token::post))
         .route("/introspect", post(introspect::post))
         .route("/revoke", post(revoke::post))

@@ -10,7 +10,9 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use oauth_provider::cimd::CimdSettings;
 use oauth_provider::limits::{Limits, WindowLimit};
-use oauth_provider::{Config, DatabaseUrl, Lifetimes, PostgresSettings, Server, StorageConfig};
+use oauth_provider::{
+    AccessTokenFormat, Config, DatabaseUrl, Lifetimes, PostgresSettings, Server, StorageConfig,
+};
 
 /// Reference OAuth 2.1 authorization server (PKCE, refresh rotation, introspection, revocation,
 /// dynamic registration) with memory, SQLite or PostgreSQL storage.
@@ -77,6 +79,11 @@ struct Cli {
     /// Access token lifetime in seconds.
     #[arg(long, env = "OAUTH_ACCESS_TOKEN_TTL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 3600)]
     access_token_ttl: u64,
+
+    /// Access token format: `opaque` (introspection only) or `jwt` (RFC 9068, ES256, keys at
+    /// /jwks; still introspectable). Refresh tokens stay opaque.
+    #[arg(long, env = "OAUTH_ACCESS_TOKEN_FORMAT", value_enum, default_value_t = TokenFormat::Opaque)]
+    access_token_format: TokenFormat,
 
     /// Refresh token lifetime in seconds.
     #[arg(long, env = "OAUTH_REFRESH_TOKEN_TTL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 2_592_000)]
@@ -203,6 +210,17 @@ enum Command {
     /// Read a client secret from stdin (first line, at least 32 characters) and print its
     /// `secret_hash` for the clients file.
     HashClientSecret,
+    /// Make a new access-token signing key in the configured storage (SQLite or PostgreSQL;
+    /// give the storage flags before the command). Running instances sign with it from their
+    /// next token on; the previous key stays in /jwks for one access-token lifetime
+    /// (--access-token-ttl), until its last token has expired.
+    RotateSigningKey,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TokenFormat {
+    Opaque,
+    Jwt,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -240,6 +258,10 @@ impl Cli {
                 .as_deref()
                 .map(|s| s.split_whitespace().map(String::from).collect()),
             registration_token: self.registration_token.clone().map(Into::into),
+            access_token_format: match self.access_token_format {
+                TokenFormat::Opaque => AccessTokenFormat::Opaque,
+                TokenFormat::Jwt => AccessTokenFormat::Jwt,
+            },
             scope_descriptions: self.scope_descriptions.iter().cloned().collect(),
             limits: self.limits(),
             cimd: CimdSettings {
@@ -357,6 +379,25 @@ fn hash_password() -> ExitCode {
     }
 }
 
+async fn rotate_signing_key(config: &Config) -> ExitCode {
+    match oauth_provider::server::rotate_signing_key(config).await {
+        Ok(rotated) => {
+            println!("new signing key: {}", rotated.kid);
+            if let Some(old) = &rotated.retired_kid {
+                println!(
+                    "previous key {old} stays published until {} (Unix time)",
+                    rotated.retire_at
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("oauth-provider: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -384,7 +425,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Some(Command::HashPassword) => return hash_password(),
         Some(Command::HashClientSecret) => return hash_client_secret(),
-        None => {}
+        Some(Command::RotateSigningKey) | None => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -401,6 +442,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if matches!(cli.command, Some(Command::RotateSigningKey)) {
+        return rotate_signing_key(&config).await;
+    }
     if config.demo {
         tracing::warn!("demo accounts and clients are enabled; never use --demo in production");
     }

@@ -245,3 +245,56 @@ pub struct StorageStats {
     /// Revoked-family markers.
     pub revoked_families: u64,
 }
+
+/// The public half of a signing key: what `/jwks` publishes and what a resource server verifies
+/// access tokens with. It holds no private material, so it may be logged and served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerificationKey {
+    /// Key id (`kid`): the RFC 7638 SHA-256 thumbprint of the public key, so it names the key
+    /// itself and two keys cannot share one.
+    pub kid: String,
+    /// JWS algorithm (`ES256`).
+    pub algorithm: String,
+    /// The P-256 point's x coordinate, base64url.
+    pub x: String,
+    /// The P-256 point's y coordinate, base64url.
+    pub y: String,
+    /// When the key was made.
+    pub created_at: UnixTime,
+    /// `None` while the key signs new tokens. Set when a rotation replaced it: the time its last
+    /// token expires (the rotation time plus the access-token lifetime), after which it is no
+    /// longer published and may be purged.
+    pub retire_at: Option<UnixTime>,
+}
+
+/// A private key in PKCS#8 PEM form. Its `Debug` output never shows it, and its memory is wiped
+/// when it is dropped, so logging a [`SigningKey`] cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateKey(zeroize::Zeroizing<String>);
+
+impl PrivateKey {
+    /// Wraps a PKCS#8 PEM document.
+    pub fn new(pem: String) -> Self {
+        Self(zeroize::Zeroizing::new(pem))
+    }
+
+    /// The PEM document itself (for the signer and the storage backend only).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKey(<redacted>)")
+    }
+}
+
+/// A key the server signs JWT access tokens with (RFC 9068), as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKey {
+    /// The public half (published in `/jwks`).
+    pub public: VerificationKey,
+    /// The private half (never logged, never served).
+    pub private: PrivateKey,
+}

@@ -31,6 +31,9 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The signing key could not be made or read.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
 }
 
 /// Checks and normalises the issuer: an `http`/`https` URL without path, query or fragment; the
@@ -102,6 +105,29 @@ pub async fn open_storage(config: &StorageConfig) -> Result<Arc<dyn Storage>, St
     })
 }
 
+/// Rotates the signing key of the configured storage from outside a running server (the
+/// `rotate-signing-key` command): the new key signs from the next token on, on every instance
+/// using that database; the previous one stays published until `config.lifetimes.access_token`
+/// from now. Refused for memory storage, whose keys live and die with one process (use
+/// [`Server::rotate_signing_key`] there).
+pub async fn rotate_signing_key(config: &Config) -> Result<crate::keys::KeyRotation, Error> {
+    if config.storage == StorageConfig::Memory {
+        return Err(Error::Config(
+            "memory storage keeps its keys inside one server process: nothing to rotate here"
+                .to_owned(),
+        ));
+    }
+    let storage = open_storage(&config.storage).await?;
+    let rotated = crate::keys::rotate(
+        storage.as_ref(),
+        config.lifetimes.access_token,
+        config.clock.now(),
+    )
+    .await;
+    storage.close().await;
+    Ok(rotated?)
+}
+
 /// Builds the user directory from the users file and (if enabled) the demo accounts.
 pub fn load_users(config: &Config) -> Result<UserDirectory, UsersError> {
     let mut users = UserDirectory::new();
@@ -150,8 +176,14 @@ impl Server {
         let issuer = normalise_issuer(config.issuer.as_deref(), addr)?;
         validate_policy(&config)?;
         let users = load_users(&config)?;
+        let now = config.clock.now();
+        // Made at the first start whatever the format, so `/jwks` always has the current key
+        // and switching to JWTs later needs nothing else.
+        let key = crate::keys::current(storage.as_ref(), now).await?;
+        tracing::info!(kid = %key.public.kid, format = ?config.access_token_format, "access-token signing key loaded");
+        drop(key);
         if config.demo {
-            crate::seed::seed_demo_clients(storage.as_ref(), crate::state::now()).await?;
+            crate::seed::seed_demo_clients(storage.as_ref(), now).await?;
         }
         if let Some(path) = &config.clients_file {
             let resources = config.known_resources();
@@ -159,7 +191,7 @@ impl Server {
                 scopes: &config.scopes_supported,
                 resources: &resources,
             };
-            for client in crate::clients::load_file(path, &known, crate::state::now())? {
+            for client in crate::clients::load_file(path, &known, now)? {
                 storage.put_client(&client).await?;
             }
         }
@@ -178,7 +210,7 @@ impl Server {
                 })
                 .await
         });
-        let cleanup = crate::cleanup::spawn(storage, config.cleanup_interval);
+        let cleanup = crate::cleanup::spawn(storage, config.cleanup_interval, config.clock.clone());
         tracing::info!(%addr, issuer = state.issuer(), "authorization server started");
         Ok(Self {
             addr,
@@ -202,6 +234,18 @@ impl Server {
     /// `http://<addr>`: where to send requests (differs from the issuer when one was configured).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Makes a new key the access-token signing key (see [`crate::keys::rotate`]); the previous
+    /// one stays in `/jwks` until the last token it signed has expired. Other instances on the
+    /// same database sign with the new key from their next token on.
+    pub async fn rotate_signing_key(&self) -> Result<crate::keys::KeyRotation, Error> {
+        Ok(crate::keys::rotate(
+            self.state.storage().as_ref(),
+            self.state.lifetimes().access_token,
+            self.state.now(),
+        )
+        .await?)
     }
 
     /// The handlers' state (storage access for tests).

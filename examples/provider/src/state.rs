@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cimd::CimdFetcher;
-use crate::config::{Config, Lifetimes};
+use crate::clock::Clock;
+use crate::config::{AccessTokenFormat, Config, Lifetimes};
 use crate::limits::{ClientAddr, Limits, LoginThrottle, PasswordGate, WindowCounter};
 use crate::model::UnixTime;
 use crate::storage::Storage;
@@ -33,6 +34,8 @@ struct Inner {
     login_throttle: LoginThrottle,
     registrations: WindowCounter<ClientAddr>,
     cimd: CimdFetcher,
+    access_token_format: AccessTokenFormat,
+    clock: Clock,
 }
 
 impl AppState {
@@ -75,6 +78,8 @@ impl AppState {
                     config.limits.tracked_keys,
                 ),
                 cimd,
+                access_token_format: config.access_token_format,
+                clock: config.clock.clone(),
             }),
         }
     }
@@ -171,6 +176,21 @@ impl AppState {
     /// The client metadata document fetcher.
     pub fn cimd(&self) -> &CimdFetcher {
         &self.inner.cimd
+    }
+
+    /// What access tokens look like.
+    pub fn access_token_format(&self) -> AccessTokenFormat {
+        self.inner.access_token_format
+    }
+
+    /// The current time in Unix seconds, from the configured [`Clock`].
+    pub fn now(&self) -> UnixTime {
+        self.inner.clock.now()
+    }
+
+    /// The configured clock.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
     }
 
     /// How long a revoked family is remembered: longer than any token of it can live.

@@ -54,7 +54,7 @@ use crate::pkce;
 use crate::redirect;
 use crate::resource;
 use crate::scope;
-use crate::state::{AppState, now, secs};
+use crate::state::{AppState, secs};
 use crate::storage::{Admission, PendingCaps};
 use crate::tokens::{self, hash_secret};
 
@@ -170,7 +170,7 @@ async fn find_client(state: &AppState, client_id: &str) -> Result<Client, Respon
     }
     let client = state
         .cimd()
-        .client(client_id, state.scopes_supported(), now())
+        .client(client_id, state.scopes_supported(), state.now())
         .await
         .map_err(|e| {
             tracing::debug!(error = ?e, "client metadata document refused");
@@ -197,7 +197,7 @@ async fn store_document_client(state: &AppState, client: &Client) -> Result<(), 
     let limits = state.limits();
     let unused_until = client.issued_at + secs(limits.unused_client_ttl);
     match storage
-        .register_client(client, unused_until, limits.max_unused_clients, now())
+        .register_client(client, unused_until, limits.max_unused_clients, state.now())
         .await
     {
         Ok(Admission::Stored) => Ok(()),
@@ -368,7 +368,7 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params, origin: O
         stage: InteractionStage::Login,
         subject: None,
         granted_scope: None,
-        expires_at: now() + secs(state.lifetimes().interaction),
+        expires_at: state.now() + secs(state.lifetimes().interaction),
     };
     let limits = state.limits();
     let caps = PendingCaps {
@@ -378,7 +378,7 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params, origin: O
     let address = origin.addr.to_string();
     match state
         .storage()
-        .put_pending(&pending, &address, caps, now())
+        .put_pending(&pending, &address, caps, state.now())
         .await
     {
         Ok(Admission::Stored) => {}

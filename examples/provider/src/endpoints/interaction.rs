@@ -18,7 +18,7 @@ use crate::limits::{ClientAddr, retry_after_secs};
 use crate::model::{AuthorizationCode, Client, InteractionStage, PendingAuthorization};
 use crate::params::Params;
 use crate::scope;
-use crate::state::{AppState, now, secs};
+use crate::state::{AppState, secs};
 use crate::tokens::{self, constant_time_eq, hash_secret};
 
 /// Generic message after a failed login (never says which of username/password was wrong).
@@ -43,7 +43,7 @@ pub(crate) async fn submit(
         return html::bad_request(INTERACTION_INVALID);
     };
     let id_hash = hash_secret(request_id);
-    let now = now();
+    let now = state.now();
     let pending = match state.storage().get_pending(&id_hash, now).await {
         Ok(Some(p)) => p,
         Ok(None) => return html::bad_request(INTERACTION_INVALID),
@@ -157,7 +157,7 @@ async fn login(
 
     let requested = scope::set(&pending.scope);
     let granted = scope::join(requested.iter().filter(|s| user.scopes.contains(s)));
-    let now = now();
+    let now = state.now();
     if granted.is_empty() {
         return match state
             .storage()

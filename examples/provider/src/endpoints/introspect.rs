@@ -26,7 +26,7 @@ use crate::endpoints::token::no_store;
 use crate::error::OAuthError;
 use crate::model::TokenKind;
 use crate::params::{self, Params};
-use crate::state::{AppState, now};
+use crate::state::AppState;
 use crate::tokens::hash_secret;
 
 /// `POST /introspect`.
@@ -60,7 +60,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
     let inactive = json!({ "active": false });
     let Some(record) = state
         .storage()
-        .get_token(&hash_secret(token), now())
+        .get_token(&hash_secret(token), state.now())
         .await?
     else {
         return Ok(inactive);

@@ -20,6 +20,7 @@ pub fn document(state: &AppState) -> Value {
         "introspection_endpoint": state.endpoint("/introspect"),
         "revocation_endpoint": state.endpoint("/revoke"),
         "registration_endpoint": state.endpoint("/register"),
+        "jwks_uri": state.endpoint("/jwks"),
         "scopes_supported": state.scopes_supported(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

@@ -3,6 +3,7 @@
 pub mod authorize;
 mod interaction;
 pub mod introspect;
+pub mod jwks;
 pub mod metadata;
 pub mod register;
 pub mod revoke;

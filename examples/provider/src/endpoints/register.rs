@@ -45,7 +45,7 @@ use crate::limits::{ClientAddr, retry_after_secs};
 use crate::model::{AuthMethod, Client};
 use crate::redirect::{self, ApplicationType};
 use crate::scope;
-use crate::state::{AppState, now, secs};
+use crate::state::{AppState, secs};
 use crate::storage::Admission;
 use crate::tokens::{self, hash_secret};
 
@@ -293,7 +293,7 @@ async fn handle(
         grant_types,
         scope,
         auth_method,
-        issued_at: now(),
+        issued_at: state.now(),
         resource_server: false,
         resources: Vec::new(),
     };
@@ -307,7 +307,12 @@ async fn handle(
     } else {
         state
             .storage()
-            .register_client(&client, unused_until, limits.max_unused_clients, now())
+            .register_client(
+                &client,
+                unused_until,
+                limits.max_unused_clients,
+                state.now(),
+            )
             .await?
     };
     if admitted != Admission::Stored {

@@ -15,7 +15,7 @@ use crate::client_auth::{self, Accept};
 use crate::endpoints::token::no_store;
 use crate::error::OAuthError;
 use crate::params::{self, Params};
-use crate::state::{AppState, now};
+use crate::state::AppState;
 use crate::tokens::hash_secret;
 
 /// `POST /revoke`.
@@ -42,7 +42,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let now = now();
+    let now = state.now();
     let Some(record) = state.storage().get_token(&hash_secret(token), now).await? else {
         return Ok(());
     };

@@ -15,13 +15,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::client_auth::{self, Accept};
+use crate::config::AccessTokenFormat;
 use crate::error::{ErrorCode, OAuthError};
-use crate::model::{Client, TokenKind, TokenRecord, UnixTime};
+use crate::keys::{self, AccessTokenClaims};
+use crate::model::{Client, SigningKey, TokenKind, TokenRecord, UnixTime};
 use crate::params::{self, Params};
 use crate::pkce;
 use crate::resource;
 use crate::scope;
-use crate::state::{AppState, now, secs};
+use crate::state::{AppState, secs};
 use crate::storage::Rotation;
 use crate::tokens::{self, hash_secret};
 
@@ -119,7 +121,7 @@ async fn authorization_code(
     let redirect_uri = required(params, "redirect_uri")?;
     let verifier = required(params, "code_verifier")?;
     let code_hash = hash_secret(code);
-    let now = now();
+    let now = state.now();
     let storage = state.storage();
     let record = storage
         .get_code(&code_hash, now)
@@ -179,7 +181,7 @@ async fn refresh_token(
 ) -> Result<Value, OAuthError> {
     let presented = required(params, "refresh_token")?;
     let token_hash = hash_secret(presented);
-    let now = now();
+    let now = state.now();
     let storage = state.storage();
     let record = storage
         .get_token(&token_hash, now)
@@ -220,7 +222,7 @@ async fn refresh_token(
         access_scope: &access_scope,
         refresh: true,
     };
-    let (body, successors) = mint(state, &grant, now);
+    let (body, successors) = mint(state, &grant, now).await?;
     // Consuming the old token and storing the new pair is one transaction. A token rotated
     // within the grace whose successor was never used may be presented again (the client lost
     // the response); everything else that finds the token consumed is reuse.
@@ -278,7 +280,7 @@ async fn client_credentials(
         access_scope: &scope,
         refresh: false,
     };
-    issue(state, &grant, now()).await
+    issue(state, &grant, state.now()).await
 }
 
 fn required<'a>(params: &'a Params, name: &'static str) -> Result<&'a str, OAuthError> {
@@ -299,7 +301,7 @@ async fn revoke_after_replay(
     reason: &'static str,
 ) -> Result<(), OAuthError> {
     tracing::warn!(family = %family_id, reason, "revoking grant family");
-    let now = now();
+    let now = state.now();
     state
         .storage()
         .revoke_family(family_id, state.revocation_memory(now))
@@ -318,16 +320,10 @@ struct Grant<'a> {
     refresh: bool,
 }
 
-fn record(
-    grant: &Grant<'_>,
-    kind: TokenKind,
-    raw: &str,
-    scope: &str,
-    now: UnixTime,
-    ttl: i64,
-) -> TokenRecord {
+/// The stored record of a token (its hash only), before the token string exists.
+fn record(grant: &Grant<'_>, kind: TokenKind, scope: &str, now: UnixTime, ttl: i64) -> TokenRecord {
     TokenRecord {
-        token_hash: hash_secret(raw),
+        token_hash: String::new(),
         kind,
         family_id: grant.family_id.to_owned(),
         client_id: grant.client_id.to_owned(),
@@ -341,18 +337,60 @@ fn record(
     }
 }
 
-/// Creates the tokens of a grant: the response body and the records to store.
-fn mint(state: &AppState, grant: &Grant<'_>, now: UnixTime) -> (Value, Vec<TokenRecord>) {
+/// The access token for `record`: a random string, or with a signing key an RFC 9068 JWT whose
+/// claims are the record's (so that it introspects with the same values).
+fn access_token(
+    state: &AppState,
+    record: &TokenRecord,
+    signer: Option<&SigningKey>,
+) -> Result<String, OAuthError> {
+    let Some(key) = signer else {
+        return Ok(tokens::random_token(tokens::ACCESS_TOKEN_PREFIX));
+    };
+    let claims = AccessTokenClaims {
+        iss: state.issuer(),
+        // RFC 9068 §2.2: a client-credentials token's subject is the client.
+        sub: record.subject.as_deref().unwrap_or(&record.client_id),
+        aud: record.resource.as_deref(),
+        exp: record.expires_at,
+        iat: record.issued_at,
+        nbf: record.issued_at,
+        jti: &record.jti,
+        client_id: &record.client_id,
+        scope: &record.scope,
+    };
+    Ok(keys::sign(key, &claims)?)
+}
+
+/// The key to sign access tokens with: `None` for opaque tokens. Read from storage for every
+/// grant, after `now` was taken, so a key another process retired in the meantime is never used
+/// for a token that would outlive its publication (see [`crate::keys`]).
+async fn signer(state: &AppState, now: UnixTime) -> Result<Option<SigningKey>, OAuthError> {
+    match state.access_token_format() {
+        AccessTokenFormat::Opaque => Ok(None),
+        AccessTokenFormat::Jwt => Ok(Some(keys::current(state.storage().as_ref(), now).await?)),
+    }
+}
+
+/// Creates the tokens of a grant: the response body and the records to store. Both kinds of
+/// access token, and refresh tokens, are stored as hashes only.
+async fn mint(
+    state: &AppState,
+    grant: &Grant<'_>,
+    now: UnixTime,
+) -> Result<(Value, Vec<TokenRecord>), OAuthError> {
     let access_ttl = secs(state.lifetimes().access_token);
-    let access_token = tokens::random_token(tokens::ACCESS_TOKEN_PREFIX);
-    let mut records = vec![record(
+    let mut access = record(
         grant,
         TokenKind::Access,
-        &access_token,
         grant.access_scope,
         now,
         access_ttl,
-    )];
+    );
+    let signer = signer(state, now).await?;
+    let access_token = access_token(state, &access, signer.as_ref())?;
+    access.token_hash = hash_secret(&access_token);
+    let mut records = vec![access];
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
@@ -362,21 +400,22 @@ fn mint(state: &AppState, grant: &Grant<'_>, now: UnixTime) -> (Value, Vec<Token
     if grant.refresh {
         let refresh_token = tokens::random_token(tokens::REFRESH_TOKEN_PREFIX);
         let refresh_ttl = secs(state.lifetimes().refresh_token);
-        records.push(record(
+        let mut refresh = record(
             grant,
             TokenKind::Refresh,
-            &refresh_token,
             grant.grant_scope,
             now,
             refresh_ttl,
-        ));
+        );
+        refresh.token_hash = hash_secret(&refresh_token);
+        records.push(refresh);
         body["refresh_token"] = Value::String(refresh_token);
     }
-    (body, records)
+    Ok((body, records))
 }
 
 async fn issue(state: &AppState, grant: &Grant<'_>, now: UnixTime) -> Result<Value, OAuthError> {
-    let (body, records) = mint(state, grant, now);
+    let (body, records) = mint(state, grant, now).await?;
     state.storage().put_tokens(&records).await?;
     tracing::info!(client_id = %grant.client_id, family = %grant.family_id, jti = %records[0].jti, "tokens issued");
     Ok(body)

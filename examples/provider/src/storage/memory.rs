@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use super::{Admission, PendingCaps, Rotation, Storage, StorageResult};
 use crate::model::{
-    AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats, TokenKind,
-    TokenRecord, UnixTime,
+    AuthorizationCode, Client, InteractionStage, PendingAuthorization, SigningKey, StorageStats,
+    TokenKind, TokenRecord, UnixTime, VerificationKey,
 };
 
 /// A token with its rotation lineage.
@@ -36,9 +36,17 @@ struct Inner {
     tokens: HashMap<String, StoredToken>,
     /// family id -> remember until
     revoked_families: HashMap<String, UnixTime>,
+    /// Oldest first; at most one with `retire_at == None`.
+    signing_keys: Vec<SigningKey>,
 }
 
 impl Inner {
+    fn current_key(&self) -> Option<&SigningKey> {
+        self.signing_keys
+            .iter()
+            .find(|k| k.public.retire_at.is_none())
+    }
+
     fn family_revoked(&self, family_id: &str) -> bool {
         self.revoked_families.contains_key(family_id)
     }
@@ -316,6 +324,46 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    async fn ensure_signing_key(&self, candidate: &SigningKey) -> StorageResult<SigningKey> {
+        let mut inner = self.lock();
+        if let Some(current) = inner.current_key() {
+            return Ok(current.clone());
+        }
+        inner.signing_keys.push(candidate.clone());
+        Ok(candidate.clone())
+    }
+
+    async fn current_signing_key(&self) -> StorageResult<Option<SigningKey>> {
+        Ok(self.lock().current_key().cloned())
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        new: &SigningKey,
+        retire_at: UnixTime,
+    ) -> StorageResult<Option<String>> {
+        let mut inner = self.lock();
+        let mut retired = None;
+        for key in &mut inner.signing_keys {
+            if key.public.retire_at.is_none() {
+                key.public.retire_at = Some(retire_at);
+                retired = Some(key.public.kid.clone());
+            }
+        }
+        inner.signing_keys.push(new.clone());
+        Ok(retired)
+    }
+
+    async fn verification_keys(&self, now: UnixTime) -> StorageResult<Vec<VerificationKey>> {
+        Ok(self
+            .lock()
+            .signing_keys
+            .iter()
+            .filter(|k| k.public.retire_at.is_none_or(|at| at > now))
+            .map(|k| k.public.clone())
+            .collect())
+    }
+
     async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64> {
         let mut inner = self.lock();
         let before = count(&inner);
@@ -332,6 +380,9 @@ impl Storage for MemoryStorage {
         inner.codes.retain(|_, c| c.expires_at > now);
         inner.tokens.retain(|_, t| t.record.expires_at > now);
         inner.revoked_families.retain(|_, until| *until > now);
+        inner
+            .signing_keys
+            .retain(|k| k.public.retire_at.is_none_or(|at| at > now));
         Ok(before - count(&inner) + abandoned.len() as u64)
     }
 
@@ -349,6 +400,9 @@ impl Storage for MemoryStorage {
 }
 
 fn count(inner: &Inner) -> u64 {
-    (inner.pending.len() + inner.codes.len() + inner.tokens.len() + inner.revoked_families.len())
-        as u64
+    (inner.pending.len()
+        + inner.codes.len()
+        + inner.tokens.len()
+        + inner.revoked_families.len()
+        + inner.signing_keys.len()) as u64
 }

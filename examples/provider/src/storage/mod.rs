@@ -9,7 +9,10 @@
 //!   a crash leaves either the old token usable or the new pair stored, never neither;
 //! - capped inserts (anonymous clients, pending authorizations) check the cap and insert in one
 //!   atomic step, so concurrent callers (and processes) cannot overshoot it;
-//! - only hashes of secrets are stored;
+//! - only hashes of secrets are stored (the one exception, the private signing keys, cannot be
+//!   hashed; [`Storage::verification_keys`] never reads them);
+//! - at most one signing key is current; of processes racing to create the first one, one
+//!   stores its key and every other one receives that key;
 //! - on a shared database (PostgreSQL, or SQLite used by several processes) all of the above
 //!   hold across processes, not only across tasks.
 //!
@@ -27,8 +30,8 @@ pub use sqlite::SqliteStorage;
 use async_trait::async_trait;
 
 use crate::model::{
-    AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats, TokenRecord,
-    UnixTime,
+    AuthorizationCode, Client, InteractionStage, PendingAuthorization, SigningKey, StorageStats,
+    TokenRecord, UnixTime, VerificationKey,
 };
 
 /// A storage failure. Callers answer `server_error` / 500 and never treat it as success.
@@ -188,7 +191,25 @@ pub trait Storage: Send + Sync + 'static {
     /// `remember_until`, so a token of that family stored concurrently is never returned either.
     async fn revoke_family(&self, family_id: &str, remember_until: UnixTime) -> StorageResult<()>;
 
-    /// Deletes every row that expired at or before `now`, including anonymous clients never
+    /// Stores `candidate` as the current signing key unless one is current already, and returns
+    /// the current key. Atomic: of any number of concurrent callers (processes included) exactly
+    /// one stores its candidate, and all of them receive that key.
+    async fn ensure_signing_key(&self, candidate: &SigningKey) -> StorageResult<SigningKey>;
+    /// The current signing key (the one not retired), if any.
+    async fn current_signing_key(&self) -> StorageResult<Option<SigningKey>>;
+    /// Makes `new` the current signing key and retires the previous one at `retire_at`, in one
+    /// step; returns the retired key's `kid` (`None` when no key was current).
+    async fn rotate_signing_key(
+        &self,
+        new: &SigningKey,
+        retire_at: UnixTime,
+    ) -> StorageResult<Option<String>>;
+    /// The public keys to publish at `now`: the current key and the retired ones whose
+    /// `retire_at` is still ahead, oldest first. Never reads private keys.
+    async fn verification_keys(&self, now: UnixTime) -> StorageResult<Vec<VerificationKey>>;
+
+    /// Deletes every row that expired at or before `now` (signing keys retired by then
+    /// included), including anonymous clients never
     /// used before their deadline. Returns the number of rows deleted. On PostgreSQL, a call
     /// while another instance is purging the same database does nothing and returns 0 (one
     /// instance cleans at a time; reads ignore expired rows anyway).

@@ -41,8 +41,8 @@ use super::rows::{self, cap, to_json};
 use super::{Admission, PendingCaps, Rotation, Storage, StorageError, StorageResult};
 use crate::config::PostgresSettings;
 use crate::model::{
-    AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats, TokenRecord,
-    UnixTime,
+    AuthorizationCode, Client, InteractionStage, PendingAuthorization, SigningKey, StorageStats,
+    TokenRecord, UnixTime, VerificationKey,
 };
 
 /// The first key of the provider's two-key advisory locks (ASCII "OA"); the second key says
@@ -54,6 +54,8 @@ pub const CLEANUP_LOCK: i32 = 1;
 pub const UNUSED_CLIENTS_LOCK: i32 = 2;
 /// Second key: the caps on pending authorizations.
 pub const PENDING_LOCK: i32 = 3;
+/// Second key: signing-key rotation (two rotations at once would both retire the same key).
+pub const SIGNING_KEYS_LOCK: i32 = 4;
 /// The first key of a grant family's lock; the second is `hashtext(family_id)` (a collision
 /// only makes two families wait for each other).
 pub const FAMILY_LOCK_CLASS: i32 = 0x4f46;
@@ -155,6 +157,25 @@ async fn insert_tokens<'e>(
     });
     query.build().execute(executor).await?;
     Ok(())
+}
+
+/// Inserts a signing key; a conflict (another current key, or the same `kid`) inserts nothing.
+/// Returns whether it was stored.
+async fn insert_signing_key<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    key: &SigningKey,
+) -> StorageResult<bool> {
+    let done = sqlx::query(rows::INSERT_KEY)
+        .bind(&key.public.kid)
+        .bind(&key.public.algorithm)
+        .bind(&key.public.x)
+        .bind(&key.public.y)
+        .bind(key.private.expose())
+        .bind(key.public.created_at)
+        .bind(key.public.retire_at)
+        .execute(executor)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// The client upsert (an upsert keeps the row, so the client's codes and tokens survive).
@@ -515,6 +536,52 @@ impl Storage for PostgresStorage {
         Ok(())
     }
 
+    async fn ensure_signing_key(&self, candidate: &SigningKey) -> StorageResult<SigningKey> {
+        // A concurrent insert of another current key makes this one wait for it on the unique
+        // index and then insert nothing; the next statement's snapshot sees the winner's key.
+        insert_signing_key(&self.pool, candidate).await?;
+        self.current_signing_key()
+            .await?
+            .ok_or_else(|| rows::corrupt("signing_keys: no current key after insert"))
+    }
+
+    async fn current_signing_key(&self) -> StorageResult<Option<SigningKey>> {
+        sqlx::query(rows::CURRENT_KEY)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(rows::signing_key)
+            .transpose()
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        new: &SigningKey,
+        retire_at: UnixTime,
+    ) -> StorageResult<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        lock(&mut tx, SIGNING_KEYS_LOCK).await?;
+        let retired: Option<String> = sqlx::query_scalar(rows::RETIRE_CURRENT_KEY)
+            .bind(retire_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if !insert_signing_key(&mut *tx, new).await? {
+            return Err(rows::corrupt("signing_keys: the new key was not stored"));
+        }
+        tx.commit().await?;
+        Ok(retired)
+    }
+
+    async fn verification_keys(&self, now: UnixTime) -> StorageResult<Vec<VerificationKey>> {
+        sqlx::query(rows::PUBLISHED_KEYS)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(rows::verification_key)
+            .collect()
+    }
+
     async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64> {
         let mut tx = self.pool.begin().await?;
         let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
@@ -538,6 +605,7 @@ impl Storage for PostgresStorage {
             "DELETE FROM authorization_codes WHERE expires_at <= $1",
             "DELETE FROM tokens WHERE expires_at <= $1",
             "DELETE FROM revoked_families WHERE expires_at <= $1",
+            "DELETE FROM signing_keys WHERE retire_at <= $1",
         ] {
             deleted += sqlx::query(sql)
                 .bind(now)

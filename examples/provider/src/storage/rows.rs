@@ -6,8 +6,8 @@ use sqlx::Row;
 
 use super::{StorageError, StorageResult};
 use crate::model::{
-    AuthMethod, AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats,
-    TokenKind, TokenRecord,
+    AuthMethod, AuthorizationCode, Client, InteractionStage, PendingAuthorization, PrivateKey,
+    SigningKey, StorageStats, TokenKind, TokenRecord, VerificationKey,
 };
 
 /// The column reads the decoders need, for any driver's row type.
@@ -15,6 +15,7 @@ pub(super) trait Columns {
     fn text(&self, name: &str) -> StorageResult<String>;
     fn optional_text(&self, name: &str) -> StorageResult<Option<String>>;
     fn integer(&self, name: &str) -> StorageResult<i64>;
+    fn optional_integer(&self, name: &str) -> StorageResult<Option<i64>>;
     fn flag(&self, name: &str) -> StorageResult<bool>;
 }
 
@@ -29,6 +30,9 @@ macro_rules! impl_columns {
                 Ok(self.try_get(name)?)
             }
             fn integer(&self, name: &str) -> StorageResult<i64> {
+                Ok(self.try_get(name)?)
+            }
+            fn optional_integer(&self, name: &str) -> StorageResult<Option<i64>> {
                 Ok(self.try_get(name)?)
             }
             fn flag(&self, name: &str) -> StorageResult<bool> {
@@ -115,6 +119,43 @@ pub(super) fn token(row: &impl Columns) -> StorageResult<TokenRecord> {
         consumed: row.flag("consumed")?,
     })
 }
+
+pub(super) fn verification_key(row: &impl Columns) -> StorageResult<VerificationKey> {
+    Ok(VerificationKey {
+        kid: row.text("kid")?,
+        algorithm: row.text("algorithm")?,
+        x: row.text("x")?,
+        y: row.text("y")?,
+        created_at: row.integer("created_at")?,
+        retire_at: row.optional_integer("retire_at")?,
+    })
+}
+
+pub(super) fn signing_key(row: &impl Columns) -> StorageResult<SigningKey> {
+    Ok(SigningKey {
+        public: verification_key(row)?,
+        private: PrivateKey::new(row.text("private_key")?),
+    })
+}
+
+/// The current signing key. (The signing-key statements are shared by both SQL backends:
+/// SQLite numbers `$n` parameters as PostgreSQL does.)
+pub(super) const CURRENT_KEY: &str = "SELECT * FROM signing_keys WHERE retire_at IS NULL";
+
+/// Inserts a signing key; a conflict (another current key, or the same `kid`) inserts nothing.
+pub(super) const INSERT_KEY: &str = "INSERT INTO signing_keys \
+     (kid, algorithm, x, y, private_key, created_at, retire_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+
+/// Retires the current key at `$1`, returning its `kid`.
+pub(super) const RETIRE_CURRENT_KEY: &str =
+    "UPDATE signing_keys SET retire_at = $1 WHERE retire_at IS NULL RETURNING kid";
+
+/// The public columns of the keys published at `$1`, oldest first (of two keys made in the
+/// same second, the retired one first).
+pub(super) const PUBLISHED_KEYS: &str = "SELECT kid, algorithm, x, y, created_at, retire_at \
+     FROM signing_keys WHERE retire_at IS NULL OR retire_at > $1 \
+     ORDER BY created_at, retire_at IS NULL, kid";
 
 /// Counts every table (expired rows included); decoded by [`stats`].
 pub(super) const STATS: &str = "SELECT (SELECT count(*) FROM clients) AS clients, \

@@ -14,7 +14,8 @@
 //! handler applies and no `SQLITE_BUSY_SNAPSHOT` can occur.
 //!
 //! Files: a directory the server creates is `0700`; the database is created `0600` before SQLite
-//! opens it, and SQLite gives its `-wal` and `-shm` files the database file's mode. Processes
+//! opens it, and SQLite gives its `-wal` and `-shm` files the database file's mode; an existing
+//! file others may read is made `0600` (it holds the private signing keys). Processes
 //! started at the same moment on a new file race to apply the migrations; each migration is one
 //! transaction that fails as a whole for the loser, which retries and finds it applied.
 
@@ -30,8 +31,8 @@ use sqlx::sqlite::{
 use super::rows::{self, cap, to_json};
 use super::{Admission, PendingCaps, Rotation, Storage, StorageResult};
 use crate::model::{
-    AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats, TokenRecord,
-    UnixTime,
+    AuthorizationCode, Client, InteractionStage, PendingAuthorization, SigningKey, StorageStats,
+    TokenRecord, UnixTime, VerificationKey,
 };
 
 /// How long a connection waits for another writer before giving up.
@@ -154,6 +155,18 @@ fn bind_token<'q>(
         .bind(t.expires_at)
         .bind(t.consumed)
         .bind(parent_hash)
+}
+
+/// Inserts a signing key; a conflict (another current key, or the same `kid`) inserts nothing.
+fn insert_signing_key(key: &SigningKey) -> SqliteQuery<'_> {
+    sqlx::query(rows::INSERT_KEY)
+        .bind(&key.public.kid)
+        .bind(&key.public.algorithm)
+        .bind(&key.public.x)
+        .bind(&key.public.y)
+        .bind(key.private.expose())
+        .bind(key.public.created_at)
+        .bind(key.public.retire_at)
 }
 
 /// The client upsert, bound (an upsert, not `INSERT OR REPLACE`: a replace deletes the row
@@ -521,6 +534,52 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
+    async fn ensure_signing_key(&self, candidate: &SigningKey) -> StorageResult<SigningKey> {
+        // The unique index on the current key makes the insert a no-op for every loser of a
+        // first-start race; the read then returns the winner's key.
+        insert_signing_key(candidate).execute(&self.pool).await?;
+        self.current_signing_key()
+            .await?
+            .ok_or_else(|| rows::corrupt("signing_keys: no current key after insert"))
+    }
+
+    async fn current_signing_key(&self) -> StorageResult<Option<SigningKey>> {
+        sqlx::query(rows::CURRENT_KEY)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(rows::signing_key)
+            .transpose()
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        new: &SigningKey,
+        retire_at: UnixTime,
+    ) -> StorageResult<Option<String>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let retired: Option<String> = sqlx::query_scalar(rows::RETIRE_CURRENT_KEY)
+            .bind(retire_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let stored = insert_signing_key(new).execute(&mut *tx).await?;
+        if stored.rows_affected() != 1 {
+            return Err(rows::corrupt("signing_keys: the new key was not stored"));
+        }
+        tx.commit().await?;
+        Ok(retired)
+    }
+
+    async fn verification_keys(&self, now: UnixTime) -> StorageResult<Vec<VerificationKey>> {
+        sqlx::query(rows::PUBLISHED_KEYS)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(rows::verification_key)
+            .collect()
+    }
+
     async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64> {
         let mut tx = self.pool.begin().await?;
         let mut deleted = 0;
@@ -535,6 +594,7 @@ impl Storage for SqliteStorage {
             "DELETE FROM authorization_codes WHERE expires_at <= ?",
             "DELETE FROM tokens WHERE expires_at <= ?",
             "DELETE FROM revoked_families WHERE expires_at <= ?",
+            "DELETE FROM signing_keys WHERE retire_at <= ?",
         ] {
             deleted += sqlx::query(sql)
                 .bind(now)
@@ -571,12 +631,47 @@ mod files {
     }
 
     /// Creates the database file with mode `0600` if it does not exist. SQLite creates the
-    /// `-wal` and `-shm` files with the database file's mode, so they are private too.
+    /// `-wal` and `-shm` files with the database file's mode, so they are private too. An
+    /// existing file that others may read (made by hand, or by a version that kept no private
+    /// keys in it) is made `0600`, with its `-wal` and `-shm` files: it holds the signing keys.
     pub(super) fn create_private_file(path: &Path) -> std::io::Result<()> {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options.open(path).map(drop)
+        options.open(path)?;
+        #[cfg(unix)]
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            make_private(Path::new(&file))?;
+        }
+        Ok(())
+    }
+
+    /// Takes group and other permissions away from an existing file (a missing one is fine).
+    /// Fails, naming the file, when that is not allowed: the server does not run on a database
+    /// others may read.
+    #[cfg(unix)]
+    fn make_private(path: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match std::fs::metadata(path) {
+            Ok(metadata) => metadata.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if mode & 0o077 == 0 {
+            return Ok(());
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700)).map_err(
+            |e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot make {} private (mode 0600): {e}", path.display()),
+                )
+            },
+        )?;
+        tracing::warn!(path = %path.display(), "the database file was readable by others; it is now 0600");
+        Ok(())
     }
 }

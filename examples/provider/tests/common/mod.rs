@@ -592,12 +592,22 @@ pub struct Process {
 
 impl Process {
     pub async fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::spawn_logging(args, envs, "error", Stdio::inherit()).await
+    }
+
+    /// [`Process::spawn`] with `RUST_LOG=log_level` and the logs (stderr) sent to `stderr`.
+    pub async fn spawn_logging(
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log_level: &str,
+        stderr: Stdio,
+    ) -> Self {
         let mut child = Command::new(BIN)
             .args(args)
             .envs(envs.iter().copied())
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", log_level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("spawn oauth-provider");

@@ -11,8 +11,8 @@ use std::sync::{Arc, Once};
 use async_trait::async_trait;
 use oauth_provider::PostgresSettings;
 use oauth_provider::model::{
-    AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats, TokenRecord,
-    UnixTime,
+    AuthorizationCode, Client, InteractionStage, PendingAuthorization, SigningKey, StorageStats,
+    TokenRecord, UnixTime, VerificationKey,
 };
 use oauth_provider::storage::{
     Admission, PendingCaps, PostgresStorage, Rotation, Storage, StorageResult,
@@ -242,6 +242,22 @@ impl Storage for OwnedDatabase {
     }
     async fn revoke_family(&self, family_id: &str, remember_until: UnixTime) -> StorageResult<()> {
         self.storage.revoke_family(family_id, remember_until).await
+    }
+    async fn ensure_signing_key(&self, candidate: &SigningKey) -> StorageResult<SigningKey> {
+        self.storage.ensure_signing_key(candidate).await
+    }
+    async fn current_signing_key(&self) -> StorageResult<Option<SigningKey>> {
+        self.storage.current_signing_key().await
+    }
+    async fn rotate_signing_key(
+        &self,
+        new: &SigningKey,
+        retire_at: UnixTime,
+    ) -> StorageResult<Option<String>> {
+        self.storage.rotate_signing_key(new, retire_at).await
+    }
+    async fn verification_keys(&self, now: UnixTime) -> StorageResult<Vec<VerificationKey>> {
+        self.storage.verification_keys(now).await
     }
     async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64> {
         self.storage.purge_expired(now).await
