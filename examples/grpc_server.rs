@@ -42,7 +42,7 @@ use tonic::Code;
 use tonic::service::Routes;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-use tower_introspect::{BearerAuthLayer, CacheConfig, PathScopeLayer};
+use tower_introspect::{BearerAuthLayer, CacheConfig, CachedVerifier, PathScopeLayer};
 use tower_introspect_demo::mcp_server::AuthServerArgs;
 use tower_introspect_demo::serve::{self, Protocol, ServeArgs};
 use tower_layer::Layer;
@@ -73,10 +73,10 @@ async fn serve(listener: tokio::net::TcpListener, args: &Args) -> anyhow::Result
         .resource
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let introspector = args
+    let verifier = args
         .auth
         .settings(CacheConfig::default())
-        .introspector(&resource)
+        .verifier(&resource)
         .await?;
     let (_reporter, health) = tonic_health::server::health_reporter();
     let per_method = PathScopeLayer::new()
@@ -87,8 +87,8 @@ async fn serve(listener: tokio::net::TcpListener, args: &Args) -> anyhow::Result
         "gRPC health service on {addr} (resource {resource}, issuer {})",
         args.auth.issuer
     );
-    let service =
-        BearerAuthLayer::introspect(introspector).layer(Routes::new(per_method.layer(health)));
+    let service = BearerAuthLayer::new(CachedVerifier::new(verifier, CacheConfig::default()))
+        .layer(Routes::new(per_method.layer(health)));
     serve::serve(
         listener,
         service,

@@ -25,8 +25,22 @@
 //!     --resource-url https://mcp.example.com/mcp --bind 0.0.0.0:8080
 //! ```
 //!
+//! Against an issuer of JWT access tokens (RFC 9068: Entra ID, Auth0, Cloudflare's provider, or
+//! the reference provider with `--access-token-format jwt`), no client credentials are needed:
+//! the keys are found through the issuer's metadata (`jwks_uri`).
+//!
+//! ```sh
+//! cargo run --example mcp_server -- --issuer https://auth.example.com --tokens jwt
+//! ```
+//!
+//! `--tokens auto` (the default) verifies JWTs locally where the issuer publishes `jwks_uri` and
+//! introspects opaque tokens where client credentials are given; `--tokens introspect`
+//! introspects every token; `--introspect-jwts` also introspects JWTs after verifying them, so a
+//! revoked JWT is refused at once.
+//!
 //! Every flag has an environment fallback (`MCP_BIND`, `MCP_RESOURCE_URL`, `OAUTH_ISSUER`,
-//! `OAUTH_INTROSPECTION_URL`, `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`, `HEADER_READ_TIMEOUT_SECS`,
+//! `OAUTH_INTROSPECTION_URL`, `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`, `MCP_TOKENS`,
+//! `OAUTH_JWKS_URI`, `MCP_INTROSPECT_JWTS`, `HEADER_READ_TIMEOUT_SECS`,
 //! `IDLE_TIMEOUT_SECS`, `MAX_CONNECTIONS`, `MCP_METRICS_BIND`). Without
 //! `--introspection-url` the endpoint is discovered from the issuer's RFC 8414 metadata. The
 //! server checks that tokens were issued by `--issuer` for `--resource-url` (the audience).

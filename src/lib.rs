@@ -294,7 +294,7 @@ pub use crate::claims::{TokenClaims, VerifierKind};
 pub use crate::error::{ConfigError, InvalidToken, Unavailable, UnavailableCause, VerifyError};
 pub use crate::future::{ResponseFuture, ScopeFuture};
 pub use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
-pub use crate::hybrid::HybridVerifier;
+pub use crate::hybrid::{HybridVerifier, HybridVerifierBuilder};
 pub use crate::introspection::{
     ClientAuth, IntrospectionResponse, Introspector, IntrospectorBuilder,
 };

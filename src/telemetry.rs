@@ -3,7 +3,8 @@
 //!
 //! Field names (documented in the README): `outcome` (`accepted`, `rejected`, `unavailable`),
 //! `cache` (`hit` when the verdict was known at once, positive or negative; `miss` when the
-//! verifier had to be awaited), `latency_us`. Never the token, nor anything derived from it.
+//! verifier had to be awaited), `latency_us`, and for an accepted token `verifier` (the
+//! [`VerifierKind`](crate::VerifierKind): `introspection`, `jwt`, `jwt_introspected`, `custom`). Never the token, nor anything derived from it.
 //!
 //! Finishing a span also counts the verdict in the metrics (feature `metrics`).
 
@@ -47,7 +48,8 @@ impl VerificationSpan {
             "verify_token",
             outcome = Empty,
             cache = Empty,
-            latency_us = Empty
+            latency_us = Empty,
+            verifier = Empty
         );
         let started = (!span.is_disabled()).then(Instant::now);
         Self { span, started }
@@ -70,6 +72,10 @@ impl VerificationSpan {
             self.span.record("outcome", outcome);
             self.span.record("cache", cache.as_str());
             self.span.record("latency_us", latency);
+            if let Ok(principal) = verdict {
+                self.span
+                    .record("verifier", principal.verified_by().as_str());
+            }
         }
         &self.span
     }

@@ -107,6 +107,11 @@ async fn full_flow_behaves_as_documented() {
         "revoking the access token revoked its refresh token too",
         "access token issued before the restart still introspects active",
         "refresh token issued before the restart still works",
+        "the access token is a JWT with typ at+jwt",
+        "alice's JWT works for her tools and not for admin's",
+        "zero introspection calls: the JWT was verified with the provider's published keys",
+        "a revoked JWT checked locally still works until its exp (local checks cannot see revocation)",
+        "with --introspect-jwts the revoked JWT is refused at once",
     ] {
         assert!(names.contains(&required), "missing check {required:?}");
     }

@@ -894,6 +894,38 @@ async fn hybrid_routes_jwts_locally_and_opaque_tokens_to_introspection() {
 }
 
 #[tokio::test]
+async fn jwt_only_refuses_opaque_tokens_and_incomplete_modes_do_not_build() {
+    use tower_introspect::{ConfigError, HybridVerifier};
+    install_crypto();
+    let a = key_a();
+    let issuer = Issuer::start(&[&a]).await;
+    let jwt_only = HybridVerifier::builder()
+        .jwt(JwtVerifier::new([issuer.verifier()]).unwrap())
+        .build()
+        .unwrap();
+    let app = app(jwt_only);
+    assert_eq!(app.send("opaque-token").await, invalid(MALFORMED));
+    assert_eq!(
+        app.send(&sign(&a, &claims(&issuer.url()))).await,
+        (200, None)
+    );
+    assert!(matches!(
+        HybridVerifier::builder().build(),
+        Err(ConfigError::Missing { .. })
+    ));
+    assert!(matches!(
+        HybridVerifier::builder()
+            .jwt(JwtVerifier::new([issuer.verifier()]).unwrap())
+            .introspect_jwts(true)
+            .build(),
+        Err(ConfigError::Invalid {
+            setting: "introspect_jwts",
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
 async fn hybrid_can_introspect_jwts_too_so_a_revoked_jwt_is_refused() {
     use tower_introspect::HybridVerifier;
     install_crypto();
@@ -905,11 +937,12 @@ async fn hybrid_can_introspect_jwts_too_so_a_revoked_jwt_is_refused() {
     let forged = format!("{}x", &live[..live.len() - 1]);
     expect_introspection(&auth_server, &live, active("alice", "read"), 1).await;
     expect_introspection(&auth_server, &revoked, json!({"active": false}), 1).await;
-    let hybrid = HybridVerifier::new(
-        JwtVerifier::new([issuer.verifier()]).unwrap(),
-        introspector_for(&auth_server).build().unwrap(),
-    )
-    .introspect_jwts(true);
+    let hybrid = HybridVerifier::builder()
+        .jwt(JwtVerifier::new([issuer.verifier()]).unwrap())
+        .introspector(introspector_for(&auth_server).build().unwrap())
+        .introspect_jwts(true)
+        .build()
+        .unwrap();
     let app = app(hybrid);
     assert_eq!(app.send(&live).await, (200, None));
     let p = app.seen.last().unwrap();

@@ -75,9 +75,12 @@ async fn escalation_is_refused(storage: StorageConfig) {
     let issuer = provider.issuer().to_owned();
     let auth = AuthSettings {
         issuer: issuer.clone(),
+        tokens: tower_introspect_demo::mcp_server::TokenMode::Introspect,
+        jwks_uri: None,
         introspection_endpoint: None,
         client_id: DEMO_RESOURCE_SERVER_ID.to_owned(),
         client_secret: DEMO_RESOURCE_SERVER_SECRET.to_owned(),
+        introspect_jwts: false,
         cache: CacheConfig::default(),
     };
     let mcp = McpServer::start(mcp_listener, &auth)

@@ -173,6 +173,11 @@ async fn each_verification_has_one_span_with_outcome_cache_and_latency() {
                     .unwrap_or_else(|| panic!("no {name} in {line}"))
             };
             assert!(value("latency_us").parse::<u64>().is_ok(), "{line}");
+            if value("outcome") == "\"accepted\"" {
+                assert_eq!(value("verifier"), "\"introspection\"", "{line}");
+            } else {
+                assert!(!fields.contains("verifier="), "{line}");
+            }
             (value("outcome"), value("cache"))
         })
         .collect();

@@ -10,7 +10,7 @@
 //! does) and a verified token costs what an introspected one does on the warm path: a cache hit
 //! under the token's hash, never past `exp`. What local verification cannot know is
 //! revocation: a revoked JWT stays valid until it expires. Where that matters, see
-//! [`HybridVerifier::introspect_jwts`](crate::HybridVerifier::introspect_jwts).
+//! [`HybridVerifierBuilder::introspect_jwts`](crate::HybridVerifierBuilder::introspect_jwts).
 //!
 //! [`BearerAuthLayer::jwt`]: crate::BearerAuthLayer::jwt
 //!
@@ -33,9 +33,9 @@
 //! # Ok(()) }
 //! ```
 
-mod access_token;
+pub(crate) mod access_token;
 mod algorithm;
-mod compact;
+pub(crate) mod compact;
 mod issuer;
 mod jwks;
 mod keys;

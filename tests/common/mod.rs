@@ -275,9 +275,12 @@ pub fn lazy_introspector(server: &MockServer) -> Introspector {
 pub fn demo_auth(server: &MockServer) -> tower_introspect_demo::mcp_server::AuthSettings {
     tower_introspect_demo::mcp_server::AuthSettings {
         issuer: ISSUER.to_owned(),
+        tokens: tower_introspect_demo::mcp_server::TokenMode::Introspect,
+        jwks_uri: None,
         introspection_endpoint: Some(format!("{}/introspect", server.uri())),
         client_id: "rs-client".to_owned(),
         client_secret: "rs-secret".to_owned(),
+        introspect_jwts: false,
         cache: CacheConfig::default(),
     }
 }

@@ -2,7 +2,8 @@
 //! on free loopback ports, driven as an MCP client would for alice, bob and admin, once with a
 //! dynamically registered client (RFC 7591) and once with a Client ID Metadata Document (no
 //! registration: the document's https URL is the `client_id`); then the cache, refresh rotation,
-//! revocation and a provider restart on the same database file.
+//! revocation and a provider restart on the same database file; and last a provider issuing JWT
+//! access tokens, checked locally by a second MCP server with no introspection.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,14 +12,15 @@ use std::path::Path;
 use anyhow::{Context as _, ensure};
 use oauth_provider::cimd::CimdSettings;
 use oauth_provider::{
-    Config, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET, Server, StorageConfig,
+    AccessTokenFormat, Config, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET, Server,
+    StorageConfig,
 };
 use serde_json::json;
 use tokio::net::TcpListener;
-use tower_introspect::{CacheConfig, Scopes};
+use tower_introspect::{CacheConfig, InvalidToken, Scopes, TokenVerifier, VerifyError};
 
 use crate::mcp_client::{McpSession, Outcome};
-use crate::mcp_server::{Access, AuthSettings, McpServer, TOOLS};
+use crate::mcp_server::{Access, AuthSettings, McpServer, TOOLS, TokenMode};
 use crate::metadata_document::MetadataDocumentServer;
 use crate::oauth_client::{self, Discovery, REDIRECT_URI, Tokens};
 
@@ -204,9 +206,12 @@ pub async fn run() -> anyhow::Result<Report> {
         start_provider(provider_listener, &database, &resource, document.ca_file()).await?;
     let auth = AuthSettings {
         issuer: provider.issuer().to_owned(),
+        tokens: crate::mcp_server::TokenMode::Introspect,
+        jwks_uri: None,
         introspection_endpoint: None,
         client_id: DEMO_RESOURCE_SERVER_ID.to_owned(),
         client_secret: DEMO_RESOURCE_SERVER_SECRET.to_owned(),
+        introspect_jwts: false,
         cache: CacheConfig::default(),
     };
     let mcp = McpServer::start(mcp_listener, &auth).await?;
@@ -404,6 +409,9 @@ pub async fn run() -> anyhow::Result<Report> {
         },
     );
     provider.shutdown().await?;
+
+    say("\n9. JWT access tokens (RFC 9068) checked locally (alice)");
+    jwt_run(&mut report).await?;
 
     let failures = report.failures().len();
     say(&format!(
@@ -603,6 +611,119 @@ fn print_table(report: &Report, registration: Registration) {
         }
         say(&line);
     }
+}
+
+/// A second provider issuing JWT access tokens and a second MCP server checking them locally
+/// with the provider's published keys: no introspection at all. Then what revocation means for a
+/// JWT: nothing, locally, until it expires; refused at once in the introspect-JWTs mode.
+async fn jwt_run(report: &mut Report) -> anyhow::Result<()> {
+    let mcp_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let resource = mcp_url(&mcp_listener)?;
+    let config = Config::demo()
+        .with_resource(&resource)
+        .with_access_token_format(AccessTokenFormat::Jwt);
+    let provider = Server::bind(config, "127.0.0.1:0".parse()?).await?;
+    // No client credentials: the keys come from the issuer's metadata (`jwks_uri`).
+    let auth = AuthSettings {
+        issuer: provider.issuer().to_owned(),
+        tokens: TokenMode::Jwt,
+        jwks_uri: None,
+        introspection_endpoint: None,
+        client_id: String::new(),
+        client_secret: String::new(),
+        introspect_jwts: false,
+        cache: CacheConfig::default(),
+    };
+    let mcp = McpServer::start(mcp_listener, &auth).await?;
+    say(&format!(
+        "authorization server  {} (JWT access tokens, ES256, keys at /jwks)",
+        provider.issuer()
+    ));
+    say(&format!("MCP server            {} (--tokens jwt)", mcp.url));
+    let discovery = oauth_client::discover(&mcp.url).await?;
+    let client_id = oauth_client::register(&discovery, "tower-introspect JWT demo").await?;
+    let alice =
+        oauth_client::authorize(&discovery, &client_id, "alice", "password123", "read write")
+            .await
+            .context("authorizing alice (JWT run)")?;
+    let header = alice
+        .access_token
+        .split('.')
+        .next()
+        .and_then(|h| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .unwrap_or_default();
+    report.check(
+        "the access token is a JWT with typ at+jwt",
+        header["typ"] == "at+jwt" && alice.access_token.split('.').count() == 3,
+        format!("header {header}"),
+    );
+    let mut session = McpSession::connect(&mcp.url, Some(&alice.access_token)).await?;
+    let mut outcomes = Vec::new();
+    for tool in [
+        "get_user_profile",
+        "write_data",
+        "read_data",
+        "admin_operation",
+    ] {
+        outcomes.push(session.call_tool(tool, json!({"value": "signed"})).await?);
+    }
+    report.check(
+        "alice's JWT works for her tools and not for admin's",
+        outcomes[..3].iter().all(Outcome::is_allowed)
+            && matches!(outcomes[3], Outcome::InsufficientScope(_)),
+        outcomes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let introspections = provider.state().introspection_requests();
+    report.check(
+        "zero introspection calls: the JWT was verified with the provider's published keys",
+        introspections == 0,
+        format!(
+            "{introspections} introspection request(s) at the provider; {} verification(s) at the MCP server",
+            mcp.cache.stats().misses
+        ),
+    );
+
+    oauth_client::revoke(&discovery, &client_id, &alice.access_token).await?;
+    mcp.cache.invalidate_all();
+    let still = call(&mcp, &alice.access_token, "read_data").await?;
+    report.check(
+        "a revoked JWT checked locally still works until its exp (local checks cannot see revocation)",
+        still.is_allowed(),
+        format!(
+            "{still}, even with the cache emptied; expires in {} s",
+            alice.expires_in.unwrap_or(0)
+        ),
+    );
+    // The mode for deployments that need revocation at once: verify locally, then introspect.
+    let strict = AuthSettings {
+        introspect_jwts: true,
+        client_id: DEMO_RESOURCE_SERVER_ID.to_owned(),
+        client_secret: DEMO_RESOURCE_SERVER_SECRET.to_owned(),
+        ..auth
+    }
+    .verifier(&resource)
+    .await?;
+    let verdict = strict.verify(&alice.access_token).await;
+    report.check(
+        "with --introspect-jwts the revoked JWT is refused at once",
+        matches!(verdict, Err(VerifyError::Invalid(InvalidToken::Inactive))),
+        match &verdict {
+            Ok(_) => "accepted".to_owned(),
+            Err(e) => format!("{e} (one introspection call per cache miss)"),
+        },
+    );
+    provider.shutdown().await?;
+    Ok(())
 }
 
 /// Runs the flow and fails if any expectation failed (for `main`s).

@@ -19,10 +19,11 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower_introspect::jwt::{JwtIssuer, JwtVerifier};
 use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer, OwnerKey};
 use tower_introspect::{
-    BearerAuthLayer, CacheConfig, CachedVerifier, Introspector, Principal, PrincipalExt,
-    ProtectedResourceMetadata,
+    BearerAuthLayer, CacheConfig, CachedVerifier, HybridVerifier, Introspector, Principal,
+    PrincipalExt, ProtectedResourceMetadata,
 };
 
 use crate::confirmation::{self, DELETE_NOTE, RequestStates, Step};
@@ -416,26 +417,62 @@ impl ServerHandler for DemoTools {
     }
 }
 
-/// How the MCP server finds and authenticates to its authorization server.
+/// How the server checks tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenMode {
+    /// JWT access tokens verified locally with the issuer's published keys (`jwks_uri`); needs
+    /// no client credentials. Opaque tokens are refused.
+    Jwt,
+    /// Every token introspected (RFC 7662) with the client credentials.
+    Introspect,
+    /// JWTs verified locally where the issuer publishes `jwks_uri`, opaque tokens introspected
+    /// where client credentials are given (decided from the issuer's metadata at start; when the
+    /// issuer cannot be reached then, both are set up).
+    Auto,
+}
+
+/// Where tokens come from and how they are checked.
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
     /// The authorization server's issuer identifier.
     pub issuer: String,
+    /// How tokens are checked.
+    pub tokens: TokenMode,
+    /// The issuer's JWK Set; `None` discovers `jwks_uri` from its metadata on first use.
+    pub jwks_uri: Option<String>,
     /// The introspection endpoint; `None` discovers it from the issuer's RFC 8414 metadata on
     /// first use.
     pub introspection_endpoint: Option<String>,
     /// Client id for introspection.
     pub client_id: String,
-    /// Client secret for introspection.
+    /// Client secret for introspection (empty: none given).
     pub client_secret: String,
+    /// Also introspect JWTs after verifying them locally, so that a revoked JWT is refused at
+    /// once (needs client credentials).
+    pub introspect_jwts: bool,
     /// Cache settings.
     pub cache: CacheConfig,
 }
 
 impl AuthSettings {
+    /// Introspection of every token, with these credentials, at `issuer` (its endpoint
+    /// discovered on first use).
+    pub fn introspection(issuer: &str, client_id: &str, client_secret: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            tokens: TokenMode::Introspect,
+            jwks_uri: None,
+            introspection_endpoint: None,
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            introspect_jwts: false,
+            cache: CacheConfig::default(),
+        }
+    }
+
     /// An introspector for tokens issued by this server for `audience` (discovering the
     /// introspection endpoint when none is configured).
-    pub async fn introspector(&self, audience: &str) -> anyhow::Result<Introspector> {
+    pub fn introspector(&self, audience: &str) -> anyhow::Result<Introspector> {
         let builder = Introspector::builder()
             .client_secret_basic(&self.client_id, &self.client_secret)
             .audience(audience)
@@ -449,6 +486,77 @@ impl AuthSettings {
         };
         Ok(builder.build()?)
     }
+
+    /// A verifier of this issuer's JWT access tokens for `audience`, its keys found through the
+    /// issuer's metadata (or `jwks_uri`) on first use.
+    pub fn jwt_verifier(&self, audience: &str) -> anyhow::Result<JwtVerifier> {
+        let mut issuer = JwtIssuer::builder(&self.issuer).audience(audience);
+        if let Some(jwks_uri) = &self.jwks_uri {
+            issuer = issuer.jwks_uri(jwks_uri);
+        }
+        Ok(JwtVerifier::new([issuer.build()?])?)
+    }
+
+    /// The verifier [`tokens`](Self::tokens) asks for.
+    pub async fn verifier(&self, audience: &str) -> anyhow::Result<HybridVerifier> {
+        let (jwt, introspect) = match self.tokens {
+            TokenMode::Jwt => (true, self.introspect_jwts),
+            TokenMode::Introspect => (false, true),
+            TokenMode::Auto => (
+                self.jwks_uri.is_some() || self.issuer_publishes_keys().await,
+                !self.client_secret.is_empty(),
+            ),
+        };
+        let mut builder = HybridVerifier::builder();
+        if jwt {
+            builder = builder.jwt(self.jwt_verifier(audience)?);
+        }
+        if introspect {
+            builder = builder.introspector(self.introspector(audience)?);
+        }
+        let verifier = builder
+            .introspect_jwts(self.introspect_jwts)
+            .build()
+            .context("--tokens auto found neither jwks_uri nor client credentials")?;
+        tracing::info!(
+            jwt = verifier.jwt().is_some(),
+            introspection = verifier.introspector().is_some(),
+            "token verification"
+        );
+        Ok(verifier)
+    }
+
+    /// Whether the issuer's RFC 8414 metadata names a `jwks_uri`; `true` when it cannot be read
+    /// now (the keys are then looked up on first use, and a 503 says if there are none).
+    async fn issuer_publishes_keys(&self) -> bool {
+        let url = format!(
+            "{}/.well-known/oauth-authorization-server",
+            self.issuer.trim_end_matches('/')
+        );
+        let Ok(client) = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+        else {
+            return true;
+        };
+        let metadata = async {
+            client
+                .get(url)
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<Value>()
+                .await
+        };
+        match metadata.await {
+            Ok(metadata) => metadata.get("jwks_uri").is_some_and(Value::is_string),
+            Err(error) => {
+                tracing::warn!(%error, "issuer metadata unreachable at start; JWTs verified once its keys can be fetched");
+                true
+            }
+        }
+    }
 }
 
 /// The authorization-server flags the examples share (each with an environment fallback).
@@ -457,13 +565,25 @@ pub struct AuthServerArgs {
     /// Issuer identifier of the authorization server.
     #[arg(long, env = "OAUTH_ISSUER", default_value = "http://127.0.0.1:9000")]
     pub issuer: String,
+    /// How tokens are checked: `jwt` (locally, with the issuer's keys; no credentials needed),
+    /// `introspect`, or `auto` (JWTs locally where the issuer publishes `jwks_uri`, opaque tokens
+    /// introspected where credentials are given).
+    #[arg(long, env = "MCP_TOKENS", value_enum, default_value = "auto")]
+    pub tokens: TokenMode,
+    /// The issuer's JWK Set URL; discovered from the issuer when absent.
+    #[arg(long, env = "OAUTH_JWKS_URI")]
+    pub jwks_uri: Option<String>,
     /// Introspection endpoint; discovered from the issuer when absent.
     #[arg(long, env = "OAUTH_INTROSPECTION_URL")]
     pub introspection_url: Option<String>,
+    /// Also introspect JWTs after verifying them locally, so a revoked JWT is refused at once
+    /// (one introspection per cache miss; needs the client credentials).
+    #[arg(long, env = "MCP_INTROSPECT_JWTS")]
+    pub introspect_jwts: bool,
     /// Client id used to authenticate introspection calls.
     #[arg(long, env = "OAUTH_CLIENT_ID", default_value = "mcp-resource-server")]
     pub client_id: String,
-    /// Client secret used to authenticate introspection calls.
+    /// Client secret used to authenticate introspection calls (empty: none).
     #[arg(
         long,
         env = "OAUTH_CLIENT_SECRET",
@@ -478,9 +598,12 @@ impl AuthServerArgs {
     pub fn settings(&self, cache: CacheConfig) -> AuthSettings {
         AuthSettings {
             issuer: self.issuer.clone(),
+            tokens: self.tokens,
+            jwks_uri: self.jwks_uri.clone(),
             introspection_endpoint: self.introspection_url.clone(),
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
+            introspect_jwts: self.introspect_jwts,
             cache,
         }
     }
@@ -491,7 +614,7 @@ impl AuthServerArgs {
 pub async fn app(
     resource: &str,
     auth: &AuthSettings,
-) -> anyhow::Result<(Router, CachedVerifier<Introspector>)> {
+) -> anyhow::Result<(Router, CachedVerifier<HybridVerifier>)> {
     app_with(resource, auth, RequestStates::random()).await
 }
 
@@ -500,12 +623,12 @@ pub async fn app_with(
     resource: &str,
     auth: &AuthSettings,
     request_states: RequestStates,
-) -> anyhow::Result<(Router, CachedVerifier<Introspector>)> {
-    let introspector = auth.introspector(resource).await?;
+) -> anyhow::Result<(Router, CachedVerifier<HybridVerifier>)> {
+    let verifier = auth.verifier(resource).await?;
     let metadata = ProtectedResourceMetadata::new(resource, &auth.issuer)?
         .scopes_supported(SCOPES)
         .resource_name("tower-introspect demo MCP server");
-    let bearer = BearerAuthLayer::introspect_with_cache(introspector, auth.cache.clone())
+    let bearer = BearerAuthLayer::new(CachedVerifier::new(verifier, auth.cache.clone()))
         .protected_resource(&metadata)
         .challenge_scope(SCOPES.join(" "))
         .allow_missing_token(true);
@@ -531,7 +654,7 @@ pub struct McpServer {
     /// The MCP endpoint URL (also the resource identifier).
     pub url: String,
     /// The cache handle of its bearer layer.
-    pub cache: CachedVerifier<Introspector>,
+    pub cache: CachedVerifier<HybridVerifier>,
     /// The authorization server whose users [`user_revoked`](Self::user_revoked) names.
     issuer: String,
     task: JoinHandle<()>,

@@ -36,6 +36,8 @@ struct Inner {
     cimd: CimdFetcher,
     access_token_format: AccessTokenFormat,
     clock: Clock,
+    /// Introspection requests received since start (what resource servers cost this server).
+    introspection_requests: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -80,8 +82,23 @@ impl AppState {
                 cimd,
                 access_token_format: config.access_token_format,
                 clock: config.clock.clone(),
+                introspection_requests: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    /// How many introspection requests this server has received since it started.
+    pub fn introspection_requests(&self) -> u64 {
+        self.inner
+            .introspection_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts an introspection request.
+    pub(crate) fn count_introspection_request(&self) {
+        self.inner
+            .introspection_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The storage backend.

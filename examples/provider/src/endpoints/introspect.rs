@@ -31,6 +31,7 @@ use crate::tokens::hash_secret;
 
 /// `POST /introspect`.
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    state.count_introspection_request();
     match handle(&state, &headers, &body).await {
         Ok(body) => no_store(Json(body).into_response()),
         Err(err) => err.into_response(),
