@@ -21,6 +21,7 @@
 mod memory;
 pub mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 
 pub use memory::MemoryStorage;

@@ -138,25 +138,6 @@ pub(super) fn signing_key(row: &impl Columns) -> StorageResult<SigningKey> {
     })
 }
 
-/// The current signing key. (The signing-key statements are shared by both SQL backends:
-/// SQLite numbers `$n` parameters as PostgreSQL does.)
-pub(super) const CURRENT_KEY: &str = "SELECT * FROM signing_keys WHERE retire_at IS NULL";
-
-/// Inserts a signing key; a conflict (another current key, or the same `kid`) inserts nothing.
-pub(super) const INSERT_KEY: &str = "INSERT INTO signing_keys \
-     (kid, algorithm, x, y, private_key, created_at, retire_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
-
-/// Retires the current key at `$1`, returning its `kid`.
-pub(super) const RETIRE_CURRENT_KEY: &str =
-    "UPDATE signing_keys SET retire_at = $1 WHERE retire_at IS NULL RETURNING kid";
-
-/// The public columns of the keys published at `$1`, oldest first (of two keys made in the
-/// same second, the retired one first).
-pub(super) const PUBLISHED_KEYS: &str = "SELECT kid, algorithm, x, y, created_at, retire_at \
-     FROM signing_keys WHERE retire_at IS NULL OR retire_at > $1 \
-     ORDER BY created_at, retire_at IS NULL, kid";
-
 /// Counts every table (expired rows included); decoded by [`stats`].
 pub(super) const STATS: &str = "SELECT (SELECT count(*) FROM clients) AS clients, \
      (SELECT count(*) FROM unused_clients) AS unused_clients, \

@@ -1,0 +1,629 @@
+//! The one query layer of the SQL backends: every [`Storage`] method of SQLite and PostgreSQL
+//! is written once, in [`sql_storage!`], and expanded for each backend.
+//!
+//! Both databases run the same statements. Placeholders are `$n` everywhere (SQLite reads `$n`
+//! as the n-th argument, as PostgreSQL does; sqlx's `QueryBuilder` numbers its own), booleans are
+//! compared as `consumed = false` / set as `consumed = true` (SQLite's `true` and `false` are 1
+//! and 0), `RETURNING` and `ON CONFLICT … DO UPDATE … WHERE` read the same in both. What is
+//! left differs by design and is the [`Dialect`] each backend implements:
+//!
+//! - how a writing transaction starts: SQLite's `BEGIN IMMEDIATE` takes the database's one write
+//!   lock first (so the busy handler applies and no `SQLITE_BUSY_SNAPSHOT` occurs), PostgreSQL's
+//!   `BEGIN` takes nothing;
+//! - the locks that make check-then-write steps atomic ([`Lock`]): PostgreSQL takes a
+//!   transaction-scoped advisory lock per cap, per grant family, for key rotation and for the
+//!   cleanup; SQLite already holds its write lock, so every lock is granted at once;
+//! - row locking before a refresh rotation (`SELECT … FOR UPDATE`, PostgreSQL only).
+//!
+//! Why a macro, and neither sqlx's `Any` driver nor code generic over `sqlx::Database`: `Any`
+//! connects from a URL only, so SQLite's connection settings (WAL, busy timeout, the
+//! single-connection in-memory pool) and typed columns would be lost; generic code needs a
+//! higher-ranked bound per bound type and per executor on every function, which hides the SQL.
+//! The macro expands the same source into each backend's module, where it is ordinary,
+//! monomorphic sqlx code checked against that driver.
+
+use sqlx::{Database, Transaction};
+
+use super::StorageResult;
+
+/// A lock a check-then-write transaction takes before it reads.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Lock<'a> {
+    /// The cap on unused anonymous clients.
+    UnusedClients,
+    /// The caps on pending authorizations.
+    Pending,
+    /// Signing-key rotation (two rotations at once would both retire the same key).
+    SigningKeys,
+    /// Changes to one grant family's tokens (rotation, the retry within the grace, revocation).
+    Family(&'a str),
+    /// The cleanup: one purger at a time; the only lock that is tried, not waited for.
+    Cleanup,
+}
+
+/// What differs between the SQL backends (see the module docs).
+pub(super) trait Dialect {
+    /// The sqlx driver.
+    type Db: Database;
+    /// Locks the row of the refresh token `$1` before it is rotated, if the database needs it.
+    const LOCK_TOKEN_ROW: Option<&'static str>;
+    /// Starts a transaction that will write.
+    async fn begin_write(&self) -> StorageResult<Transaction<'static, Self::Db>>;
+    /// Takes `lock` for the rest of the transaction. `false` only for a [`Lock::Cleanup`] held
+    /// elsewhere.
+    async fn lock(tx: &mut Transaction<'static, Self::Db>, lock: Lock<'_>) -> StorageResult<bool>;
+}
+
+/// Implements [`Storage`] for a backend type that implements [`Dialect`] and has an inherent
+/// `pool()` (its sqlx pool).
+///
+/// [`Storage`]: super::Storage
+macro_rules! sql_storage {
+    ($backend:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+
+            use $crate::model::{
+                AuthorizationCode, Client, InteractionStage, PendingAuthorization, SigningKey,
+                StorageStats, TokenRecord, UnixTime, VerificationKey,
+            };
+            use $crate::storage::rows::{self, cap, to_json};
+            use $crate::storage::sql::{Dialect, Lock};
+            use $crate::storage::{Admission, PendingCaps, Rotation, Storage, StorageResult};
+
+            type Db = <$backend as Dialect>::Db;
+
+            impl $backend {
+                /// The client upsert (an upsert, not a replace: a replace deletes the row
+                /// first, which would cascade to the client's codes and tokens).
+                async fn upsert_client<'e>(
+                    executor: impl sqlx::Executor<'e, Database = Db>,
+                    client: &Client,
+                ) -> StorageResult<()> {
+                    sqlx::query(
+                        "INSERT INTO clients (client_id, secret_hash, client_name, redirect_uris, \
+                         grant_types, scope, auth_method, issued_at, resource_server, resources) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                         ON CONFLICT (client_id) DO UPDATE SET \
+                         secret_hash = excluded.secret_hash, client_name = excluded.client_name, \
+                         redirect_uris = excluded.redirect_uris, \
+                         grant_types = excluded.grant_types, scope = excluded.scope, \
+                         auth_method = excluded.auth_method, issued_at = excluded.issued_at, \
+                         resource_server = excluded.resource_server, \
+                         resources = excluded.resources",
+                    )
+                    .bind(&client.client_id)
+                    .bind(&client.secret_hash)
+                    .bind(&client.client_name)
+                    .bind(to_json(&client.redirect_uris))
+                    .bind(to_json(&client.grant_types))
+                    .bind(&client.scope)
+                    .bind(client.auth_method.as_str())
+                    .bind(client.issued_at)
+                    .bind(client.resource_server)
+                    .bind(to_json(&client.resources))
+                    .execute(executor)
+                    .await?;
+                    Ok(())
+                }
+
+                /// Inserts a signing key; a conflict (another current key, or the same `kid`)
+                /// inserts nothing. Returns whether it was stored.
+                async fn insert_signing_key<'e>(
+                    executor: impl sqlx::Executor<'e, Database = Db>,
+                    key: &SigningKey,
+                ) -> StorageResult<bool> {
+                    let done = sqlx::query(
+                        "INSERT INTO signing_keys \
+                         (kid, algorithm, x, y, private_key, created_at, retire_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&key.public.kid)
+                    .bind(&key.public.algorithm)
+                    .bind(&key.public.x)
+                    .bind(&key.public.y)
+                    .bind(key.private.expose())
+                    .bind(key.public.created_at)
+                    .bind(key.public.retire_at)
+                    .execute(executor)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                /// Inserts token rows, each with the given parent, as one statement (atomic on
+                /// its own).
+                async fn insert_tokens<'e>(
+                    executor: impl sqlx::Executor<'e, Database = Db>,
+                    tokens: &[TokenRecord],
+                    parent_hash: Option<&str>,
+                ) -> StorageResult<()> {
+                    if tokens.is_empty() {
+                        return Ok(());
+                    }
+                    let mut query = sqlx::QueryBuilder::<Db>::new(
+                        "INSERT INTO tokens (token_hash, kind, family_id, client_id, subject, \
+                         scope, resource, jti, issued_at, expires_at, consumed, parent_hash) ",
+                    );
+                    query.push_values(tokens, |mut row, t| {
+                        row.push_bind(t.token_hash.as_str())
+                            .push_bind(t.kind.as_str())
+                            .push_bind(t.family_id.as_str())
+                            .push_bind(t.client_id.as_str())
+                            .push_bind(t.subject.as_deref())
+                            .push_bind(t.scope.as_str())
+                            .push_bind(t.resource.as_deref())
+                            .push_bind(t.jti.as_str())
+                            .push_bind(t.issued_at)
+                            .push_bind(t.expires_at)
+                            .push_bind(t.consumed)
+                            .push_bind(parent_hash);
+                    });
+                    query.build().execute(executor).await?;
+                    Ok(())
+                }
+            }
+
+            #[async_trait]
+            impl Storage for $backend {
+                async fn put_client(&self, client: &Client) -> StorageResult<()> {
+                    Self::upsert_client(self.pool(), client).await
+                }
+
+                async fn register_client(
+                    &self,
+                    client: &Client,
+                    unused_until: UnixTime,
+                    max_unused: u64,
+                    now: UnixTime,
+                ) -> StorageResult<Admission> {
+                    let mut tx = self.begin_write().await?;
+                    Self::lock(&mut tx, Lock::UnusedClients).await?;
+                    let unused: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM unused_clients WHERE expires_at > $1",
+                    )
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if unused >= cap(max_unused) {
+                        return Ok(Admission::TotalFull);
+                    }
+                    Self::upsert_client(&mut *tx, client).await?;
+                    sqlx::query(
+                        "INSERT INTO unused_clients (client_id, expires_at) VALUES ($1, $2)",
+                    )
+                    .bind(&client.client_id)
+                    .bind(unused_until)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(Admission::Stored)
+                }
+
+                async fn mark_client_used(&self, client_id: &str) -> StorageResult<()> {
+                    sqlx::query("DELETE FROM unused_clients WHERE client_id = $1")
+                        .bind(client_id)
+                        .execute(self.pool())
+                        .await?;
+                    Ok(())
+                }
+
+                async fn get_client(&self, client_id: &str) -> StorageResult<Option<Client>> {
+                    sqlx::query("SELECT * FROM clients WHERE client_id = $1")
+                        .bind(client_id)
+                        .fetch_optional(self.pool())
+                        .await?
+                        .as_ref()
+                        .map(rows::client)
+                        .transpose()
+                }
+
+                async fn put_pending(
+                    &self,
+                    p: &PendingAuthorization,
+                    address: &str,
+                    caps: PendingCaps,
+                    now: UnixTime,
+                ) -> StorageResult<Admission> {
+                    // Counted and inserted under the cap's lock: concurrent requests (and
+                    // processes) cannot both see "9 of 10" and both insert.
+                    let mut tx = self.begin_write().await?;
+                    Self::lock(&mut tx, Lock::Pending).await?;
+                    let counts = sqlx::query(
+                        "SELECT count(*) FILTER (WHERE origin = $1) AS mine, count(*) AS total \
+                         FROM pending_authorizations WHERE expires_at > $2",
+                    )
+                    .bind(address)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if rows::count(&counts, "mine")? >= caps.per_address {
+                        return Ok(Admission::AddressFull);
+                    }
+                    if rows::count(&counts, "total")? >= caps.total {
+                        return Ok(Admission::TotalFull);
+                    }
+                    sqlx::query(
+                        "INSERT INTO pending_authorizations (id_hash, browser_hash, csrf_hash, \
+                         client_id, redirect_uri, scope, state, code_challenge, resource, stage, \
+                         subject, granted_scope, expires_at, origin) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                    )
+                    .bind(&p.id_hash)
+                    .bind(&p.browser_hash)
+                    .bind(&p.csrf_hash)
+                    .bind(&p.client_id)
+                    .bind(&p.redirect_uri)
+                    .bind(&p.scope)
+                    .bind(&p.state)
+                    .bind(&p.code_challenge)
+                    .bind(&p.resource)
+                    .bind(p.stage.as_str())
+                    .bind(&p.subject)
+                    .bind(&p.granted_scope)
+                    .bind(p.expires_at)
+                    .bind(address)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(Admission::Stored)
+                }
+
+                async fn get_pending(
+                    &self,
+                    id_hash: &str,
+                    now: UnixTime,
+                ) -> StorageResult<Option<PendingAuthorization>> {
+                    sqlx::query(
+                        "SELECT * FROM pending_authorizations \
+                         WHERE id_hash = $1 AND expires_at > $2",
+                    )
+                    .bind(id_hash)
+                    .bind(now)
+                    .fetch_optional(self.pool())
+                    .await?
+                    .as_ref()
+                    .map(rows::pending)
+                    .transpose()
+                }
+
+                async fn complete_login(
+                    &self,
+                    id_hash: &str,
+                    subject: &str,
+                    granted_scope: &str,
+                    new_csrf_hash: &str,
+                    now: UnixTime,
+                ) -> StorageResult<bool> {
+                    let done = sqlx::query(
+                        "UPDATE pending_authorizations SET stage = 'consent', subject = $1, \
+                         granted_scope = $2, csrf_hash = $3 \
+                         WHERE id_hash = $4 AND stage = 'login' AND expires_at > $5",
+                    )
+                    .bind(subject)
+                    .bind(granted_scope)
+                    .bind(new_csrf_hash)
+                    .bind(id_hash)
+                    .bind(now)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn take_pending(
+                    &self,
+                    id_hash: &str,
+                    stage: InteractionStage,
+                    now: UnixTime,
+                ) -> StorageResult<Option<PendingAuthorization>> {
+                    sqlx::query(
+                        "DELETE FROM pending_authorizations \
+                         WHERE id_hash = $1 AND stage = $2 AND expires_at > $3 RETURNING *",
+                    )
+                    .bind(id_hash)
+                    .bind(stage.as_str())
+                    .bind(now)
+                    .fetch_optional(self.pool())
+                    .await?
+                    .as_ref()
+                    .map(rows::pending)
+                    .transpose()
+                }
+
+                async fn put_code(&self, c: &AuthorizationCode) -> StorageResult<()> {
+                    sqlx::query(
+                        "INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, \
+                         subject, scope, resource, code_challenge, family_id, issued_at, \
+                         expires_at, consumed) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    )
+                    .bind(&c.code_hash)
+                    .bind(&c.client_id)
+                    .bind(&c.redirect_uri)
+                    .bind(&c.subject)
+                    .bind(&c.scope)
+                    .bind(&c.resource)
+                    .bind(&c.code_challenge)
+                    .bind(&c.family_id)
+                    .bind(c.issued_at)
+                    .bind(c.expires_at)
+                    .bind(c.consumed)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(())
+                }
+
+                async fn get_code(
+                    &self,
+                    code_hash: &str,
+                    now: UnixTime,
+                ) -> StorageResult<Option<AuthorizationCode>> {
+                    sqlx::query(
+                        "SELECT * FROM authorization_codes \
+                         WHERE code_hash = $1 AND expires_at > $2",
+                    )
+                    .bind(code_hash)
+                    .bind(now)
+                    .fetch_optional(self.pool())
+                    .await?
+                    .as_ref()
+                    .map(rows::code)
+                    .transpose()
+                }
+
+                async fn consume_code(
+                    &self,
+                    code_hash: &str,
+                    now: UnixTime,
+                ) -> StorageResult<bool> {
+                    // One statement: SQLite runs one writer at a time; on PostgreSQL concurrent
+                    // updates queue on the row's lock and each re-checks `consumed = false` on
+                    // the committed row. Either way exactly one caller flips the flag.
+                    let done = sqlx::query(
+                        "UPDATE authorization_codes SET consumed = true \
+                         WHERE code_hash = $1 AND consumed = false AND expires_at > $2",
+                    )
+                    .bind(code_hash)
+                    .bind(now)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn put_tokens(&self, tokens: &[TokenRecord]) -> StorageResult<()> {
+                    // One statement: the rows become visible together or not at all.
+                    Self::insert_tokens(self.pool(), tokens, None).await
+                }
+
+                async fn get_token(
+                    &self,
+                    token_hash: &str,
+                    now: UnixTime,
+                ) -> StorageResult<Option<TokenRecord>> {
+                    sqlx::query(
+                        "SELECT * FROM tokens t WHERE t.token_hash = $1 AND t.expires_at > $2 \
+                         AND NOT EXISTS \
+                         (SELECT 1 FROM revoked_families f WHERE f.family_id = t.family_id)",
+                    )
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_optional(self.pool())
+                    .await?
+                    .as_ref()
+                    .map(rows::token)
+                    .transpose()
+                }
+
+                async fn rotate_refresh_token(
+                    &self,
+                    token_hash: &str,
+                    now: UnixTime,
+                    retry_since: UnixTime,
+                    successors: &[TokenRecord],
+                ) -> StorageResult<Rotation> {
+                    // One transaction: the old token is consumed if and only if its successors
+                    // are stored. Dropping `tx` without commit (early return, error, crash)
+                    // rolls everything back.
+                    let mut tx = self.begin_write().await?;
+                    // A token's family never changes, so it can be read before locking.
+                    let family: Option<String> =
+                        sqlx::query_scalar("SELECT family_id FROM tokens WHERE token_hash = $1")
+                            .bind(token_hash)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let Some(family) = family else {
+                        return Ok(Rotation::Refused);
+                    };
+                    Self::lock(&mut tx, Lock::Family(&family)).await?;
+                    if let Some(lock_row) = <$backend as Dialect>::LOCK_TOKEN_ROW {
+                        sqlx::query(lock_row)
+                            .bind(token_hash)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    let rotated = sqlx::query(
+                        "UPDATE tokens SET consumed = true, rotated_at = $1 WHERE token_hash = $2 \
+                         AND kind = 'refresh' AND consumed = false AND expires_at > $1 \
+                         AND NOT EXISTS (SELECT 1 FROM revoked_families f \
+                                         WHERE f.family_id = tokens.family_id)",
+                    )
+                    .bind(now)
+                    .bind(token_hash)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    let outcome = if rotated {
+                        Rotation::Rotated
+                    } else {
+                        // Every change to this family's tokens holds the family lock, so the
+                        // children read here cannot be rotated or replaced before this
+                        // transaction ends.
+                        let retry = sqlx::query(
+                            "SELECT 1 FROM tokens o WHERE o.token_hash = $1 AND o.kind = 'refresh' \
+                             AND o.consumed = true AND o.rotated_at > $2 AND o.expires_at > $3 \
+                             AND NOT EXISTS (SELECT 1 FROM revoked_families f \
+                                             WHERE f.family_id = o.family_id) \
+                             AND NOT EXISTS (SELECT 1 FROM tokens c \
+                                             WHERE c.parent_hash = o.token_hash \
+                                             AND c.rotated_at IS NOT NULL)",
+                        )
+                        .bind(token_hash)
+                        .bind(retry_since)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some();
+                        if !retry {
+                            return Ok(Rotation::Refused);
+                        }
+                        // The unused successors die: the access token is deleted; the refresh
+                        // token is kept as consumed, so that presenting it later counts as
+                        // reuse and revokes the family.
+                        sqlx::query("DELETE FROM tokens WHERE parent_hash = $1 AND kind = 'access'")
+                            .bind(token_hash)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(
+                            "UPDATE tokens SET consumed = true \
+                             WHERE parent_hash = $1 AND kind = 'refresh'",
+                        )
+                        .bind(token_hash)
+                        .execute(&mut *tx)
+                        .await?;
+                        Rotation::Replaced
+                    };
+                    Self::insert_tokens(&mut *tx, successors, Some(token_hash)).await?;
+                    tx.commit().await?;
+                    Ok(outcome)
+                }
+
+                async fn revoke_family(
+                    &self,
+                    family_id: &str,
+                    remember_until: UnixTime,
+                ) -> StorageResult<()> {
+                    let mut tx = self.begin_write().await?;
+                    Self::lock(&mut tx, Lock::Family(family_id)).await?;
+                    // A family revoked twice is remembered until the later deadline.
+                    sqlx::query(
+                        "INSERT INTO revoked_families (family_id, expires_at) VALUES ($1, $2) \
+                         ON CONFLICT (family_id) DO UPDATE SET expires_at = excluded.expires_at \
+                         WHERE excluded.expires_at > revoked_families.expires_at",
+                    )
+                    .bind(family_id)
+                    .bind(remember_until)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM tokens WHERE family_id = $1")
+                        .bind(family_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn ensure_signing_key(
+                    &self,
+                    candidate: &SigningKey,
+                ) -> StorageResult<SigningKey> {
+                    // The unique index on the current key makes the insert a no-op for every
+                    // loser of a first-start race (on PostgreSQL after waiting for the winner's
+                    // insert to commit); the read then returns the winner's key.
+                    Self::insert_signing_key(self.pool(), candidate).await?;
+                    self.current_signing_key()
+                        .await?
+                        .ok_or_else(|| rows::corrupt("signing_keys: no current key after insert"))
+                }
+
+                async fn current_signing_key(&self) -> StorageResult<Option<SigningKey>> {
+                    sqlx::query("SELECT * FROM signing_keys WHERE retire_at IS NULL")
+                        .fetch_optional(self.pool())
+                        .await?
+                        .as_ref()
+                        .map(rows::signing_key)
+                        .transpose()
+                }
+
+                async fn rotate_signing_key(
+                    &self,
+                    new: &SigningKey,
+                    retire_at: UnixTime,
+                ) -> StorageResult<Option<String>> {
+                    let mut tx = self.begin_write().await?;
+                    Self::lock(&mut tx, Lock::SigningKeys).await?;
+                    let retired: Option<String> = sqlx::query_scalar(
+                        "UPDATE signing_keys SET retire_at = $1 WHERE retire_at IS NULL \
+                         RETURNING kid",
+                    )
+                    .bind(retire_at)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if !Self::insert_signing_key(&mut *tx, new).await? {
+                        return Err(rows::corrupt("signing_keys: the new key was not stored"));
+                    }
+                    tx.commit().await?;
+                    Ok(retired)
+                }
+
+                async fn verification_keys(
+                    &self,
+                    now: UnixTime,
+                ) -> StorageResult<Vec<VerificationKey>> {
+                    // Oldest first; of two keys made in the same second, the retired one first.
+                    sqlx::query(
+                        "SELECT kid, algorithm, x, y, created_at, retire_at FROM signing_keys \
+                         WHERE retire_at IS NULL OR retire_at > $1 \
+                         ORDER BY created_at, retire_at IS NULL, kid",
+                    )
+                    .bind(now)
+                    .fetch_all(self.pool())
+                    .await?
+                    .iter()
+                    .map(rows::verification_key)
+                    .collect()
+                }
+
+                async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64> {
+                    let mut tx = self.begin_write().await?;
+                    if !Self::lock(&mut tx, Lock::Cleanup).await? {
+                        tracing::debug!("another instance is purging expired rows; skipping");
+                        return Ok(0);
+                    }
+                    let mut deleted = 0;
+                    for sql in [
+                        // Anonymous clients never used in time, with their pending
+                        // authorizations (counted here; the remaining rows that refer to them
+                        // cascade).
+                        "DELETE FROM pending_authorizations WHERE client_id IN \
+                         (SELECT client_id FROM unused_clients WHERE expires_at <= $1)",
+                        "DELETE FROM clients WHERE client_id IN \
+                         (SELECT client_id FROM unused_clients WHERE expires_at <= $1)",
+                        "DELETE FROM pending_authorizations WHERE expires_at <= $1",
+                        "DELETE FROM authorization_codes WHERE expires_at <= $1",
+                        "DELETE FROM tokens WHERE expires_at <= $1",
+                        "DELETE FROM revoked_families WHERE expires_at <= $1",
+                        "DELETE FROM signing_keys WHERE retire_at <= $1",
+                    ] {
+                        deleted += sqlx::query(sql)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                    }
+                    tx.commit().await?;
+                    Ok(deleted)
+                }
+
+                async fn stats(&self) -> StorageResult<StorageStats> {
+                    let row = sqlx::query(rows::STATS).fetch_one(self.pool()).await?;
+                    rows::stats(&row)
+                }
+
+                async fn close(&self) {
+                    self.pool().close().await;
+                }
+            }
+        };
+    };
+}
+pub(super) use sql_storage;
