@@ -5,6 +5,9 @@
 //! registered (both are equally strong; being lenient here helps resource servers whose HTTP
 //! library picks one). Public clients (`none`) present only `client_id`. Using two methods at once
 //! is refused. Secrets are compared as hashes in constant time.
+//!
+//! The three endpoints start the same way, with [`authenticated_form`]: parse the form, find the
+//! credentials, authenticate the client.
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -12,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::error::OAuthError;
 use crate::model::Client;
-use crate::params::Params;
+use crate::params::{self, Params};
 use crate::storage::Storage;
 use crate::tokens::verify_secret;
 
@@ -140,6 +143,54 @@ pub async fn authenticate(
     } else {
         Err(OAuthError::invalid_client())
     }
+}
+
+/// A form request from an authenticated client.
+#[derive(Debug)]
+pub struct ClientForm {
+    /// The form's parameters.
+    pub params: Params,
+    /// The client its credentials authenticate.
+    pub client: Client,
+}
+
+impl ClientForm {
+    /// The `token` parameter of revocation (RFC 7009 §2.1) and introspection (RFC 7662 §2.1).
+    pub fn token(&self) -> Result<&str, OAuthError> {
+        if self.params.is_repeated("token") {
+            return Err(OAuthError::invalid_request("parameter token is repeated"));
+        }
+        self.params
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))
+    }
+}
+
+/// Parses a form request and authenticates its client: the preamble of the token, revocation
+/// and introspection endpoints.
+///
+/// A body that is not a form is `invalid_request`. Where public clients are accepted (token,
+/// revocation) that is checked first. Where only confidential clients are (introspection,
+/// which RFC 7662 §2.1 protects), authentication comes first: a caller without valid
+/// credentials gets `invalid_client` whatever it sent (credentials in a body that is not a form
+/// are not read).
+pub async fn authenticated_form(
+    storage: &dyn Storage,
+    headers: &HeaderMap,
+    body: &[u8],
+    accept: Accept,
+) -> Result<ClientForm, OAuthError> {
+    let form = params::is_form(headers);
+    let not_form = || OAuthError::invalid_request("body must be application/x-www-form-urlencoded");
+    if !form && accept == Accept::Any {
+        return Err(not_form());
+    }
+    let params = Params::parse(if form { body } else { b"" });
+    let client = authenticate(storage, extract(headers, &params)?, accept).await?;
+    if !form {
+        return Err(not_form());
+    }
+    Ok(ClientForm { params, client })
 }
 
 #[cfg(test)]

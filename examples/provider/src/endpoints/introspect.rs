@@ -25,7 +25,6 @@ use crate::client_auth::{self, Accept};
 use crate::endpoints::token::no_store;
 use crate::error::OAuthError;
 use crate::model::TokenKind;
-use crate::params::{self, Params};
 use crate::state::AppState;
 use crate::tokens::hash_secret;
 
@@ -39,25 +38,14 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 }
 
 async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
-    let params = Params::parse(if params::is_form(headers) { body } else { b"" });
-    let credentials = client_auth::extract(headers, &params)?;
-    let caller = client_auth::authenticate(
+    let request = client_auth::authenticated_form(
         state.storage().as_ref(),
-        credentials,
+        headers,
+        body,
         Accept::ConfidentialOnly,
     )
     .await?;
-    if !params::is_form(headers) {
-        return Err(OAuthError::invalid_request(
-            "body must be application/x-www-form-urlencoded",
-        ));
-    }
-    if params.is_repeated("token") {
-        return Err(OAuthError::invalid_request("parameter token is repeated"));
-    }
-    let token = params
-        .get("token")
-        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let (token, caller) = (request.token()?, &request.client);
     let inactive = json!({ "active": false });
     let Some(record) = state
         .storage()

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use crate::client_auth::{self, Accept};
 use crate::endpoints::token::no_store;
 use crate::error::OAuthError;
-use crate::params::{self, Params};
 use crate::state::AppState;
 use crate::tokens::hash_secret;
 
@@ -27,21 +26,10 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 }
 
 async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
-    if !params::is_form(headers) {
-        return Err(OAuthError::invalid_request(
-            "body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let params = Params::parse(body);
-    let credentials = client_auth::extract(headers, &params)?;
-    let client =
-        client_auth::authenticate(state.storage().as_ref(), credentials, Accept::Any).await?;
-    if params.is_repeated("token") {
-        return Err(OAuthError::invalid_request("parameter token is repeated"));
-    }
-    let token = params
-        .get("token")
-        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let request =
+        client_auth::authenticated_form(state.storage().as_ref(), headers, body, Accept::Any)
+            .await?;
+    let (token, client) = (request.token()?, &request.client);
     let now = state.now();
     let Some(record) = state.storage().get_token(&hash_secret(token), now).await? else {
         return Ok(());

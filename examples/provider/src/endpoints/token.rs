@@ -14,12 +14,12 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::client_auth::{self, Accept};
+use crate::client_auth::{self, Accept, ClientForm};
 use crate::config::AccessTokenFormat;
 use crate::error::{ErrorCode, OAuthError};
 use crate::keys::{self, AccessTokenClaims};
 use crate::model::{Client, SigningKey, TokenKind, TokenRecord, UnixTime};
-use crate::params::{self, Params};
+use crate::params::Params;
 use crate::pkce;
 use crate::resource;
 use crate::scope;
@@ -44,15 +44,9 @@ pub fn no_store(mut response: Response) -> Response {
 }
 
 async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
-    if !params::is_form(headers) {
-        return Err(OAuthError::invalid_request(
-            "body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let params = Params::parse(body);
-    let credentials = client_auth::extract(headers, &params)?;
-    let client =
-        client_auth::authenticate(state.storage().as_ref(), credentials, Accept::Any).await?;
+    let ClientForm { params, client } =
+        client_auth::authenticated_form(state.storage().as_ref(), headers, body, Accept::Any)
+            .await?;
     // Checked before the generic repetition rule: RFC 8707 asks for `invalid_target`.
     if params.is_repeated("resource") {
         return Err(OAuthError::invalid_target(
