@@ -245,8 +245,8 @@ async fn self_granted_scope_is_bounded_by_the_registrable_scopes(backend: Backen
     ] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let result =
-            Server::start_with_storage(config, listener, open_storage(backend, &dir).await).await;
+        let (storage, _database) = open_storage(backend, &dir).await;
+        let result = Server::start_with_storage(config, listener, storage).await;
         assert!(
             matches!(result, Err(oauth_provider::Error::Config(_))),
             "started with an unsafe policy"
@@ -375,7 +375,7 @@ async fn unknown_resource_is_invalid_target_for_every_grant(backend: Backend) {
     if matches!(backend, Backend::Sqlite) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dir = dir.unwrap();
-        let storage = open_storage(backend, &dir).await;
+        let (storage, _) = open_storage(backend, &dir).await;
         let config = Config {
             demo: false,
             resources: vec!["https://other.example/mcp".to_owned()],
@@ -685,7 +685,7 @@ async fn configured_clients_come_from_the_clients_file(backend: Backend) {
         clients_file: Some(path),
         ..Config::default()
     };
-    let result =
-        Server::start_with_storage(config, listener, open_storage(backend, &dir).await).await;
+    let (storage, _database) = open_storage(backend, &dir).await;
+    let result = Server::start_with_storage(config, listener, storage).await;
     assert!(matches!(result, Err(oauth_provider::Error::Clients(_))));
 }

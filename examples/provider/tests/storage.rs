@@ -36,11 +36,11 @@ const NO_CAPS: PendingCaps = PendingCaps {
 
 const NOW: i64 = 1_700_000_000;
 
-async fn store(backend: Backend) -> (Arc<dyn Storage>, tempfile::TempDir) {
+async fn store(backend: Backend) -> (Arc<dyn Storage>, Scratch) {
     let dir = tempfile::tempdir().unwrap();
-    let storage = open_storage(backend, &dir).await;
+    let (storage, database) = open_storage(backend, &dir).await;
     storage.put_client(&client("c1")).await.unwrap();
-    (storage, dir)
+    (storage, Scratch { dir, database })
 }
 
 fn client(id: &str) -> Client {

@@ -30,17 +30,31 @@ pub enum Backend {
     Postgres,
 }
 
+/// What a test's store lives in, kept beside the store: the directory of the SQLite file and,
+/// on PostgreSQL, the guard that drops the test database when it is dropped.
+pub struct Scratch {
+    pub dir: TempDir,
+    pub database: Option<postgres::TestDatabase>,
+}
+
 /// Opens a fresh store of the given kind; SQLite uses a real file inside `dir`, PostgreSQL a
-/// new database that lives as long as the returned store.
-pub async fn open_storage(backend: Backend, dir: &TempDir) -> Arc<dyn Storage> {
+/// new database, whose guard (returned beside the store) drops it.
+pub async fn open_storage(
+    backend: Backend,
+    dir: &TempDir,
+) -> (Arc<dyn Storage>, Option<postgres::TestDatabase>) {
     match backend {
-        Backend::Memory => Arc::new(MemoryStorage::new()),
-        Backend::Sqlite => Arc::new(
-            SqliteStorage::open(dir.path().join("oauth.db"))
+        Backend::Memory => (Arc::new(MemoryStorage::new()), None),
+        Backend::Sqlite => {
+            let storage = SqliteStorage::open(dir.path().join("oauth.db"))
                 .await
-                .expect("open sqlite"),
-        ),
-        Backend::Postgres => postgres::open_storage().await,
+                .expect("open sqlite");
+            (Arc::new(storage), None)
+        }
+        Backend::Postgres => {
+            let database = postgres::TestDatabase::create().await;
+            (Arc::new(database.open().await), Some(database))
+        }
     }
 }
 
@@ -90,6 +104,8 @@ pub struct Env {
     storage: Option<Arc<dyn Storage>>,
     pub http: reqwest::Client,
     pub dir: Option<TempDir>,
+    /// The PostgreSQL test database, dropped after the server.
+    database: Option<postgres::TestDatabase>,
 }
 
 pub fn http_client() -> reqwest::Client {
@@ -111,12 +127,15 @@ impl Env {
 
     pub async fn start_with(backend: Backend, config: Config) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let storage = open_storage(backend, &dir).await;
+        let (storage, database) = open_storage(backend, &dir).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let server = Server::start_with_storage(config, listener, storage)
             .await
             .expect("server");
-        Self::with_server(server, Some(dir))
+        Self {
+            database,
+            ..Self::with_server(server, Some(dir))
+        }
     }
 
     /// Wraps a running in-process server.
@@ -128,6 +147,7 @@ impl Env {
             server: Some(server),
             http: http_client(),
             dir,
+            database: None,
         }
     }
 
@@ -140,6 +160,7 @@ impl Env {
             storage: None,
             http: http_client(),
             dir: None,
+            database: None,
         }
     }
 

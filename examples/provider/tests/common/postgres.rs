@@ -6,17 +6,10 @@
 //! `TOWER_INTROSPECT_REQUIRE_POSTGRES=1` (set in CI) they fail instead.
 
 use std::io::Write;
-use std::sync::{Arc, Once};
+use std::sync::Once;
 
-use async_trait::async_trait;
 use oauth_provider::PostgresSettings;
-use oauth_provider::model::{
-    AuthorizationCode, Client, InteractionStage, PendingAuthorization, SigningKey, StorageStats,
-    TokenRecord, UnixTime, VerificationKey,
-};
-use oauth_provider::storage::{
-    Admission, PendingCaps, PostgresStorage, Rotation, Storage, StorageResult,
-};
+use oauth_provider::storage::PostgresStorage;
 use sqlx::Connection;
 
 /// The server every PostgreSQL test uses (an administrative URL: it may create databases).
@@ -128,144 +121,5 @@ impl Drop for TestDatabase {
         if !matches!(dropped, Ok(Some(()))) {
             eprintln!("could not drop the test database {}", self.name);
         }
-    }
-}
-
-/// A PostgreSQL store on its own database, which it drops once the last reference is gone.
-pub async fn open_storage() -> Arc<dyn Storage> {
-    let database = TestDatabase::create().await;
-    let storage = database.open().await;
-    Arc::new(OwnedDatabase {
-        storage,
-        _database: database,
-    })
-}
-
-/// A store together with the database it owns. Fields drop in order: the pool, then the
-/// database.
-struct OwnedDatabase {
-    storage: PostgresStorage,
-    _database: TestDatabase,
-}
-
-#[async_trait]
-impl Storage for OwnedDatabase {
-    async fn put_client(&self, client: &Client) -> StorageResult<()> {
-        self.storage.put_client(client).await
-    }
-    async fn register_client(
-        &self,
-        client: &Client,
-        unused_until: UnixTime,
-        max_unused: u64,
-        now: UnixTime,
-    ) -> StorageResult<Admission> {
-        self.storage
-            .register_client(client, unused_until, max_unused, now)
-            .await
-    }
-    async fn mark_client_used(&self, client_id: &str) -> StorageResult<()> {
-        self.storage.mark_client_used(client_id).await
-    }
-    async fn get_client(&self, client_id: &str) -> StorageResult<Option<Client>> {
-        self.storage.get_client(client_id).await
-    }
-    async fn put_pending(
-        &self,
-        pending: &PendingAuthorization,
-        address: &str,
-        caps: PendingCaps,
-        now: UnixTime,
-    ) -> StorageResult<Admission> {
-        self.storage.put_pending(pending, address, caps, now).await
-    }
-    async fn get_pending(
-        &self,
-        id_hash: &str,
-        now: UnixTime,
-    ) -> StorageResult<Option<PendingAuthorization>> {
-        self.storage.get_pending(id_hash, now).await
-    }
-    async fn complete_login(
-        &self,
-        id_hash: &str,
-        subject: &str,
-        granted_scope: &str,
-        new_csrf_hash: &str,
-        now: UnixTime,
-    ) -> StorageResult<bool> {
-        self.storage
-            .complete_login(id_hash, subject, granted_scope, new_csrf_hash, now)
-            .await
-    }
-    async fn take_pending(
-        &self,
-        id_hash: &str,
-        stage: InteractionStage,
-        now: UnixTime,
-    ) -> StorageResult<Option<PendingAuthorization>> {
-        self.storage.take_pending(id_hash, stage, now).await
-    }
-    async fn put_code(&self, code: &AuthorizationCode) -> StorageResult<()> {
-        self.storage.put_code(code).await
-    }
-    async fn get_code(
-        &self,
-        code_hash: &str,
-        now: UnixTime,
-    ) -> StorageResult<Option<AuthorizationCode>> {
-        self.storage.get_code(code_hash, now).await
-    }
-    async fn consume_code(&self, code_hash: &str, now: UnixTime) -> StorageResult<bool> {
-        self.storage.consume_code(code_hash, now).await
-    }
-    async fn put_tokens(&self, tokens: &[TokenRecord]) -> StorageResult<()> {
-        self.storage.put_tokens(tokens).await
-    }
-    async fn get_token(
-        &self,
-        token_hash: &str,
-        now: UnixTime,
-    ) -> StorageResult<Option<TokenRecord>> {
-        self.storage.get_token(token_hash, now).await
-    }
-    async fn rotate_refresh_token(
-        &self,
-        token_hash: &str,
-        now: UnixTime,
-        retry_since: UnixTime,
-        successors: &[TokenRecord],
-    ) -> StorageResult<Rotation> {
-        self.storage
-            .rotate_refresh_token(token_hash, now, retry_since, successors)
-            .await
-    }
-    async fn revoke_family(&self, family_id: &str, remember_until: UnixTime) -> StorageResult<()> {
-        self.storage.revoke_family(family_id, remember_until).await
-    }
-    async fn ensure_signing_key(&self, candidate: &SigningKey) -> StorageResult<SigningKey> {
-        self.storage.ensure_signing_key(candidate).await
-    }
-    async fn current_signing_key(&self) -> StorageResult<Option<SigningKey>> {
-        self.storage.current_signing_key().await
-    }
-    async fn rotate_signing_key(
-        &self,
-        new: &SigningKey,
-        retire_at: UnixTime,
-    ) -> StorageResult<Option<String>> {
-        self.storage.rotate_signing_key(new, retire_at).await
-    }
-    async fn verification_keys(&self, now: UnixTime) -> StorageResult<Vec<VerificationKey>> {
-        self.storage.verification_keys(now).await
-    }
-    async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64> {
-        self.storage.purge_expired(now).await
-    }
-    async fn stats(&self) -> StorageResult<StorageStats> {
-        self.storage.stats().await
-    }
-    async fn close(&self) {
-        self.storage.close().await
     }
 }
