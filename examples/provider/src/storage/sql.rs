@@ -74,6 +74,24 @@ macro_rules! sql_storage {
             type Db = <$backend as Dialect>::Db;
 
             impl $backend {
+                /// Reads the row whose key is `$1` and that has not expired at `$2`.
+                async fn find_live<T>(
+                    &self,
+                    sql: &'static str,
+                    key: &str,
+                    now: UnixTime,
+                    decode: fn(&<Db as sqlx::Database>::Row) -> StorageResult<T>,
+                ) -> StorageResult<Option<T>> {
+                    sqlx::query(sql)
+                        .bind(key)
+                        .bind(now)
+                        .fetch_optional(self.pool())
+                        .await?
+                        .as_ref()
+                        .map(decode)
+                        .transpose()
+                }
+
                 /// The client upsert (an upsert, not a replace: a replace deletes the row
                 /// first, which would cascade to the client's codes and tokens).
                 async fn upsert_client<'e>(
@@ -273,17 +291,14 @@ macro_rules! sql_storage {
                     id_hash: &str,
                     now: UnixTime,
                 ) -> StorageResult<Option<PendingAuthorization>> {
-                    sqlx::query(
+                    self.find_live(
                         "SELECT * FROM pending_authorizations \
                          WHERE id_hash = $1 AND expires_at > $2",
+                        id_hash,
+                        now,
+                        rows::pending,
                     )
-                    .bind(id_hash)
-                    .bind(now)
-                    .fetch_optional(self.pool())
-                    .await?
-                    .as_ref()
-                    .map(rows::pending)
-                    .transpose()
+                    .await
                 }
 
                 async fn complete_login(
@@ -357,17 +372,14 @@ macro_rules! sql_storage {
                     code_hash: &str,
                     now: UnixTime,
                 ) -> StorageResult<Option<AuthorizationCode>> {
-                    sqlx::query(
+                    self.find_live(
                         "SELECT * FROM authorization_codes \
                          WHERE code_hash = $1 AND expires_at > $2",
+                        code_hash,
+                        now,
+                        rows::code,
                     )
-                    .bind(code_hash)
-                    .bind(now)
-                    .fetch_optional(self.pool())
-                    .await?
-                    .as_ref()
-                    .map(rows::code)
-                    .transpose()
+                    .await
                 }
 
                 async fn consume_code(
@@ -399,18 +411,15 @@ macro_rules! sql_storage {
                     token_hash: &str,
                     now: UnixTime,
                 ) -> StorageResult<Option<TokenRecord>> {
-                    sqlx::query(
+                    self.find_live(
                         "SELECT * FROM tokens t WHERE t.token_hash = $1 AND t.expires_at > $2 \
                          AND NOT EXISTS \
                          (SELECT 1 FROM revoked_families f WHERE f.family_id = t.family_id)",
+                        token_hash,
+                        now,
+                        rows::token,
                     )
-                    .bind(token_hash)
-                    .bind(now)
-                    .fetch_optional(self.pool())
-                    .await?
-                    .as_ref()
-                    .map(rows::token)
-                    .transpose()
+                    .await
                 }
 
                 async fn rotate_refresh_token(
