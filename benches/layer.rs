@@ -6,6 +6,10 @@
 //! - `miss/*`: a cache miss with an in-process verifier that parses and validates a real
 //!   introspection response body: the cost of a miss excluding the network.
 //! - `require_scope/*`: one request with and without `RequireScopeLayer`.
+//! - `request/bearer_layer_warm_cache_jwt`: the warm path for a JWT access token (compare with
+//!   `request/bearer_layer_warm_cache`, an introspected token).
+//! - `miss/jwt_es256_verify`: a JWT verified locally (parse, ES256 signature, claims), no cache:
+//!   what a JWT cache miss costs, and what every request costs where nothing is cached.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -132,6 +136,45 @@ fn requests(c: &mut Criterion) {
         );
     }
     group.finish();
+
+    // The same warm path for a JWT access token.
+    let jwt = support::jwt(0);
+    let mut jwt_protected = BearerAuthLayer::new(CachedVerifier::new(
+        support::jwt_issuer(),
+        CacheConfig::default(),
+    ))
+    .layer(service_fn(ok));
+    runtime.block_on(async {
+        let response = jwt_protected
+            .ready()
+            .await
+            .unwrap()
+            .call(request(&jwt))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    });
+    let mut group = c.benchmark_group("request");
+    group.bench_function("bearer_layer_warm_cache_jwt", |b| {
+        b.to_async(&runtime).iter_batched(
+            || request(&jwt),
+            |req| {
+                let fut = jwt_protected.call(req);
+                async move {
+                    let response = fut.await.unwrap();
+                    debug_assert_eq!(response.status(), 200);
+                    response
+                }
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+    let issuer = support::jwt_issuer();
+    c.bench_function("miss/jwt_es256_verify", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { issuer.verify(black_box(&jwt)).await.unwrap() })
+    });
 
     let cached = verifier();
     let counter = AtomicU64::new(0);

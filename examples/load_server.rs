@@ -15,11 +15,16 @@
 //! | `port + 1` | tower-http's static `ValidateRequestHeaderLayer::bearer` (the floor of any bearer check) |
 //! | `port + 2` | `BearerAuthLayer` with its cache (warm once every token was seen) |
 //! | `port + 3` | `BearerAuthLayer` over the bare introspector: one introspection per request |
-//! | `port + 4` | `GET /stats`: the cache's counters, to check that the warm load made no call; with `--metrics`, `GET /metrics` too |
+//! | `port + 4` | `BearerAuthLayer` with a cached `JwtIssuer`: JWT access tokens (ES256), warm once every token was seen |
+//! | `port + 5` | `BearerAuthLayer` over the bare `JwtIssuer`: the signature verified on every request (what uncached JWT middleware does) |
+//! | `port + 6` | `GET /stats` and `GET /jwt-stats`: the caches' counters, to check that the warm loads made no call; `GET /jwts`: the load's JWTs, one per line; with `--metrics`, `GET /metrics` too |
 //!
 //! `serve --metrics` installs a Prometheus recorder (`metrics-exporter-prometheus`, the one the demo
 //! serves) before anything records, so that every configuration pays what feature `metrics` costs
 //! in production; `scripts/load-test.sh --metrics` runs the rounds that way.
+//!
+//! The JWTs are [`support::jwt`]`(0..tokens)`, signed at start with the test key of
+//! `tests/fixtures/jwt/`, so the generator sends real ES256 tokens.
 //!
 //! Only one configuration is loaded at a time, so the process's CPU time over a round is that
 //! configuration's. `mock-as` answers every token of [`token`]`(0..tokens)` as active with a
@@ -35,7 +40,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
-use tower_introspect::{BearerAuthLayer, CacheConfig, Introspector};
+use tower_introspect::{BearerAuthLayer, CacheConfig, CachedVerifier, Introspector};
+
+#[path = "../benches/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
 
 /// The `i`th valid token of the load: 43 characters, like a 256-bit base64url token.
 fn token(i: u64) -> String {
@@ -53,7 +62,7 @@ fn token_number(token: &str) -> Option<u64> {
 fn usage() -> ! {
     eprintln!(
         "usage: load_server mock-as --port P [--tokens N] [--delay-ms D]\n       \
-         load_server serve --as URL --port P [--metrics]"
+         load_server serve --as URL --port P [--tokens N] [--metrics]"
     );
     std::process::exit(2)
 }
@@ -84,6 +93,7 @@ fn main() {
         Some("serve") => runtime.block_on(serve(
             flag(&args, "--as").unwrap_or_else(|| usage()),
             number(&args, "--port", 18000) as u16,
+            number(&args, "--tokens", 1000),
             args.iter().any(|a| a == "--metrics"),
         )),
         _ => usage(),
@@ -154,7 +164,7 @@ async fn listen(port: u16, app: Router) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 }
 
-async fn serve(endpoint: String, port: u16, with_metrics: bool) {
+async fn serve(endpoint: String, port: u16, tokens: u64, with_metrics: bool) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let recorder = with_metrics.then(|| {
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -178,7 +188,32 @@ async fn serve(endpoint: String, port: u16, with_metrics: bool) {
     listen(port + 1, hello().layer(fixed)).await;
     listen(port + 2, hello().layer(cached)).await;
     listen(port + 3, hello().layer(BearerAuthLayer::new(introspector))).await;
+    let jwt_cached = BearerAuthLayer::new(CachedVerifier::new(
+        support::jwt_issuer(),
+        CacheConfig::default(),
+    ));
+    let jwt_cache = jwt_cached.verifier().clone();
+    listen(port + 4, hello().layer(jwt_cached)).await;
+    listen(
+        port + 5,
+        hello().layer(BearerAuthLayer::new(support::jwt_issuer())),
+    )
+    .await;
+    let jwts: String = (0..tokens).map(|i| support::jwt(i) + "\n").collect();
     let stats = Router::new()
+        .route("/jwts", get(move || async move { jwts }))
+        .route(
+            "/jwt-stats",
+            get(move || {
+                let stats = jwt_cache.stats();
+                async move {
+                    format!(
+                        "hits={} negative_hits={} misses={} verifications={}",
+                        stats.hits, stats.negative_hits, stats.misses, stats.introspection_calls
+                    )
+                }
+            }),
+        )
         .route(
             "/stats",
             get(move || {
@@ -205,7 +240,7 @@ async fn serve(endpoint: String, port: u16, with_metrics: bool) {
                 async move { scrape }
             }),
         );
-    listen(port + 4, stats).await;
-    println!("serving on 127.0.0.1:{port}..{}", port + 4);
+    listen(port + 6, stats).await;
+    println!("serving on 127.0.0.1:{port}..{}", port + 6);
     std::future::pending::<()>().await;
 }

@@ -19,6 +19,7 @@
 //! requests and the in-process service on another, so each owns a core of a 2-core machine.
 
 #[path = "../benches/support/mod.rs"]
+#[allow(dead_code)]
 mod support;
 
 use std::net::SocketAddr;

@@ -3,9 +3,11 @@
 #
 # The server (examples/load_server.rs, one tokio worker) is pinned to core 0; wrk (1 thread,
 # keep-alive connections, requests rotating over the valid tokens) and the mock authorization
-# server are pinned to core 1. Four configurations, measured in interleaved rounds with the order
+# server are pinned to core 1. Six configurations, measured in interleaved rounds with the order
 # rotated: no auth (the ceiling), tower-http's static bearer check (the floor), BearerAuthLayer
-# with a warm cache, BearerAuthLayer without a cache (one introspection per request).
+# with a warm cache, BearerAuthLayer without a cache (one introspection per request), and for
+# JWT access tokens (ES256): BearerAuthLayer with a warm cache, and without one (the signature
+# verified on every request, as uncached JWT middleware does).
 # Per configuration: req/s, p50/p99, the server's CPU time per request (from /proc/<pid>/stat),
 # whether the server's core was saturated, the median of per-round throughput ratios to the
 # ceiling, and the server CPU added per request. Then (unless --no-extras) the memory and cold-path
@@ -16,7 +18,8 @@
 #   --metrics       the server records feature `metrics` into a Prometheus recorder (as the demo's
 #                   /metrics does); compare its warm "added server CPU" with a run without it.
 #   --perf CONFIG   after the rounds, profile the server (perf record -e cpu-clock -g) under wrk
-#                   for one configuration (none, static, warm or nocache) and print its top symbols.
+#                   for one configuration (none, static, warm, nocache, jwt or jwt_nocache) and print
+#                   its top symbols.
 #
 # Needs: a machine with at least 2 cores, wrk (Debian/Ubuntu: `apt-get install wrk`), taskset
 # (util-linux), curl, and perf for --perf (`apt-get install linux-perf`). It installs nothing.
@@ -71,6 +74,7 @@ if [ "$build" = 1 ]; then
 fi
 bin="${CARGO_TARGET_DIR:-target}/release/examples"
 lua="scripts/bench/rotate-tokens.lua"
+jwt_lua="scripts/bench/rotate-jwts.lua"
 hz=$(getconf CLK_TCK)
 work=$(mktemp -d)
 
@@ -78,20 +82,26 @@ taskset -c "$generator_core" "$bin/load_server" mock-as --port "$as_port" --toke
     >"$work/mock.log" 2>&1 &
 mock=$!
 taskset -c "$server_core" "$bin/load_server" serve \
-    --as "http://127.0.0.1:$as_port/introspect" --port "$port" $metrics_flag >"$work/server.log" 2>&1 &
+    --as "http://127.0.0.1:$as_port/introspect" --port "$port" --tokens "$tokens" $metrics_flag \
+    >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill "$server" "$mock" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$((port + 4))/stats" >/dev/null &&
+    curl -fs "http://127.0.0.1:$((port + 6))/stats" >/dev/null &&
         curl -fs "http://127.0.0.1:$as_port/calls" >/dev/null && break
     sleep 0.1
 done
 
-names=(none static warm nocache)
+names=(none static warm nocache jwt jwt_nocache)
 labels=("no auth (ceiling)" "tower-http static bearer (floor)" "BearerAuthLayer, warm cache"
-    "BearerAuthLayer, no cache")
-lua_args=("$tokens" "$tokens fixed" "$tokens" "$tokens")
+    "BearerAuthLayer, no cache" "BearerAuthLayer, JWT, warm cache"
+    "BearerAuthLayer, JWT, signature checked on every request")
+configs=${#names[@]}
+# The JWT configurations send the server's own signed tokens, read from a file.
+curl -fs "http://127.0.0.1:$((port + 6))/jwts" >"$work/jwts.txt"
+lua_args=("$tokens" "$tokens fixed" "$tokens" "$tokens" "$work/jwts.txt" "$work/jwts.txt")
+scripts=("$lua" "$lua" "$lua" "$lua" "$jwt_lua" "$jwt_lua")
 
 # CPU ticks (utime + stime) of a process; the command name is in parentheses, skip past it.
 process_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
@@ -109,7 +119,7 @@ run_wrk() { # config-index duration -> wrk output
     local i=$1 duration=$2
     # shellcheck disable=SC2086
     taskset -c "$generator_core" wrk -t1 -c"$connections" -d"${duration}s" --latency \
-        -s "$lua" "http://127.0.0.1:$((port + i))/" -- ${lua_args[$i]}
+        -s "${scripts[$i]}" "http://127.0.0.1:$((port + i))/" -- ${lua_args[$i]}
 }
 
 echo "# saturating load test"
@@ -122,22 +132,31 @@ echo "loadavg at start: $(cat /proc/loadavg)"
 
 # Warm the cache: every token once through the cached configuration.
 run_wrk 2 2 >/dev/null
-stats=$(curl -fs "http://127.0.0.1:$((port + 4))/stats")
+stats=$(curl -fs "http://127.0.0.1:$((port + 6))/stats")
 echo "cache warmed: $stats"
 warm_calls=$(sed 's/.*introspection_calls=\([0-9]*\).*/\1/' <<<"$stats")
 if [ "$warm_calls" != "$tokens" ]; then
     echo "error: warming made $warm_calls introspection calls, expected $tokens" >&2
     exit 1
 fi
+# And the JWT cache: every JWT once.
+run_wrk 4 2 >/dev/null
+jwt_stats=$(curl -fs "http://127.0.0.1:$((port + 6))/jwt-stats")
+echo "JWT cache warmed: $jwt_stats"
+jwt_warm_misses=$(sed 's/.*misses=\([0-9]*\).*/\1/' <<<"$jwt_stats")
+if [ "$jwt_warm_misses" != "$tokens" ]; then
+    echo "error: warming made $jwt_warm_misses JWT verifications, expected $tokens" >&2
+    exit 1
+fi
 # One unmeasured second per configuration: connections, allocator and caches settle.
-for i in 0 1 3; do run_wrk "$i" 1 >/dev/null; done
+for i in 0 1 3 5; do run_wrk "$i" 1 >/dev/null; done
 
 results="$work/results.tsv"
 echo
 echo "round config requests seconds p50_us p99_us non2xx server_busy other_cores introspections"
 for round in $(seq "$rounds"); do
-    for k in 0 1 2 3; do
-        i=$(((round - 1 + k) % 4))
+    for k in $(seq 0 $((configs - 1))); do
+        i=$(((round - 1 + k) % configs))
         calls0=$(mock_calls)
         times >"$work/times0"
         s0=$(process_ticks "$server"); m0=$(process_ticks "$mock"); b0=$(busy_ticks)
@@ -175,7 +194,7 @@ echo
 echo "| configuration | requests | errors | req/s | p50 µs | p99 µs | server CPU µs/request | server core busy (min of rounds) | median ratio to ceiling | added server CPU µs/request | introspections/request |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 awk -F'\t' -v hz="$hz" -v rounds="$rounds" \
-    -v labels="${labels[0]}|${labels[1]}|${labels[2]}|${labels[3]}" '
+    -v labels="$(IFS='|'; echo "${labels[*]}")" -v configs="$configs" '
     function median(a, n,    i, j, t) {
         for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
@@ -191,7 +210,7 @@ awk -F'\t' -v hz="$hz" -v rounds="$rounds" \
     END {
         split(labels, label, "|")
         ceiling_cpu = ticks[0] * 1000000 / hz / req[0]
-        for (c = 0; c < 4; c++) {
+        for (c = 0; c < configs; c++) {
             delete a; for (k = 1; k <= n[c]; k++) a[k] = rps[k, c] / rps[k, 0]; ratio = median(a, n[c])
             delete a; for (k = 1; k <= n[c]; k++) a[k] = p50[c, k]; m50 = median(a, n[c])
             delete a; for (k = 1; k <= n[c]; k++) a[k] = p99[c, k]; m99 = median(a, n[c])
@@ -201,17 +220,22 @@ awk -F'\t' -v hz="$hz" -v rounds="$rounds" \
                 minbusy[c] < 0.95 ? " NOT saturated: the generator side is the bottleneck" : "",
                 ratio, cpu - ceiling_cpu, calls[c] / req[c]
             if (c == 2) { warm_ratio = ratio; warm_added = cpu - ceiling_cpu; warm_p99 = m99 }
+            if (c == 4) { jwt_added = cpu - ceiling_cpu; jwt_rps = req[c] / dur[c]; jwt_cpu = cpu }
+            if (c == 5) { every_rps = req[c] / dur[c]; every_cpu = cpu }
             if (c == 0) ceiling_p99 = m99
         }
         printf "\np50/p99: medians over the %d rounds. Server CPU: utime+stime of the server process over the rounds / requests.\n", rounds
         printf "Other processes (total busy CPU minus server, mock AS and wrk): at most %.2f cores during any run.\n", maxother
         printf "\nwarm cache: median ratio %.3f (target >= 0.90), added server CPU %.2f µs/request (target <= 1.0), p99 %d µs vs ceiling %d µs (%+.0f%%, target <= +10%%)\n",
             warm_ratio, warm_added, warm_p99, ceiling_p99, (warm_p99 / ceiling_p99 - 1) * 100
+        printf "JWT warm cache: added server CPU %.2f µs/request (introspected warm: %.2f; target: within 0.1)\n", jwt_added, warm_added
+        printf "JWT warm cache vs signature on every request: %.2fx the throughput (target >= 3), %.2f vs %.2f µs server CPU/request\n",
+            jwt_rps / every_rps, jwt_cpu, every_cpu
     }' "$results"
-stats=$(curl -fs "http://127.0.0.1:$((port + 4))/stats")
+stats=$(curl -fs "http://127.0.0.1:$((port + 6))/stats")
 echo "cache after the rounds: $stats (warm-up made $warm_calls introspection calls; any more were made under load)"
 if [ -n "$metrics_flag" ]; then
-    recorded=$(curl -fs "http://127.0.0.1:$((port + 4))/metrics" |
+    recorded=$(curl -fs "http://127.0.0.1:$((port + 6))/metrics" |
         awk '/^tower_introspect_cache_lookups_total\{result="hit"\}/ { print $2 }')
     echo "metrics on: the Prometheus recorder counted ${recorded:-no} cache hits"
     if [ -z "$recorded" ]; then
@@ -221,7 +245,7 @@ if [ -n "$metrics_flag" ]; then
 fi
 
 if [ -n "$perf_config" ]; then
-    for i in 0 1 2 3; do [ "${names[$i]}" = "$perf_config" ] && break; done
+    for i in $(seq 0 $((configs - 1))); do [ "${names[$i]}" = "$perf_config" ] && break; done
     echo
     echo "# profile of the server under wrk, configuration $perf_config"
     echo "perf record -e cpu-clock -g -p $server -- sleep $perf_seconds"

@@ -27,3 +27,39 @@ impl TokenVerifier for ParsingVerifier {
         Ok(Principal::new(claims.into()))
     }
 }
+
+/// The issuer of the benches' JWT access tokens.
+pub const JWT_ISSUER: &str = "https://auth.example.com";
+/// The audience they are minted for.
+pub const JWT_AUDIENCE: &str = "https://mcp.example.com/mcp";
+
+/// A JWT access token (ES256, `typ: at+jwt`) carrying the claims of [`ACTIVE_BODY`], numbered `i`
+/// (in `sub` and `jti`), signed with the test key in `tests/fixtures/jwt/es256-a.pem`.
+pub fn jwt(i: u64) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let key = EncodingKey::from_ec_pem(include_bytes!("../../tests/fixtures/jwt/es256-a.pem"))
+        .expect("the fixture key");
+    let mut header = Header::new(Algorithm::ES256);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some("key-a".into());
+    let claims = serde_json::json!({
+        "scope": "read write", "client_id": "mcp-client", "username": format!("user{i}"),
+        "exp": 4102444800_i64, "iat": 1764000000_i64,
+        "sub": format!("3c9d5f9e-8a4b-4f3e-9d2a-{i:012}"), "aud": JWT_AUDIENCE,
+        "iss": JWT_ISSUER, "jti": format!("9f1c2d3e-4b5a-6978-8a9b-{i:012}"),
+    });
+    jsonwebtoken::encode(&header, &claims, &key).expect("signing")
+}
+
+/// A verifier of [`jwt`] tokens with the fixture's public key: no network.
+pub fn jwt_issuer() -> tower_introspect::jwt::JwtIssuer {
+    tower_introspect::jwt::JwtIssuer::builder(JWT_ISSUER)
+        .audience(JWT_AUDIENCE)
+        .pem_key(
+            tower_introspect::jwt::JwsAlgorithm::ES256,
+            include_bytes!("../../tests/fixtures/jwt/es256-a.pub.pem"),
+            Some("key-a"),
+        )
+        .build()
+        .expect("the fixture issuer")
+}
