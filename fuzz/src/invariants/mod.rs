@@ -3,5 +3,6 @@
 pub mod authorization_header;
 pub mod challenge_renderer;
 pub mod introspection_response;
+pub mod jwt_access_token;
 pub mod mcp_body_classifier;
 pub mod session_binding;
