@@ -22,10 +22,8 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use support::ParsingVerifier;
 use tower::{Service, ServiceExt, service_fn};
 use tower_introspect::bench_support::{bearer_token, token_key};
-use tower_introspect::{
-    BearerAuthLayer, CacheConfig, CachedVerifier, Principal, RequireScopeLayer, Scopes,
-    TokenVerifier,
-};
+use tower_introspect::cache::{CacheConfig, CachedVerifier};
+use tower_introspect::{BearerAuthLayer, Principal, RequireScopeLayer, Scopes, TokenVerifier};
 use tower_layer::Layer;
 
 const TOKEN: &str =
@@ -64,9 +62,9 @@ fn pieces(c: &mut Criterion) {
     });
     c.bench_function("response/parse_330_bytes", |b| {
         b.iter(|| {
-            serde_json::from_str::<tower_introspect::IntrospectionResponse>(black_box(
-                support::ACTIVE_BODY,
-            ))
+            serde_json::from_str::<tower_introspect::introspection::IntrospectionResponse>(
+                black_box(support::ACTIVE_BODY),
+            )
             .unwrap()
         })
     });

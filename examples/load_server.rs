@@ -40,7 +40,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
-use tower_introspect::{BearerAuthLayer, CacheConfig, CachedVerifier, Introspector};
+use tower_introspect::cache::{CacheConfig, CachedVerifier};
+use tower_introspect::{BearerAuthLayer, Introspector};
 
 #[path = "../benches/support/mod.rs"]
 #[allow(dead_code)]

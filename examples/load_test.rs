@@ -33,7 +33,8 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use http::Request;
 use tower::ServiceExt;
-use tower_introspect::{BearerAuthLayer, CacheConfig, CachedVerifier, TokenVerifier};
+use tower_introspect::cache::{CacheConfig, CachedVerifier};
+use tower_introspect::{BearerAuthLayer, TokenVerifier};
 
 /// The mock authorization server: every token is active; `delay_ms` slows answers down.
 #[derive(Clone, Default)]

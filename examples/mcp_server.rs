@@ -55,7 +55,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use tower_introspect::CacheConfig;
+use tower_introspect::cache::CacheConfig;
 use tower_introspect_demo::mcp_server::{AuthServerArgs, McpServer};
 use tower_introspect_demo::metrics_endpoint::MetricsEndpoint;
 use tower_introspect_demo::serve::ServeArgs;

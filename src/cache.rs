@@ -524,7 +524,7 @@ impl<V> CachedVerifier<V> {
 }
 
 impl<V: TokenVerifier> TokenVerifier for CachedVerifier<V> {
-    /// A hit, without a future: the warm path of [`BearerAuth`](crate::BearerAuth).
+    /// A hit, without a future: the warm path of [`BearerAuth`](crate::layer::BearerAuth).
     fn verify_cached(&self, token: &str) -> Option<Result<Principal, VerifyError>> {
         self.hit(&token_key(token)).map(Verdict::into_result)
     }

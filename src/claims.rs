@@ -1,7 +1,7 @@
 //! The claims of a verified token, in a form that belongs to no verifier.
 //!
 //! Every verifier (introspection, JWT, a custom one) turns what it verified into [`TokenClaims`],
-//! the same checks ([`ClaimChecks`]) judge them whichever verifier ran, and a
+//! the same checks (`ClaimChecks`) judge them whichever verifier ran, and a
 //! [`Principal`](crate::Principal) is built from them. Nothing above the verifier knows how a token
 //! was verified, except through [`VerifierKind`], which says so explicitly.
 
@@ -65,7 +65,8 @@ impl VerifierKind {
 /// epoch. The struct is `#[non_exhaustive]`: later releases may add fields.
 ///
 /// ```
-/// use tower_introspect::{Principal, Scopes, TokenClaims, VerifierKind};
+/// use tower_introspect::{Principal, Scopes};
+/// use tower_introspect::claims::{TokenClaims, VerifierKind};
 ///
 /// let mut claims = TokenClaims::default();
 /// claims.subject = Some("alice".into());

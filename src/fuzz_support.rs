@@ -52,7 +52,7 @@ pub fn www_authenticate(
         realm.map(str::to_owned),
         resource_metadata.map(str::to_owned),
         scope.map(str::to_owned),
-        crate::DEFAULT_RETRY_AFTER_SECS,
+        crate::challenge::DEFAULT_RETRY_AFTER_SECS,
     )
     .www_authenticate(rejection)
 }

@@ -17,7 +17,8 @@
 
 use tonic::server::NamedService;
 
-use crate::{BearerAuth, PathScope, RequireScope};
+use crate::layer::BearerAuth;
+use crate::scope::{PathScope, RequireScope};
 
 impl<S: NamedService> NamedService for RequireScope<S> {
     const NAME: &'static str = S::NAME;

@@ -45,9 +45,8 @@
 //! # #[cfg(feature = "axum")]
 //! # fn main() -> Result<(), tower_introspect::ConfigError> {
 //! use axum::{Router, routing::{get, post}};
-//! use tower_introspect::{
-//!     BearerAuthLayer, Introspector, Principal, ProtectedResourceMetadata, RequireScopeLayer,
-//! };
+//! use tower_introspect::{BearerAuthLayer, Introspector, Principal, RequireScopeLayer};
+//! use tower_introspect::metadata::ProtectedResourceMetadata;
 //!
 //! async fn list(principal: Principal) -> String {
 //!     format!("items for {}", principal.subject().unwrap_or("?"))
@@ -81,7 +80,7 @@
 //! The same layers go on a tonic server. Rejections become trailers-only responses, so clients see
 //! `Code::Unauthenticated`, `Code::PermissionDenied` or `Code::Unavailable`; handlers read the
 //! principal with `request.extensions().get::<Principal>()`. With the `tonic` feature a
-//! [`RequireScope`] keeps the gRPC service name, so each service can require its own scopes:
+//! [`RequireScope`](crate::scope::RequireScope) keeps the gRPC service name, so each service can require its own scopes:
 //! `.add_service(RequireScopeLayer::all(["admin"]).layer(admin_service))`. Per method, use
 //! [`PathScopeLayer`]: gRPC methods are paths (`/package.Service/Method`).
 //!
@@ -121,7 +120,7 @@
 //! MCP versions 2025-03-26 to 2026-07-28 are served side by side, by each request's
 //! `MCP-Protocol-Version`: a [`ScopeHierarchy`] on the bearer layer lets a broader scope satisfy a
 //! narrower one in every check (2026-07-28 requires it; challenges still name the narrow scope);
-//! [`StepUpScopes`] picks the scopes of a 403 challenge (by default required and granted for
+//! [`StepUpScopes`](crate::scope::StepUpScopes) picks the scopes of a 403 challenge (by default required and granted for
 //! 2025-11-25, required only otherwise; `offline_access` never, and refused in configuration);
 //! `McpScopeLayer::trust_method_headers` judges 2026-07-28 requests by their `Mcp-Method` /
 //! `Mcp-Name` headers without reading the body, and a header that disagrees with a body read is
@@ -188,7 +187,7 @@
 //!    space, `b64token` grammar, length limit, exactly one header). A header starting with
 //!    `Bearer` that breaks the grammar is malformed, never "no token"; another scheme's header is
 //!    "no token". Query-string tokens are never read.
-//! 2. The token's SHA-256 is looked up in the [`CachedVerifier`]. On a miss, one introspection
+//! 2. The token's SHA-256 is looked up in the [`CachedVerifier`](crate::cache::CachedVerifier). On a miss, one introspection
 //!    call is made, however many requests wait for the same token.
 //! 3. An `active: true` answer is validated: `exp` and `nbf` (with leeway), audience, issuer, that
 //!    it is not a refresh token (in any of the spellings servers use), and that its `scope` is
@@ -214,15 +213,15 @@
 //!
 //! # Operating it
 //!
-//! - Revocation: [`CachedVerifier::invalidate`], [`invalidate_subject`](CachedVerifier::invalidate_subject),
-//!   [`invalidate_client`](CachedVerifier::invalidate_client) and
-//!   [`invalidate_all`](CachedVerifier::invalidate_all) on the handle from
+//! - Revocation: [`CachedVerifier::invalidate`](crate::cache::CachedVerifier::invalidate), [`invalidate_subject`](crate::cache::CachedVerifier::invalidate_subject),
+//!   [`invalidate_client`](crate::cache::CachedVerifier::invalidate_client) and
+//!   [`invalidate_all`](crate::cache::CachedVerifier::invalidate_all) on the handle from
 //!   [`BearerAuthLayer::verifier`].
-//! - Outages: [`CacheConfig::stale_if_error`] (opt-in, with its revocation trade-off),
+//! - Outages: [`CacheConfig::stale_if_error`](crate::cache::CacheConfig::stale_if_error) (opt-in, with its revocation trade-off),
 //!   [`IntrospectorBuilder::max_retry_after`] for `429`s, and
 //!   [`IntrospectorBuilder::discover_lazily`] to start while the authorization server is down.
 //! - Observability: one `verify_token` tracing span per verification (fields `outcome`, `cache`,
-//!   `latency_us`), [`CachedVerifier::stats`], and with the `metrics` feature counters, a gauge and
+//!   `latency_us`), [`CachedVerifier::stats`](crate::cache::CachedVerifier::stats), and with the `metrics` feature counters, a gauge and
 //!   a latency histogram through the `metrics` facade, named in the README's metric table.
 //!
 //! # Security properties
@@ -254,77 +253,64 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
-mod cache;
-mod challenge;
-mod claims;
+pub mod cache;
+pub mod challenge;
+pub mod claims;
 mod discovery;
-mod error;
+pub mod error;
 #[cfg(feature = "axum")]
 mod extract;
-mod future;
 #[cfg(feature = "tonic")]
 mod grpc;
 mod header;
-mod hybrid;
+pub mod hybrid;
 pub mod introspection;
 pub mod jwt;
-mod layer;
+pub mod layer;
 #[cfg(feature = "mcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
 pub mod mcp;
-mod metadata;
+pub mod metadata;
 mod metrics;
-mod path_scope;
 mod principal;
 mod protocol_version;
 mod remote;
 #[cfg(feature = "rmcp")]
 mod rmcp_ext;
-mod scope;
-mod scope_hierarchy;
+pub mod scope;
+mod scopes;
 mod shared_claims;
 mod telemetry;
 mod verifier;
 
-pub use crate::cache::{
-    CacheConfig, CacheStats, CachedVerifier, DEFAULT_MAX_CAPACITY, DEFAULT_MAX_TTL,
-    DEFAULT_NEGATIVE_TTL,
-};
-pub use crate::challenge::{Challenger, DEFAULT_RETRY_AFTER_SECS, Rejection, StepUpScopes};
-pub use crate::claims::{TokenClaims, VerifierKind};
-pub use crate::error::{ConfigError, InvalidToken, Unavailable, UnavailableCause, VerifyError};
-pub use crate::future::{ResponseFuture, ScopeFuture};
-pub use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
-pub use crate::hybrid::{HybridVerifier, HybridVerifierBuilder};
-pub use crate::introspection::{
-    ClientAuth, IntrospectionResponse, Introspector, IntrospectorBuilder,
-};
-pub use crate::layer::{BearerAuth, BearerAuthLayer};
-pub use crate::metadata::{MetadataService, ProtectedResourceMetadata, WELL_KNOWN_PREFIX};
-pub use crate::path_scope::{PathScope, PathScopeLayer};
-pub use crate::principal::{Principal, Scopes};
+pub use crate::challenge::Rejection;
+pub use crate::error::{ConfigError, VerifyError};
+pub use crate::hybrid::HybridVerifier;
+pub use crate::introspection::{Introspector, IntrospectorBuilder};
+pub use crate::layer::BearerAuthLayer;
+pub use crate::principal::Principal;
 #[cfg(feature = "rmcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rmcp")))]
 pub use crate::rmcp_ext::PrincipalExt;
-pub use crate::scope::{RequireScope, RequireScopeLayer};
-pub use crate::scope_hierarchy::{ScopeHierarchy, ScopeHierarchyBuilder, ScopeHierarchyError};
+pub use crate::scope::{PathScopeLayer, RequireScopeLayer};
+pub use crate::scopes::Scopes;
 pub use crate::verifier::TokenVerifier;
 
+// Short paths for the crate's own modules (some used only with some features); the public paths
+// are the modules above.
+#[allow(unused_imports)]
+pub(crate) use crate::challenge::Challenger;
+pub(crate) use crate::claims::{TokenClaims, VerifierKind};
+pub(crate) use crate::error::{InvalidToken, Unavailable, UnavailableCause};
+#[allow(unused_imports)]
+pub(crate) use crate::introspection::IntrospectionResponse;
+pub(crate) use crate::metadata::ProtectedResourceMetadata;
+pub(crate) use crate::scope::ScopeHierarchy;
+
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzz_support;
 
-/// Internals exposed for the crate's own benchmarks; not part of the API and not semver-stable.
+#[cfg(feature = "internals")]
 #[doc(hidden)]
-pub mod bench_support {
-    /// Parses the `Authorization` header as the layer does; `Ok(None)` when no bearer token.
-    pub fn bearer_token(headers: &http::HeaderMap) -> Result<Option<&str>, &'static str> {
-        match crate::header::bearer_token(headers, crate::DEFAULT_MAX_TOKEN_LENGTH) {
-            crate::header::Credentials::Missing => Ok(None),
-            crate::header::Credentials::Malformed(reason) => Err(reason),
-            crate::header::Credentials::Bearer(token) => Ok(Some(token)),
-        }
-    }
-
-    /// The cache key of a token.
-    pub fn token_key(token: &str) -> [u8; 32] {
-        crate::cache::token_key(token)
-    }
-}
+pub mod bench_support;

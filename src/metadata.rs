@@ -6,7 +6,7 @@
 //! added or removed), or clients reject it.
 //!
 //! ```
-//! use tower_introspect::ProtectedResourceMetadata;
+//! use tower_introspect::metadata::ProtectedResourceMetadata;
 //!
 //! let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", "https://auth.example.com")?
 //!     .scopes_supported(["read", "write"])

@@ -8,13 +8,15 @@ use crate::{Principal, VerifyError};
 /// Turns a bearer token into a [`Principal`] or says why it cannot.
 ///
 /// [`Introspector`](crate::Introspector) implements it by asking the authorization server;
-/// [`CachedVerifier`](crate::CachedVerifier) wraps any verifier with a cache; tests and unusual
+/// [`CachedVerifier`](crate::cache::CachedVerifier) wraps any verifier with a cache; tests and unusual
 /// deployments can implement it directly (e.g. a static token table in development).
 ///
 /// Implementations must fail closed: anything that is not a positive, validated answer is an error.
 ///
 /// ```
-/// use tower_introspect::{InvalidToken, Principal, TokenClaims, TokenVerifier, VerifyError};
+/// use tower_introspect::{Principal, TokenVerifier, VerifyError};
+/// use tower_introspect::claims::TokenClaims;
+/// use tower_introspect::error::InvalidToken;
 ///
 /// /// Accepts exactly one development token.
 /// struct DevToken;
@@ -37,7 +39,7 @@ pub trait TokenVerifier: Send + Sync + 'static {
     /// The verdict on `token` when it is known at once, without waiting (e.g. a cache hit);
     /// `None`, the default, when [`verify`](Self::verify) must be called.
     ///
-    /// [`BearerAuth`](crate::BearerAuth) asks this first, so that a request answered from a cache
+    /// [`BearerAuth`](crate::layer::BearerAuth) asks this first, so that a request answered from a cache
     /// costs no future, no copy of the token and no second lookup. An implementation must give the
     /// verdict `verify` would give, and must not block.
     fn verify_cached(&self, token: &str) -> Option<Result<Principal, VerifyError>> {

@@ -9,7 +9,7 @@ use common::*;
 use http::Request;
 use serde_json::json;
 use tower::ServiceExt;
-use tower_introspect::{CacheConfig, CacheStats};
+use tower_introspect::cache::{CacheConfig, CacheStats};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -298,7 +298,7 @@ impl tower_introspect::TokenVerifier for GatedVerifier {
     ) -> Result<tower_introspect::Principal, tower_introspect::VerifyError> {
         self.started.send(token.to_owned()).unwrap();
         self.release.acquire().await.unwrap().forget();
-        let mut claims = tower_introspect::TokenClaims::default();
+        let mut claims = tower_introspect::claims::TokenClaims::default();
         claims.subject = Some(token.to_owned());
         Ok(tower_introspect::Principal::new(claims))
     }
@@ -322,7 +322,8 @@ async fn no_call_started(calls: &mut tokio::sync::mpsc::UnboundedReceiver<String
 
 #[tokio::test]
 async fn invalidate_during_an_introspection_in_flight_wins() {
-    use tower_introspect::{CachedVerifier, TokenVerifier};
+    use tower_introspect::TokenVerifier;
+    use tower_introspect::cache::CachedVerifier;
     let (verifier, mut calls) = GatedVerifier::new();
     let cache = CachedVerifier::new(verifier, CacheConfig::default());
 
@@ -365,7 +366,8 @@ async fn invalidate_during_an_introspection_in_flight_wins() {
 
 #[tokio::test]
 async fn invalidate_all_during_introspections_in_flight_wins() {
-    use tower_introspect::{CachedVerifier, TokenVerifier};
+    use tower_introspect::TokenVerifier;
+    use tower_introspect::cache::CachedVerifier;
     let (verifier, mut calls) = GatedVerifier::new();
     let cache = CachedVerifier::new(verifier, CacheConfig::default());
 
@@ -401,7 +403,8 @@ async fn invalidate_all_during_introspections_in_flight_wins() {
 
 #[tokio::test]
 async fn an_abandoned_introspection_leaves_no_flight_behind() {
-    use tower_introspect::{CachedVerifier, TokenVerifier};
+    use tower_introspect::TokenVerifier;
+    use tower_introspect::cache::CachedVerifier;
     let (verifier, mut calls) = GatedVerifier::new();
     let cache = CachedVerifier::new(verifier, CacheConfig::default());
 
@@ -437,7 +440,7 @@ impl tower_introspect::TokenVerifier for ReadyVerdicts {
     ) -> Result<tower_introspect::Principal, tower_introspect::VerifyError> {
         self.verify_calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Err(tower_introspect::InvalidToken::Inactive.into())
+        Err(tower_introspect::error::InvalidToken::Inactive.into())
     }
 
     fn verify_cached(
@@ -446,13 +449,15 @@ impl tower_introspect::TokenVerifier for ReadyVerdicts {
     ) -> Option<Result<tower_introspect::Principal, tower_introspect::VerifyError>> {
         match token {
             "ready" => Some(Ok(tower_introspect::Principal::new(
-                serde_json::from_value::<tower_introspect::IntrospectionResponse>(active(
-                    "alice", "read",
-                ))
+                serde_json::from_value::<tower_introspect::introspection::IntrospectionResponse>(
+                    active("alice", "read"),
+                )
                 .unwrap()
                 .into(),
             ))),
-            "ready-but-revoked" => Some(Err(tower_introspect::InvalidToken::Inactive.into())),
+            "ready-but-revoked" => {
+                Some(Err(tower_introspect::error::InvalidToken::Inactive.into()))
+            }
             _ => None,
         }
     }
@@ -592,7 +597,8 @@ async fn invalidate_client_forgets_only_that_clients_verdicts() {
 
 #[tokio::test]
 async fn invalidate_subject_during_an_introspection_in_flight_wins() {
-    use tower_introspect::{CachedVerifier, TokenVerifier};
+    use tower_introspect::TokenVerifier;
+    use tower_introspect::cache::CachedVerifier;
     let (verifier, mut calls) = GatedVerifier::new();
     let cache = CachedVerifier::new(verifier, CacheConfig::default());
 

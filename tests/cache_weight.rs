@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 #[path = "../benches/support/mod.rs"]
 #[allow(dead_code)]
 mod support;
-use tower_introspect::{
-    CacheConfig, CachedVerifier, IntrospectionResponse, Principal, TokenVerifier, VerifyError,
-};
+use tower_introspect::cache::{CacheConfig, CachedVerifier};
+use tower_introspect::introspection::IntrospectionResponse;
+use tower_introspect::{Principal, TokenVerifier, VerifyError};
 
 /// Counts the bytes currently allocated (as requested, allocator overhead aside).
 struct Counting;

@@ -6,9 +6,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
 use serde_json::json;
-use tower_introspect::{
-    ConfigError, Introspector, InvalidToken, TokenVerifier, UnavailableCause, VerifyError,
-};
+use tower_introspect::error::{InvalidToken, UnavailableCause};
+use tower_introspect::{ConfigError, Introspector, TokenVerifier, VerifyError};
 use wiremock::matchers::{body_string, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

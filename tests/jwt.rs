@@ -15,10 +15,10 @@ use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use tower_introspect::cache::{CacheConfig, CachedVerifier};
+use tower_introspect::claims::VerifierKind;
 use tower_introspect::jwt::{JwsAlgorithm, JwtIssuer, JwtVerifier};
-use tower_introspect::{
-    BearerAuthLayer, CacheConfig, CachedVerifier, Principal, TokenVerifier, VerifierKind,
-};
+use tower_introspect::{BearerAuthLayer, Principal, TokenVerifier};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -337,7 +337,7 @@ async fn kid_injection_is_a_lookup_miss_never_a_path_or_a_query() {
         let mut header = header_of(&a);
         header["kid"] = json!(kid);
         let token = sign_raw(&a, &header, &claims(&issuer.url()));
-        let expected = if token.len() > tower_introspect::DEFAULT_MAX_TOKEN_LENGTH {
+        let expected = if token.len() > tower_introspect::layer::DEFAULT_MAX_TOKEN_LENGTH {
             // Longer than the layer accepts: refused before any verifier runs.
             400
         } else {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use tower_introspect::{CacheConfig, Introspector};
+use tower_introspect::Introspector;
+use tower_introspect::cache::CacheConfig;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -131,7 +131,7 @@ fn base_policy(policy: McpScopePolicy) -> McpScopePolicy {
 fn bearer_layer(
     server: &MockServer,
     allow_anonymous: bool,
-) -> BearerAuthLayer<tower_introspect::CachedVerifier<tower_introspect::Introspector>> {
+) -> BearerAuthLayer<tower_introspect::cache::CachedVerifier<tower_introspect::Introspector>> {
     BearerAuthLayer::introspect(introspector_for(server).build().unwrap())
         .resource_metadata(METADATA)
         .allow_missing_token(allow_anonymous)

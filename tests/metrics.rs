@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
-use tower_introspect::CacheConfig;
+use tower_introspect::cache::CacheConfig;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -13,7 +13,7 @@ use oauth_provider::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tower_introspect::CacheConfig;
+use tower_introspect::cache::CacheConfig;
 use tower_introspect_demo::mcp_client::{McpSession, Outcome};
 use tower_introspect_demo::mcp_server::{AuthSettings, McpServer};
 

@@ -20,10 +20,9 @@ use http_body::{Body, Frame};
 use http_body_util::Full;
 use tower::ServiceExt;
 use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy};
-use tower_introspect::{
-    BearerAuthLayer, PathScopeLayer, Principal, ProtectedResourceMetadata, RequireScopeLayer,
-    ScopeHierarchy, StepUpScopes,
-};
+use tower_introspect::metadata::ProtectedResourceMetadata;
+use tower_introspect::scope::{ScopeHierarchy, StepUpScopes};
+use tower_introspect::{BearerAuthLayer, PathScopeLayer, Principal, RequireScopeLayer};
 use wiremock::MockServer;
 
 const MCP_READ: &str =
@@ -42,9 +41,9 @@ fn repo_hierarchy() -> ScopeHierarchy {
 async fn every_check(
     server: &MockServer,
     configure: impl FnOnce(
-        BearerAuthLayer<tower_introspect::CachedVerifier<tower_introspect::Introspector>>,
+        BearerAuthLayer<tower_introspect::cache::CachedVerifier<tower_introspect::Introspector>>,
     ) -> BearerAuthLayer<
-        tower_introspect::CachedVerifier<tower_introspect::Introspector>,
+        tower_introspect::cache::CachedVerifier<tower_introspect::Introspector>,
     >,
 ) -> (SocketAddr, Arc<AtomicUsize>) {
     let reached = Arc::new(AtomicUsize::new(0));
@@ -342,7 +341,7 @@ async fn through_scope_layer(
     for (name, value) in headers {
         request.headers_mut().insert(*name, value.parse().unwrap());
     }
-    let claims: tower_introspect::IntrospectionResponse =
+    let claims: tower_introspect::introspection::IntrospectionResponse =
         serde_json::from_value(active("rita", "read")).unwrap();
     request
         .extensions_mut()

@@ -6,7 +6,8 @@ use axum::Router;
 use axum::routing;
 use common::*;
 use serde_json::json;
-use tower_introspect::{BearerAuthLayer, Principal, ProtectedResourceMetadata, RequireScopeLayer};
+use tower_introspect::metadata::ProtectedResourceMetadata;
+use tower_introspect::{BearerAuthLayer, Principal, RequireScopeLayer};
 use wiremock::MockServer;
 
 async fn me(principal: Principal) -> String {

@@ -17,7 +17,7 @@ const RESOURCE: &str = "https://mcp.example/mcp";
 const TTL: Duration = Duration::from_secs(600);
 
 fn principal(sub: &str, client: &str) -> Principal {
-    let mut claims = tower_introspect::TokenClaims::default();
+    let mut claims = tower_introspect::claims::TokenClaims::default();
     claims.issuer = Some("https://as.example".into());
     claims.subject = Some(sub.into());
     claims.client_id = Some(client.into());
@@ -253,7 +253,7 @@ fn oversized_values_are_refused_before_decoding_and_never_sealed() {
 
 #[test]
 fn a_principal_naming_nobody_cannot_seal_or_open() {
-    let nobody = Principal::new(tower_introspect::TokenClaims::default());
+    let nobody = Principal::new(tower_introspect::claims::TokenClaims::default());
     assert!(OwnerKey::of(&nobody).is_none());
     assert!(matches!(
         sealer().seal(&nobody, RESOURCE, TTL, b"x"),
@@ -318,7 +318,7 @@ async fn token_only_principals_are_bound_to_their_own_token() {
     }
     let app = common::protected(
         common::introspector_for(&server).build().unwrap(),
-        tower_introspect::CacheConfig::default(),
+        tower_introspect::cache::CacheConfig::default(),
         |layer| layer,
     );
     let addr = common::serve(app.router).await;

@@ -11,7 +11,7 @@ use common::*;
 use http::Request;
 use serde_json::json;
 use tower::ServiceExt;
-use tower_introspect::CacheConfig;
+use tower_introspect::cache::CacheConfig;
 use tracing_subscriber::fmt::MakeWriter;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};

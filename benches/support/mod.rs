@@ -3,9 +3,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tower_introspect::{
-    IntrospectionResponse, Principal, TokenVerifier, UnavailableCause, VerifyError,
-};
+use tower_introspect::error::UnavailableCause;
+use tower_introspect::introspection::IntrospectionResponse;
+use tower_introspect::{Principal, TokenVerifier, VerifyError};
 
 /// A realistic active introspection response (~330 bytes, as Keycloak-like servers send).
 pub const ACTIVE_BODY: &str = r#"{"active":true,"scope":"read write","client_id":"mcp-client","username":"alice",

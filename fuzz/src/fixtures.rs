@@ -1,8 +1,9 @@
 //! A deployment like the demo MCP server's: its per-tool policy and its callers.
 
 use http::HeaderValue;
+use tower_introspect::introspection::IntrospectionResponse;
 use tower_introspect::mcp::{McpScopePolicy, Requirement};
-use tower_introspect::{IntrospectionResponse, Principal, Scopes};
+use tower_introspect::{Principal, Scopes};
 
 /// The scopes a fuzzed caller may hold (a bit each in [`caller`]'s mask).
 pub const SCOPES: [&str; 3] = ["read", "write", "admin"];

@@ -2,7 +2,7 @@
 //!
 //! [`Introspector`] asks the authorization server whether a token is active, validates the answer
 //! (expiry, not-before, audience, issuer, token type) and turns it into a [`Principal`]. It does not
-//! cache: wrap it in a [`CachedVerifier`](crate::CachedVerifier) (as
+//! cache: wrap it in a [`CachedVerifier`](crate::cache::CachedVerifier) (as
 //! [`BearerAuthLayer::introspect`](crate::BearerAuthLayer::introspect) does) so that the
 //! authorization server sees one call per token per cache lifetime, not one per request.
 

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::principal::Scopes;
+use crate::Scopes;
 use crate::{TokenClaims, VerifierKind};
 
 /// The members of an introspection response (RFC 7662 §2.2).
@@ -284,6 +284,17 @@ impl From<IntrospectionResponse> for TokenClaims {
     }
 }
 
+/// Accepts the RFC 7662 string form, `null`, or (as some servers send) an array of strings.
+impl<'de> Deserialize<'de> for Scopes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+            None => Scopes::new(),
+            Some(OneOrMany::One(text)) => Scopes::parse(&text),
+            Some(OneOrMany::Many(list)) => list.iter().collect(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +370,16 @@ mod tests {
     fn audience_as_string() {
         let r = parse(r#"{"active":true,"aud":"https://rs"}"#).unwrap();
         assert_eq!(r.aud, ["https://rs"]);
+    }
+
+    #[test]
+    fn deserializes_string_null_and_array() {
+        let s: Scopes = serde_json::from_str(r#""a b""#).unwrap();
+        assert_eq!(s.to_string(), "a b");
+        let s: Scopes = serde_json::from_str("null").unwrap();
+        assert!(s.is_empty());
+        let s: Scopes = serde_json::from_str(r#"["b","a b"]"#).unwrap();
+        assert_eq!(s.to_string(), "a b");
+        assert!(serde_json::from_str::<Scopes>("3").is_err());
     }
 }

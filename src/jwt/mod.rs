@@ -6,11 +6,11 @@
 //! issuer only, so a token naming issuer A is never checked with issuer B's keys, and a token
 //! naming no trusted issuer is refused without any network call.
 //!
-//! Wrap it in a [`CachedVerifier`](crate::CachedVerifier) (as [`BearerAuthLayer::jwt`]
+//! Wrap it in a [`CachedVerifier`](crate::cache::CachedVerifier) (as [`BearerAuthLayer::jwt`]
 //! does) and a verified token costs what an introspected one does on the warm path: a cache hit
 //! under the token's hash, never past `exp`. What local verification cannot know is
 //! revocation: a revoked JWT stays valid until it expires. Where that matters, see
-//! [`HybridVerifierBuilder::introspect_jwts`](crate::HybridVerifierBuilder::introspect_jwts).
+//! [`HybridVerifierBuilder::introspect_jwts`](crate::hybrid::HybridVerifierBuilder::introspect_jwts).
 //!
 //! [`BearerAuthLayer::jwt`]: crate::BearerAuthLayer::jwt
 //!

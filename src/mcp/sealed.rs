@@ -200,7 +200,8 @@ pub enum OpenError {
 /// ```
 /// use std::time::Duration;
 /// use tower_introspect::mcp::{SealingKey, StateSealer};
-/// # use tower_introspect::{Principal, TokenClaims};
+/// # use tower_introspect::Principal;
+/// # use tower_introspect::claims::TokenClaims;
 /// # let mut claims = TokenClaims::default();
 /// # claims.issuer = Some("https://as.example".into());
 /// # claims.subject = Some("alice".into());

@@ -9,9 +9,8 @@ use axum::Router;
 use axum::extract::Request;
 use axum::routing::any;
 use serde_json::{Value, json};
-use tower_introspect::{
-    BearerAuthLayer, CacheConfig, CachedVerifier, Introspector, IntrospectorBuilder, Principal,
-};
+use tower_introspect::cache::{CacheConfig, CachedVerifier};
+use tower_introspect::{BearerAuthLayer, Introspector, IntrospectorBuilder, Principal};
 use wiremock::matchers::{method, path};
 use wiremock::{Match, Mock, MockServer, ResponseTemplate};
 

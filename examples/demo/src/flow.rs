@@ -17,7 +17,9 @@ use oauth_provider::{
 };
 use serde_json::json;
 use tokio::net::TcpListener;
-use tower_introspect::{CacheConfig, InvalidToken, Scopes, TokenVerifier, VerifyError};
+use tower_introspect::cache::CacheConfig;
+use tower_introspect::error::InvalidToken;
+use tower_introspect::{Scopes, TokenVerifier, VerifyError};
 
 use crate::mcp_client::{McpSession, Outcome};
 use crate::mcp_server::{Access, AuthSettings, McpServer, TOOLS, TokenMode};

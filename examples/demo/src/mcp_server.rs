@@ -19,12 +19,11 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower_introspect::cache::{CacheConfig, CachedVerifier};
 use tower_introspect::jwt::{JwtIssuer, JwtVerifier};
 use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer, OwnerKey};
-use tower_introspect::{
-    BearerAuthLayer, CacheConfig, CachedVerifier, HybridVerifier, Introspector, Principal,
-    PrincipalExt, ProtectedResourceMetadata,
-};
+use tower_introspect::metadata::ProtectedResourceMetadata;
+use tower_introspect::{BearerAuthLayer, HybridVerifier, Introspector, Principal, PrincipalExt};
 
 use crate::confirmation::{self, DELETE_NOTE, RequestStates, Step};
 use crate::serve::{ServeOptions, serve};

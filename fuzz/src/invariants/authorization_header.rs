@@ -4,8 +4,8 @@
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
-use tower_introspect::DEFAULT_MAX_TOKEN_LENGTH;
 use tower_introspect::bench_support::bearer_token;
+use tower_introspect::layer::DEFAULT_MAX_TOKEN_LENGTH;
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`, from RFC 6750.
 fn is_b64token(token: &[u8]) -> bool {

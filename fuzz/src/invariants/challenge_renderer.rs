@@ -3,8 +3,9 @@
 //! parser) to the `Bearer` scheme with exactly the intended parameters, in order, each value being
 //! the configured one with what cannot appear in a header dropped, and nothing else.
 
+use tower_introspect::error::InvalidToken;
 use tower_introspect::fuzz_support::www_authenticate;
-use tower_introspect::{InvalidToken, Rejection, Scopes};
+use tower_introspect::{Rejection, Scopes};
 
 use crate::auth_param::parse_challenge;
 

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tower_introspect::Principal;
 use tower_introspect::fuzz_support::validate;
-use tower_introspect::{IntrospectionResponse, Principal};
+use tower_introspect::introspection::IntrospectionResponse;
 
 const NOW: i64 = 1_800_000_000;
 const AUDIENCE: &str = "https://rs.example/mcp";

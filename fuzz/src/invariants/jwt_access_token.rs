@@ -27,9 +27,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
+use tower_introspect::VerifyError;
+use tower_introspect::claims::TokenClaims;
+use tower_introspect::error::InvalidToken;
 use tower_introspect::fuzz_support::{ParsedJwt, check_claims, jwt_claims, jwt_parse, jwt_verify};
 use tower_introspect::jwt::{JwsAlgorithm, JwtIssuer};
-use tower_introspect::{InvalidToken, TokenClaims, VerifyError};
 
 /// The issuer the verifier trusts.
 pub const ISSUER: &str = "https://as.example";

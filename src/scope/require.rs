@@ -24,8 +24,8 @@ use http::{HeaderMap, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::ScopeFuture;
 use crate::challenge::{Challenger, Rejection};
-use crate::future::ScopeFuture;
 use crate::{Principal, Scopes};
 
 /// How the required scopes combine.

@@ -18,7 +18,8 @@ use crate::Scopes;
 /// Which granted scopes satisfy which required ones. The default matches exactly.
 ///
 /// ```
-/// use tower_introspect::{ScopeHierarchy, Scopes};
+/// use tower_introspect::Scopes;
+/// use tower_introspect::scope::ScopeHierarchy;
 ///
 /// let hierarchy = ScopeHierarchy::builder()
 ///     .implies("repo:admin", ["repo:write"])

@@ -1,4 +1,4 @@
-//! The response future of [`BearerAuth`](crate::BearerAuth).
+//! The response future of [`BearerAuth`](super::BearerAuth).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,9 +9,10 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::layer::Settings;
+use super::Settings;
+use super::admission::{admit, refusal};
 use crate::telemetry::{CacheResult, VerificationSpan};
-use crate::{Principal, Rejection, VerifyError};
+use crate::{Principal, VerifyError};
 
 /// A verification in flight: boxed because the verifier's future type cannot be named.
 pub(crate) type Verification = Pin<Box<dyn Future<Output = Result<Principal, VerifyError>> + Send>>;
@@ -136,85 +137,6 @@ where
                     }
                 }
             }
-        }
-    }
-}
-
-/// Lets a verified request in: the principal, carrying the layer's challenger, goes into the
-/// request extensions for the inner service.
-pub(crate) fn admit<B>(request: &mut Request<B>, principal: Principal, settings: &Settings) {
-    tracing::debug!(
-        subject = principal.subject().unwrap_or_default(),
-        client_id = principal.client_id().unwrap_or_default(),
-        "bearer token accepted"
-    );
-    request
-        .extensions_mut()
-        .insert(principal.with_challenger(&settings.challenger));
-}
-
-/// Why a failed verification refuses the request.
-pub(crate) fn refusal(error: VerifyError) -> Rejection {
-    match error {
-        VerifyError::Invalid(reason) => {
-            tracing::debug!(%reason, "bearer token rejected");
-            Rejection::InvalidToken(reason)
-        }
-        VerifyError::Unavailable(_) => Rejection::Unavailable,
-        // Rounded up: a client that retries when told never arrives early.
-        VerifyError::Throttled(wait) => Rejection::Throttled(
-            u32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
-                .unwrap_or(u32::MAX)
-                .max(1),
-        ),
-    }
-}
-
-pin_project! {
-    /// Response future of [`RequireScope`](crate::RequireScope): the inner service's future, or a
-    /// rejection that is ready at once.
-    pub struct ScopeFuture<F, B> {
-        #[pin]
-        state: ScopeState<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = ScopeStateProj]
-    enum ScopeState<F, B> {
-        Inner { #[pin] future: F },
-        Rejected { response: Option<Response<B>> },
-    }
-}
-
-impl<F, B> ScopeFuture<F, B> {
-    pub(crate) fn inner(future: F) -> Self {
-        Self {
-            state: ScopeState::Inner { future },
-        }
-    }
-
-    pub(crate) fn rejected(response: Response<B>) -> Self {
-        Self {
-            state: ScopeState::Rejected {
-                response: Some(response),
-            },
-        }
-    }
-}
-
-impl<F, B, E> Future for ScopeFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            ScopeStateProj::Inner { future } => future.poll(cx),
-            ScopeStateProj::Rejected { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("ScopeFuture polled after completion"))),
         }
     }
 }

@@ -10,9 +10,9 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::ScopeFuture;
+use super::guard;
 use crate::Scopes;
-use crate::future::ScopeFuture;
-use crate::scope::guard;
 
 /// Requires scopes by request path: exact paths first, then the longest matching prefix, then a
 /// default.

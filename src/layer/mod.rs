@@ -11,33 +11,23 @@ use tower_service::Service;
 use tracing::Instrument;
 
 use crate::cache::{CacheConfig, CachedVerifier, token_key};
-use crate::challenge::{ChallengeContext, Challenger, Rejection, StepUpScopes};
-use crate::future::{ResponseFuture, admit, refusal};
-use crate::header::{Credentials, DEFAULT_MAX_TOKEN_LENGTH, bearer_token};
+use crate::challenge::{ChallengeContext, Challenger, Rejection};
+use crate::scope::StepUpScopes;
+mod admission;
+mod future;
+mod settings;
+
+use self::admission::{admit, refusal};
+pub use self::future::ResponseFuture;
+pub(crate) use self::settings::Settings;
+pub use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
+use crate::header::{Credentials, bearer_token};
 use crate::jwt::JwtVerifier;
 use crate::metrics::{self, Unverified};
 use crate::telemetry::{CacheResult, VerificationSpan};
 use crate::{
     HybridVerifier, Introspector, ProtectedResourceMetadata, ScopeHierarchy, Scopes, TokenVerifier,
 };
-
-/// What every [`BearerAuth`] clone shares besides the verifier.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) challenger: Arc<Challenger>,
-    allow_missing_token: bool,
-    max_token_length: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            challenger: Arc::default(),
-            allow_missing_token: false,
-            max_token_length: DEFAULT_MAX_TOKEN_LENGTH,
-        }
-    }
-}
 
 /// Validates the bearer token of every request and hands the caller's
 /// [`Principal`](crate::Principal) to the inner service as a request extension.

@@ -1,0 +1,24 @@
+//! The settings every clone of the bearer layer's service shares.
+
+use std::sync::Arc;
+
+use crate::challenge::Challenger;
+use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
+
+/// What every [`BearerAuth`] clone shares besides the verifier.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) challenger: Arc<Challenger>,
+    pub(crate) allow_missing_token: bool,
+    pub(crate) max_token_length: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            challenger: Arc::default(),
+            allow_missing_token: false,
+            max_token_length: DEFAULT_MAX_TOKEN_LENGTH,
+        }
+    }
+}
