@@ -224,7 +224,7 @@ async fn memory() {
     for i in 0..ENTRIES {
         cache.verify(&format!("memory-token-{i:08}")).await.unwrap();
     }
-    cache.run_pending_tasks().await;
+    cache.run_pending_tasks();
     assert_eq!(cache.entry_count(), ENTRIES);
     let live = LIVE_BYTES
         .load(Ordering::Relaxed)

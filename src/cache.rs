@@ -431,7 +431,7 @@ impl<V> CachedVerifier<V> {
     ///
     /// A call for `token` already in flight is not cached when it ends, and requests from now on
     /// do not wait for it: they start a new call.
-    pub async fn invalidate(&self, token: &str) {
+    pub fn invalidate(&self, token: &str) {
         let key = token_key(token);
         let state = &*self.state;
         let mut flights = state.flights();
@@ -497,7 +497,7 @@ impl<V> CachedVerifier<V> {
 
     /// Runs the cache's pending maintenance (evictions, expirations) now. Useful in tests and
     /// before reading [`entry_count`](Self::entry_count).
-    pub async fn run_pending_tasks(&self) {
+    pub fn run_pending_tasks(&self) {
         self.state.cache.run_pending_tasks();
     }
 

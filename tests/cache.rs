@@ -214,7 +214,7 @@ async fn invalidate_forgets_a_token() {
         assert_eq!(send(&app, token).await, 200);
     }
     assert_eq!(app.cache.stats().introspection_calls, 2);
-    app.cache.invalidate("tok").await;
+    app.cache.invalidate("tok");
     assert_eq!(send(&app, "tok").await, 200);
     assert_eq!(send(&app, "other").await, 200);
     assert_eq!(
@@ -238,7 +238,7 @@ async fn capacity_bounds_the_entries() {
     for i in 0..50 {
         assert_eq!(send(&app, &format!("t{i}")).await, 200);
     }
-    app.cache.run_pending_tasks().await;
+    app.cache.run_pending_tasks();
     assert!(app.cache.entry_count() <= 10, "{}", app.cache.entry_count());
 }
 
@@ -267,7 +267,7 @@ async fn byte_bound_limits_memory_not_count() {
     for i in 0..40 {
         assert_eq!(send(&app, &format!("t{i}")).await, 200);
     }
-    app.cache.run_pending_tasks().await;
+    app.cache.run_pending_tasks();
     // Each entry weighs over 2 KB: at most 9 fit in 20 KB, whatever max_capacity would allow.
     let entries = app.cache.entry_count();
     assert!((1..=9).contains(&entries), "{entries} entries");
@@ -335,7 +335,7 @@ async fn invalidate_during_an_introspection_in_flight_wins() {
     assert_eq!(next_call(&mut calls).await, "tok");
 
     // The token is revoked and invalidated while its call is in flight.
-    cache.invalidate("tok").await;
+    cache.invalidate("tok");
 
     // A request after the invalidation does not wait for the old call: it starts a new one.
     let after = tokio::spawn({
@@ -348,7 +348,7 @@ async fn invalidate_during_an_introspection_in_flight_wins() {
     // but it is not cached.
     cache.inner().release.add_permits(1);
     assert!(before.await.unwrap().is_ok());
-    cache.run_pending_tasks().await;
+    cache.run_pending_tasks();
     assert_eq!(
         cache.entry_count(),
         0,
@@ -387,7 +387,7 @@ async fn invalidate_all_during_introspections_in_flight_wins() {
     for task in in_flight {
         assert!(task.await.unwrap().is_ok());
     }
-    cache.run_pending_tasks().await;
+    cache.run_pending_tasks();
     assert_eq!(
         cache.entry_count(),
         0,
@@ -568,7 +568,7 @@ async fn invalidate_subject_forgets_only_that_subjects_verdicts() {
         (6, 1),
         "only alice's two tokens are asked about again; the negative entry stays: {stats:?}"
     );
-    app.cache.run_pending_tasks().await;
+    app.cache.run_pending_tasks();
     assert_eq!(app.cache.entry_count(), 4);
 }
 
@@ -619,7 +619,7 @@ async fn invalidate_subject_during_an_introspection_in_flight_wins() {
 
     cache.inner().release.add_permits(1);
     assert!(before.await.unwrap().is_ok());
-    cache.run_pending_tasks().await;
+    cache.run_pending_tasks();
     assert_eq!(
         cache.entry_count(),
         0,
