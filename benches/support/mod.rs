@@ -51,6 +51,15 @@ pub fn jwt(i: u64) -> String {
     jsonwebtoken::encode(&header, &claims, &key).expect("signing")
 }
 
+/// The fixture key's public point (SEC1, uncompressed), as the verifier holds it.
+pub fn jwt_public_point() -> Vec<u8> {
+    let key = jsonwebtoken::DecodingKey::from_ec_pem(include_bytes!(
+        "../../tests/fixtures/jwt/es256-a.pub.pem"
+    ))
+    .expect("the fixture key");
+    key.try_get_as_bytes().expect("an EC point").to_vec()
+}
+
 /// A verifier of [`jwt`] tokens with the fixture's public key: no network.
 pub fn jwt_issuer() -> tower_introspect::jwt::JwtIssuer {
     tower_introspect::jwt::JwtIssuer::builder(JWT_ISSUER)

@@ -90,21 +90,6 @@ impl JwsAlgorithm {
             Self::EdDSA => KeyFamily::Ed25519,
         }
     }
-
-    pub(crate) fn to_jose(self) -> jsonwebtoken::Algorithm {
-        use jsonwebtoken::Algorithm as A;
-        match self {
-            Self::RS256 => A::RS256,
-            Self::RS384 => A::RS384,
-            Self::RS512 => A::RS512,
-            Self::PS256 => A::PS256,
-            Self::PS384 => A::PS384,
-            Self::PS512 => A::PS512,
-            Self::ES256 => A::ES256,
-            Self::ES384 => A::ES384,
-            Self::EdDSA => A::EdDSA,
-        }
-    }
 }
 
 impl fmt::Display for JwsAlgorithm {
