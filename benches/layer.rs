@@ -203,11 +203,9 @@ fn requests(c: &mut Criterion) {
     // The ECDSA P-256 check alone (ring, as the verifier calls it), to tell the signature's share
     // of a miss from the parsing and claims around it.
     let (input, signature) = jwt.rsplit_once('.').unwrap();
-    let signature = base64::Engine::decode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        signature,
-    )
-    .unwrap();
+    let signature =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signature)
+            .unwrap();
     let point = support::jwt_public_point();
     c.bench_function("miss/es256_signature_only", |b| {
         b.iter(|| {
@@ -233,7 +231,9 @@ fn requests(c: &mut Criterion) {
     let mut with_principal = request(TOKEN);
     let principal = runtime.block_on(verifier().verify(TOKEN)).unwrap();
     with_principal.extensions_mut().insert(principal);
-    let mut scoped = RequireScopeLayer::all(["read"]).layer(service_fn(ok));
+    let mut scoped = RequireScopeLayer::all(["read"])
+        .unwrap()
+        .layer(service_fn(ok));
     let mut group = c.benchmark_group("require_scope");
     group.bench_function("without_layer", |b| {
         b.to_async(&runtime).iter_batched(

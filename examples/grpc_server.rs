@@ -80,10 +80,11 @@ async fn serve(listener: tokio::net::TcpListener, args: &Args) -> anyhow::Result
         .verifier(&resource)
         .await?;
     let (_reporter, health) = tonic_health::server::health_reporter();
-    let per_method = PathScopeLayer::new()
+    let per_method = PathScopeLayer::builder()
         .path("/grpc.health.v1.Health/Check", ["read"])
         .path("/grpc.health.v1.Health/Watch", ["admin"])
-        .default_scopes(["admin"]);
+        .default_scopes(["admin"])
+        .build()?;
     println!(
         "gRPC health service on {addr} (resource {resource}, issuer {})",
         args.auth.issuer

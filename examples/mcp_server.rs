@@ -25,7 +25,7 @@
 //!     --resource-url https://mcp.example.com/mcp --bind 0.0.0.0:8080
 //! ```
 //!
-//! Against an issuer of JWT access tokens (RFC 9068: Entra ID, Auth0, Cloudflare's provider, or
+//! Against an issuer of JWT access tokens (RFC 9068: Entra ID, Auth0, node-oidc-provider, or
 //! the reference provider with `--access-token-format jwt`), no client credentials are needed:
 //! the keys are found through the issuer's metadata (`jwks_uri`).
 //!

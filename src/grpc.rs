@@ -9,7 +9,7 @@
 //! let (_reporter, health) = tonic_health::server::health_reporter();
 //! tonic::transport::Server::builder()
 //!     // .layer(bearer_auth_layer)
-//!     .add_service(RequireScopeLayer::all(["monitoring"]).layer(health))
+//!     .add_service(RequireScopeLayer::all(["monitoring"])?.layer(health))
 //!     .serve("127.0.0.1:50051".parse()?)
 //!     .await?;
 //! # Ok(()) }

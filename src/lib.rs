@@ -53,7 +53,7 @@
 //! }
 //!
 //! let metadata = ProtectedResourceMetadata::new("https://api.example.com", "https://auth.example.com")?
-//!     .scopes_supported(["read", "write"]);
+//!     .scopes_supported(["read", "write"])?;
 //! let auth = BearerAuthLayer::introspect(
 //!     Introspector::builder()
 //!         .endpoint("https://auth.example.com/introspect")
@@ -62,11 +62,11 @@
 //!         .build()?,
 //! )
 //! .protected_resource(&metadata)
-//! .challenge_scope("read");
+//! .challenge_scope("read")?;
 //!
 //! let app: Router = Router::new()
-//!     .route("/items", get(list).route_layer(RequireScopeLayer::all(["read"])))
-//!     .route("/items/new", post(list).route_layer(RequireScopeLayer::all(["write"])))
+//!     .route("/items", get(list).route_layer(RequireScopeLayer::all(["read"])?))
+//!     .route("/items/new", post(list).route_layer(RequireScopeLayer::all(["write"])?))
 //!     .layer(auth)
 //!     .merge(metadata.into_router());
 //! # let _ = app;
@@ -81,7 +81,7 @@
 //! `Code::Unauthenticated`, `Code::PermissionDenied` or `Code::Unavailable`; handlers read the
 //! principal with `request.extensions().get::<Principal>()`. With the `tonic` feature a
 //! [`RequireScope`](crate::scope::RequireScope) keeps the gRPC service name, so each service can require its own scopes:
-//! `.add_service(RequireScopeLayer::all(["admin"]).layer(admin_service))`. Per method, use
+//! `.add_service(RequireScopeLayer::all(["admin"])?.layer(admin_service))`. Per method, use
 //! [`PathScopeLayer`]: gRPC methods are paths (`/package.Service/Method`).
 //!
 //! ```no_run
@@ -97,7 +97,7 @@
 //! );
 //! tonic::transport::Server::builder()
 //!     .layer(auth)
-//!     .layer(RequireScopeLayer::all(["health"]))
+//!     .layer(RequireScopeLayer::all(["health"])?)
 //!     .add_service(health)
 //!     .serve("127.0.0.1:50051".parse()?)
 //!     .await?;
@@ -159,24 +159,25 @@
 //!     }
 //! }
 //!
-//! pub fn app(introspector: Introspector) -> axum::Router {
+//! pub fn app(introspector: Introspector) -> Result<axum::Router, tower_introspect::ConfigError> {
 //!     let mcp = StreamableHttpService::new(
 //!         || Ok(Tools),
 //!         Arc::new(LocalSessionManager::default()),
 //!         StreamableHttpServerConfig::default(),
 //!     );
-//!     let policy = McpScopePolicy::new()
+//!     let policy = McpScopePolicy::builder()
 //!         .tool("read_data", ["read"])
-//!         .tool("admin_operation", ["admin"]);
-//!     axum::Router::new()
+//!         .tool("admin_operation", ["admin"])
+//!         .build()?;
+//!     Ok(axum::Router::new()
 //!         .nest_service("/mcp", mcp)
 //!         .layer(McpScopeLayer::new(policy))
 //!         .layer(McpSessionBindingLayer::default())
 //!         .layer(
 //!             BearerAuthLayer::introspect(introspector)
 //!                 .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
-//!                 .challenge_scope("read"),
-//!         )
+//!                 .challenge_scope("read")?,
+//!         ))
 //! }
 //! # }
 //! ```
@@ -222,7 +223,7 @@
 //!   [`IntrospectorBuilder::discover_lazily`] to start while the authorization server is down.
 //! - Observability: one `verify_token` tracing span per verification (fields `outcome`, `cache`,
 //!   `latency_us`), [`CachedVerifier::stats`](crate::cache::CachedVerifier::stats), and with the `metrics` feature counters, a gauge and
-//!   a latency histogram through the `metrics` facade, named in the README's metric table.
+//!   a latency histogram through the `metrics` facade, named in [docs/operations.md](https://github.com/tower-introspect/tower-introspect/blob/main/docs/operations.md).
 //!
 //! # Security properties
 //!

@@ -9,7 +9,7 @@
 //! use tower_introspect::metadata::ProtectedResourceMetadata;
 //!
 //! let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", "https://auth.example.com")?
-//!     .scopes_supported(["read", "write"])
+//!     .scopes_supported(["read", "write"])?
 //!     .resource_name("Example MCP server");
 //! assert_eq!(
 //!     metadata.metadata_url(),
@@ -95,29 +95,27 @@ impl ProtectedResourceMetadata {
 
     /// Sets `scopes_supported` (in the order given).
     ///
-    /// # Panics
-    ///
-    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]): a
-    /// client would request it and get a token no server can express. When a scope is
-    /// `offline_access`: it asks the authorization server for a refresh token, it is not a scope
-    /// of this resource (MCP clients add it themselves when the server supports it).
-    #[must_use]
-    #[track_caller]
-    pub fn scopes_supported<I, T>(mut self, scopes: I) -> Self
+    /// An error names a scope that is not a valid RFC 6749 `scope-token` (see
+    /// [`Scopes::is_scope_token`]): a client would request it and get a token no server can
+    /// express; or `offline_access`: it asks the authorization server for a refresh token, it is
+    /// not a scope of this resource (MCP clients add it themselves when the server supports it).
+    pub fn scopes_supported<I, T>(mut self, scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
         self.scopes_supported = scopes.into_iter().map(Into::into).collect();
-        if let Some(bad) = self
-            .scopes_supported
-            .iter()
-            .find(|s| !Scopes::is_scope_token(s))
-        {
-            panic!("{bad:?} is not a valid OAuth scope (RFC 6749 §3.3)");
+        // Each one checked on its own: the advertised list keeps the caller's order and spelling.
+        for scope in &self.scopes_supported {
+            Scopes::configured("scopes_supported", [scope.as_str()])?;
+            if !Scopes::is_scope_token(scope) {
+                return Err(ConfigError::Invalid {
+                    setting: "scopes_supported",
+                    reason: format!("{scope:?} is not a valid OAuth scope (RFC 6749 §3.3)"),
+                });
+            }
         }
-        Scopes::refuse_offline_access(self.scopes_supported.iter().map(String::as_str));
-        self
+        Ok(self)
     }
 
     /// Sets `resource_name`.
@@ -307,7 +305,8 @@ mod tests {
     fn json_shape() {
         let m = ProtectedResourceMetadata::new("https://h/mcp", "https://as")
             .unwrap()
-            .scopes_supported(["read"]);
+            .scopes_supported(["read"])
+            .unwrap();
         assert_eq!(
             serde_json::to_value(&m).unwrap(),
             serde_json::json!({

@@ -13,7 +13,7 @@
 //! | `tower_introspect_verifications_total` | counter | `verifier`, `outcome` |
 //! | `tower_introspect_keys_fetches_total` | counter | `outcome` |
 //!
-//! Every label value comes from a short fixed set (see the README's table): never a token, a
+//! Every label value comes from a short fixed set (see `docs/operations.md`): never a token, a
 //! subject, a client id or anything else a caller chooses, so that no series can be created at
 //! will. The warm path (a cache hit, accepted) records through keys fixed at compile time, with no
 //! allocation.

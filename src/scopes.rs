@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
+use crate::ConfigError;
+
 /// A set of OAuth scopes (RFC 6749 §3.3).
 ///
 /// Scopes are case-sensitive strings compared exactly: a granted `read-all` does not satisfy a
@@ -50,40 +52,36 @@ impl Scopes {
         self.iter().all(Self::is_scope_token)
     }
 
-    /// Scopes given by configuration (a layer's or policy's requirement, advertised scopes).
+    /// Scopes given by configuration to `setting` (a layer's or policy's requirement,
+    /// advertised scopes), or the error naming the bad value.
     ///
-    /// # Panics
-    ///
-    /// When a scope is not a valid `scope-token`: a requirement that no token can ever satisfy,
-    /// or that would be shown mangled in a challenge, is a programming error to catch at startup.
-    /// When a scope is `offline_access` (see [`refuse_offline_access`](Self::refuse_offline_access)).
-    #[track_caller]
-    pub(crate) fn configured<I, T>(scopes: I) -> Self
+    /// A scope that is not a valid `scope-token` would be a requirement no token can ever satisfy,
+    /// or be shown mangled in a challenge; `offline_access` asks for a refresh token, not access
+    /// to a resource, so it is never required by, advertised for, or named in a challenge of one.
+    pub(crate) fn configured<I, T>(setting: &'static str, scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
         let scopes: Scopes = scopes.into_iter().collect();
         if let Some(bad) = scopes.iter().find(|s| !Self::is_scope_token(s)) {
-            panic!(
-                "{bad:?} is not a valid OAuth scope (RFC 6749 §3.3: printable ASCII other than \
-                 space, '\"' and '\\')"
-            );
+            return Err(ConfigError::Invalid {
+                setting,
+                reason: format!(
+                    "{bad:?} is not a valid OAuth scope (RFC 6749 §3.3: printable ASCII other \
+                     than space, '\"' and '\\')"
+                ),
+            });
         }
-        Self::refuse_offline_access(scopes.iter());
-        scopes
-    }
-
-    /// Refuses (panics) when `scopes` configures `offline_access`, which asks for a refresh token:
-    /// it is never required by, advertised for, or named in a challenge of a resource.
-    #[track_caller]
-    pub(crate) fn refuse_offline_access<'a>(mut scopes: impl Iterator<Item = &'a str>) {
-        if scopes.any(|s| s == crate::scope::OFFLINE_ACCESS) {
-            panic!(
-                "\"offline_access\" asks for a refresh token, not access to a resource: it cannot \
-                 be required, advertised or named in a challenge"
-            );
+        if scopes.contains(crate::scope::OFFLINE_ACCESS) {
+            return Err(ConfigError::Invalid {
+                setting,
+                reason: "\"offline_access\" asks for a refresh token, not access to a resource: \
+                         it cannot be required, advertised or named in a challenge"
+                    .into(),
+            });
         }
+        Ok(scopes)
     }
 
     /// Whether `scope` was granted (exact, case-sensitive match). Never true for a `scope` that is
@@ -227,9 +225,20 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "\"admin\\t\" is not a valid OAuth scope")]
-    fn configured_scopes_must_be_scope_tokens() {
-        let _ = Scopes::configured(["read", "admin\t"]);
+    fn configured_scopes_must_be_scope_tokens_and_never_offline_access() {
+        let error = Scopes::configured("scopes", ["read", "admin\t"]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("scopes: \"admin\\t\" is not a valid OAuth scope"),
+            "{error}"
+        );
+        let error = Scopes::configured("scopes", ["offline_access"]).unwrap_err();
+        assert!(error.to_string().contains("offline_access"), "{error}");
+        assert_eq!(
+            Scopes::configured("scopes", ["read", "write"]).unwrap(),
+            Scopes::parse("read write")
+        );
     }
 
     #[test]

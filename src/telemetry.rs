@@ -1,7 +1,7 @@
 //! What one verification tells an operator: a `tracing` span with its outcome, whether the
 //! verifier knew the verdict at once, and how long it took.
 //!
-//! Field names (documented in the README): `outcome` (`accepted`, `rejected`, `unavailable`),
+//! Field names (documented in `docs/operations.md`): `outcome` (`accepted`, `rejected`, `unavailable`),
 //! `cache` (`hit` when the verdict was known at once, positive or negative; `miss` when the
 //! verifier had to be awaited), `latency_us`, and for an accepted token `verifier` (the
 //! [`VerifierKind`](crate::VerifierKind): `introspection`, `jwt`, `jwt_introspected`, `custom`). Never the token, nor anything derived from it.

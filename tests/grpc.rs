@@ -27,9 +27,11 @@ async fn grpc_server(server: &MockServer) -> SocketAddr {
             // Per service: the wrapper keeps the health service's gRPC name (feature `tonic`);
             // per method: gRPC methods are paths.
             .add_service(
-                PathScopeLayer::new()
+                PathScopeLayer::builder()
                     .path("/grpc.health.v1.Health/Watch", ["admin"])
-                    .layer(RequireScopeLayer::all(["health"]).layer(health)),
+                    .build()
+                    .unwrap()
+                    .layer(RequireScopeLayer::all(["health"]).unwrap().layer(health)),
             )
             .serve_with_incoming(TcpIncoming::from(listener)),
     );
@@ -162,7 +164,12 @@ async fn grpc_web_requests_are_refused_in_their_own_content_type() {
     expect_introspection(&server, "revoked", json!({"active": false}), 1).await;
     let seen = Seen::default();
     let app = recording_app(&seen)
-        .layer(PathScopeLayer::new().default_scopes(["health"]))
+        .layer(
+            PathScopeLayer::builder()
+                .default_scopes(["health"])
+                .build()
+                .unwrap(),
+        )
         .layer(
             BearerAuthLayer::introspect(introspector_for(&server).build().unwrap())
                 .resource_metadata(METADATA),

@@ -18,7 +18,9 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
-use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer};
+use tower_introspect::mcp::{
+    McpScopeLayer, McpScopePolicy, McpScopePolicyBuilder, McpSessionBindingLayer,
+};
 use tower_introspect::{BearerAuthLayer, PrincipalExt};
 use wiremock::MockServer;
 
@@ -80,7 +82,7 @@ struct Running {
 
 /// How a test server is put together.
 struct Setup {
-    policy: McpScopePolicy,
+    policy: McpScopePolicyBuilder,
     allow_anonymous: bool,
     sessions: McpSessionBindingLayer,
     /// tower-http's request decompression placed *inside* the scope layer.
@@ -90,7 +92,7 @@ struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Self {
-            policy: McpScopePolicy::new(),
+            policy: McpScopePolicy::builder(),
             allow_anonymous: false,
             sessions: McpSessionBindingLayer::default(),
             decompress: false,
@@ -118,7 +120,7 @@ fn rmcp_service(
 }
 
 /// The policy every test server starts from, on top of the test's own.
-fn base_policy(policy: McpScopePolicy) -> McpScopePolicy {
+fn base_policy(policy: McpScopePolicyBuilder) -> McpScopePolicy {
     policy
         .tool("whoami", [] as [&str; 0])
         .tool("read_data", ["read"])
@@ -126,6 +128,8 @@ fn base_policy(policy: McpScopePolicy) -> McpScopePolicy {
         .resource("file:///public", ["read"])
         .resource("file:///admin", ["admin"])
         .default_scopes(["admin"])
+        .build()
+        .unwrap()
 }
 
 fn bearer_layer(
@@ -167,7 +171,7 @@ async fn mcp_server(server: &MockServer) -> SocketAddr {
 
 async fn mcp_server_with(
     server: &MockServer,
-    policy: McpScopePolicy,
+    policy: McpScopePolicyBuilder,
     allow_anonymous: bool,
 ) -> SocketAddr {
     let setup = Setup {
@@ -335,7 +339,7 @@ async fn anonymous_callers_get_public_tools_and_a_challenge_for_the_rest() {
     let server = MockServer::start().await;
     expect_introspection(&server, "reader", active("rita", "read"), 1).await;
     expect_introspection(&server, "thief", active("mallory", "read"), 1).await;
-    let policy = McpScopePolicy::new()
+    let policy = McpScopePolicy::builder()
         .public_handshake()
         .public_tool("public_info");
     let addr = mcp_server_with(&server, policy, true).await;
@@ -478,7 +482,7 @@ async fn a_method_entry_for_tools_call_applies_to_every_tool() {
     let server = MockServer::start().await;
     expect_introspection(&server, "reader", active("rita", "read"), 1).await;
     let setup = Setup {
-        policy: McpScopePolicy::new().method("tools/call", ["mcp:tools"]),
+        policy: McpScopePolicy::builder().method("tools/call", ["mcp:tools"]),
         ..Setup::default()
     };
     let running = start(&server, setup).await;
@@ -583,7 +587,7 @@ async fn a_flood_of_anonymous_sessions_neither_evicts_nor_frees_a_victims_sessio
     expect_introspection(&server, "reader", active("rita", "read"), 1).await;
     expect_introspection(&server, "thief", active("mallory", "read admin"), 1).await;
     let setup = Setup {
-        policy: McpScopePolicy::new()
+        policy: McpScopePolicy::builder()
             .public_handshake()
             .public_tool("public_info"),
         allow_anonymous: true,
@@ -624,7 +628,7 @@ async fn session_creation_is_bounded_per_owner_and_in_total() {
     expect_introspection(&server, "reader", active("rita", "read"), 1).await;
     expect_introspection(&server, "writer", active("will", "write"), 1).await;
     let setup = Setup {
-        policy: McpScopePolicy::new().public_handshake(),
+        policy: McpScopePolicy::builder().public_handshake(),
         allow_anonymous: true,
         sessions: McpSessionBindingLayer::default()
             .max_sessions(110)
@@ -699,7 +703,7 @@ async fn a_session_the_layer_does_not_know_is_refused_even_when_the_server_knows
     let serve_with = |sessions: McpSessionBindingLayer| {
         let router = axum::Router::new()
             .nest_service("/mcp", rmcp_service(&handled, &created, store.clone()))
-            .layer(McpScopeLayer::new(base_policy(McpScopePolicy::new())))
+            .layer(McpScopeLayer::new(base_policy(McpScopePolicy::builder())))
             .layer(sessions)
             .layer(bearer_layer(&server, false));
         serve(router)

@@ -21,6 +21,7 @@ async fn app(server: &MockServer) -> (std::net::SocketAddr, Seen) {
                 .realm("mcp")
                 .resource_metadata(METADATA)
                 .challenge_scope("read write")
+                .unwrap()
         },
     );
     (serve(app.router).await, app.seen)

@@ -62,16 +62,24 @@ async fn every_check(
     let app = Router::new()
         .route(
             "/require",
-            get(count(&reached)).route_layer(RequireScopeLayer::all(["repo:read"])),
+            get(count(&reached)).route_layer(RequireScopeLayer::all(["repo:read"]).unwrap()),
         )
         .route(
             "/path",
-            get(count(&reached)).route_layer(PathScopeLayer::new().path("/path", ["repo:read"])),
+            get(count(&reached)).route_layer(
+                PathScopeLayer::builder()
+                    .path("/path", ["repo:read"])
+                    .build()
+                    .unwrap(),
+            ),
         )
         .route(
             "/mcp",
             post(count(&reached)).route_layer(McpScopeLayer::new(
-                McpScopePolicy::new().tool("read_data", ["repo:read"]),
+                McpScopePolicy::builder()
+                    .tool("read_data", ["repo:read"])
+                    .build()
+                    .unwrap(),
             )),
         )
         .route(
@@ -184,7 +192,7 @@ async fn step_up_challenge(version: Option<&str>, strategy: Option<StepUpScopes>
     let app = Router::new()
         .route(
             "/admin",
-            get(|| async { "ok" }).route_layer(RequireScopeLayer::all(["repo:admin"])),
+            get(|| async { "ok" }).route_layer(RequireScopeLayer::all(["repo:admin"]).unwrap()),
         )
         .layer(layer);
     let addr = serve(app).await;
@@ -232,38 +240,42 @@ async fn a_configured_step_up_strategy_overrides_the_protocol_version() {
     assert_eq!(step_up_challenge(None, granted).await, with_granted);
 }
 
-/// The panic message of `configure`, which must panic.
-fn refusal_of(configure: impl FnOnce() + std::panic::UnwindSafe) -> String {
-    let payload = std::panic::catch_unwind(configure).expect_err("the configuration was accepted");
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap()
+/// The error `configure` refuses with, which it must.
+fn refusal_of<T>(configured: Result<T, tower_introspect::ConfigError>) -> String {
+    match configured {
+        Ok(_) => panic!("the configuration was accepted"),
+        Err(error) => error.to_string(),
+    }
 }
 
 #[test]
 fn offline_access_is_refused_in_every_configuration() {
+    let introspector = tower_introspect::Introspector::builder()
+        .endpoint("https://as.example/introspect")
+        .client_secret_basic("a", "b")
+        .build()
+        .unwrap();
     let refusals = [
-        refusal_of(|| drop(RequireScopeLayer::all(["read", "offline_access"]))),
-        refusal_of(|| drop(RequireScopeLayer::any(["offline_access"]))),
-        refusal_of(|| drop(PathScopeLayer::new().path("/a", ["offline_access"]))),
-        refusal_of(|| drop(McpScopePolicy::new().tool("t", ["offline_access"]))),
-        refusal_of(|| {
-            drop(
-                ProtectedResourceMetadata::new(RESOURCE, ISSUER)
-                    .unwrap()
-                    .scopes_supported(["read", "offline_access"]),
-            )
-        }),
-        refusal_of(|| {
-            let introspector = tower_introspect::Introspector::builder()
-                .endpoint("https://as.example/introspect")
-                .client_secret_basic("a", "b")
-                .build()
-                .unwrap();
-            drop(BearerAuthLayer::introspect(introspector).challenge_scope("read offline_access"));
-        }),
+        refusal_of(RequireScopeLayer::all(["read", "offline_access"])),
+        refusal_of(RequireScopeLayer::any(["offline_access"])),
+        refusal_of(
+            PathScopeLayer::builder()
+                .path("/a", ["offline_access"])
+                .build(),
+        ),
+        refusal_of(
+            McpScopePolicy::builder()
+                .tool("t", ["offline_access"])
+                .build(),
+        ),
+        refusal_of(
+            ProtectedResourceMetadata::new(RESOURCE, ISSUER)
+                .unwrap()
+                .scopes_supported(["read", "offline_access"]),
+        ),
+        refusal_of(
+            BearerAuthLayer::introspect(introspector).challenge_scope("read offline_access"),
+        ),
     ];
     for message in refusals {
         assert!(message.contains("\"offline_access\""), "{message}");
@@ -324,9 +336,11 @@ async fn through_scope_layer(
         inner_reached.fetch_add(1, Ordering::SeqCst);
         async { Ok::<_, Infallible>(http::Response::new(String::from("inner"))) }
     });
-    let policy = McpScopePolicy::new()
+    let policy = McpScopePolicy::builder()
         .tool("read_data", ["read"])
-        .tool("admin_operation", ["admin"]);
+        .tool("admin_operation", ["admin"])
+        .build()
+        .unwrap();
     let service = tower::Layer::layer(
         &McpScopeLayer::new(policy).trust_method_headers(trust),
         inner,

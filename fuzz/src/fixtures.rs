@@ -11,7 +11,7 @@ pub const SCOPES: [&str; 3] = ["read", "write", "admin"];
 /// The demo server's policy: a public handshake and tool, one tool per scope, anything unknown
 /// requires `admin`.
 pub fn policy() -> McpScopePolicy {
-    McpScopePolicy::new()
+    McpScopePolicy::builder()
         .public_handshake()
         .public_tool("public_info")
         .tool("get_user_profile", [] as [&str; 0])
@@ -21,6 +21,8 @@ pub fn policy() -> McpScopePolicy {
         .resource("file:///secret", ["admin"])
         .prompt("admin_prompt", ["admin"])
         .default_scopes(["admin"])
+        .build()
+        .unwrap()
 }
 
 /// A principal with `sub` and `client_id` (either may be absent) and the scopes of `mask`'s bits.

@@ -1,8 +1,8 @@
 //! The claims of a verified JWT access token (RFC 9068 §2.2), as verifier-neutral [`TokenClaims`].
 //!
 //! Real issuers differ: Entra ID names scopes in `scp` (a space-separated string) and its client
-//! in `azp` (v2) or `appid` (v1); Okta sends `scp` as an array; RFC 9068 says `scope` and
-//! `client_id`. All of these are read. A modelled claim of the wrong type makes the token
+//! in `azp` (v2) or `appid` (v1); Okta sends `scp` as an array and its client in `cid`; RFC 9068
+//! says `scope` and `client_id`. All of these are read. A modelled claim of the wrong type makes the token
 //! malformed rather than silently absent, so that a claim is never read one way here and
 //! another way elsewhere.
 
@@ -24,7 +24,7 @@ pub(crate) fn token_claims(
         expires_at: Some(take_time(&mut claims, "exp")?.ok_or(InvalidToken::Malformed)?),
         issued_at: take_time(&mut claims, "iat")?,
         not_before: take_time(&mut claims, "nbf")?,
-        client_id: first_string(&mut claims, &["client_id", "azp", "appid"])?,
+        client_id: first_string(&mut claims, &["client_id", "azp", "appid", "cid"])?,
         username: first_string(&mut claims, &["username", "preferred_username"])?,
         scope: take_scopes(&mut claims)?,
         token_type: None,
@@ -155,6 +155,7 @@ mod tests {
         assert_eq!(entra.client_id.as_deref(), Some("app-guid"));
         let okta = read(json!({"exp": 2, "scp": ["openid", "read"], "cid": "x"})).unwrap();
         assert!(okta.scope.contains("read") && okta.scope.contains("openid"));
+        assert_eq!(okta.client_id.as_deref(), Some("x"));
         let v1 = read(json!({"exp": 2, "appid": "legacy"})).unwrap();
         assert_eq!(v1.client_id.as_deref(), Some("legacy"));
     }

@@ -1,7 +1,7 @@
 //! RFC 9068 JWT access tokens, verified locally with each trusted issuer's published keys.
 //!
-//! Authorization servers such as Microsoft Entra ID, Auth0 and Cloudflare's OAuth provider issue
-//! JWT access tokens and offer no introspection. A [`JwtIssuer`] verifies one issuer's tokens;
+//! Authorization servers such as Microsoft Entra ID and Auth0 issue JWT access tokens and offer
+//! no introspection for them. A [`JwtIssuer`] verifies one issuer's tokens;
 //! a [`JwtVerifier`] holds several and routes each token by its (unverified) `iss` to that
 //! issuer only, so a token naming issuer A is never checked with issuer B's keys, and a token
 //! naming no trusted issuer is refused without any network call.
@@ -23,9 +23,9 @@
 //! let ours = JwtIssuer::builder("https://auth.example.com")
 //!     .audience("https://api.example.com/mcp")
 //!     .build()?;
-//! // Entra ID sends `typ: JWT`, not `at+jwt`.
-//! let entra = JwtIssuer::builder("https://login.microsoftonline.com/TENANT/v2.0")
-//!     .audience("api://my-api")
+//! // Entra ID sends `typ: JWT`, not `at+jwt`; a v2.0 token's `aud` is the API's client id.
+//! let entra = JwtIssuer::builder("https://login.microsoftonline.com/TENANT-ID/v2.0")
+//!     .audience("API-CLIENT-ID")
 //!     .accept_generic_typ(true)
 //!     .build()?;
 //! let layer = BearerAuthLayer::jwt(JwtVerifier::new([ours, entra])?);

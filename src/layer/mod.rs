@@ -26,7 +26,8 @@ use crate::jwt::JwtVerifier;
 use crate::metrics::{self, Unverified};
 use crate::telemetry::{CacheResult, VerificationSpan};
 use crate::{
-    HybridVerifier, Introspector, ProtectedResourceMetadata, ScopeHierarchy, Scopes, TokenVerifier,
+    ConfigError, HybridVerifier, Introspector, ProtectedResourceMetadata, ScopeHierarchy, Scopes,
+    TokenVerifier,
 };
 
 /// Validates the bearer token of every request and hands the caller's
@@ -155,22 +156,19 @@ impl<V> BearerAuthLayer<V> {
     /// The `scope` parameter of the no-token challenge: what a client should ask for
     /// (space-separated, as the MCP specification recommends). Kept in the order given.
     ///
-    /// # Panics
-    ///
-    /// When a space-separated scope is not a valid RFC 6749 `scope-token` (see
-    /// [`Scopes::is_scope_token`](crate::Scopes::is_scope_token)): it would reach clients mangled.
-    #[must_use]
-    #[track_caller]
-    pub fn challenge_scope(self, scope: impl Into<String>) -> Self {
+    /// An error names a scope that is not a valid RFC 6749 `scope-token` (see
+    /// [`Scopes::is_scope_token`](crate::Scopes::is_scope_token)), which would reach clients
+    /// mangled, or `offline_access`.
+    pub fn challenge_scope(self, scope: impl Into<String>) -> Result<Self, ConfigError> {
         let scope = scope.into();
-        // Validated (the panic), then normalised to single spaces in the caller's order.
-        let _ = Scopes::configured([scope.as_str()]);
+        Scopes::configured("challenge_scope", [scope.as_str()])?;
+        // Normalised to single spaces, in the caller's order.
         let scope = scope
             .split(' ')
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join(" ");
-        self.reword(|c| c.scope = Some(scope))
+        Ok(self.reword(|c| c.scope = Some(scope)))
     }
 
     /// Makes `insufficient_scope` challenges (of the scope layers inside this one) name the scopes

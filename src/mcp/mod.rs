@@ -7,14 +7,17 @@
 //! use tower::ServiceBuilder;
 //! use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer};
 //!
-//! let policy = McpScopePolicy::new()
+//! # fn main() -> Result<(), tower_introspect::ConfigError> {
+//! let policy = McpScopePolicy::builder()
 //!     .tool("read_data", ["read"])
-//!     .tool("admin_operation", ["admin"]);
+//!     .tool("admin_operation", ["admin"])
+//!     .build()?;
 //! let mcp_guards = ServiceBuilder::new()
 //!     .layer(McpSessionBindingLayer::default())
 //!     .layer(McpScopeLayer::new(policy));
 //! // router.layer(mcp_guards).layer(bearer_auth_layer)
 //! # let _: Router = Router::new().layer(mcp_guards);
+//! # Ok(()) }
 //! ```
 
 mod classify;
@@ -27,7 +30,7 @@ mod session;
 
 pub use self::classify::{McpMessage, Target, UnclassifiableBody, classify_body};
 pub use self::owner::OwnerKey;
-pub use self::policy::{McpScopePolicy, Requirement};
+pub use self::policy::{McpScopePolicy, McpScopePolicyBuilder, Requirement};
 pub use self::scope_layer::{DEFAULT_MAX_BODY_BYTES, McpScope, McpScopeFuture, McpScopeLayer};
 pub use self::sealed::{
     DEFAULT_MAX_SEALED_LEN, KeyError, MAX_KEY_ID_LEN, MIN_SEALING_SECRET_LEN, OpenError, SealError,

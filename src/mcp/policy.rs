@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::classify::{McpMessage, Target, addresses_targets};
-use crate::Scopes;
+use crate::{ConfigError, Scopes};
 
 /// Maps MCP operations to the scopes they require.
 ///
@@ -31,8 +31,9 @@ use crate::Scopes;
 /// requires.
 ///
 /// Every operation requires an authenticated caller unless marked public
-/// ([`public_tool`](Self::public_tool), [`public_method`](Self::public_method),
-/// [`public_handshake`](Self::public_handshake)). Public operations only matter when the bearer
+/// ([`public_tool`](McpScopePolicyBuilder::public_tool),
+/// [`public_method`](McpScopePolicyBuilder::public_method),
+/// [`public_handshake`](McpScopePolicyBuilder::public_handshake)). Public operations only matter when the bearer
 /// layer lets anonymous requests through
 /// ([`allow_missing_token`](crate::BearerAuthLayer::allow_missing_token)): then an anonymous call
 /// of anything else gets the 401 challenge that starts the client's OAuth flow.
@@ -40,17 +41,19 @@ use crate::Scopes;
 /// ```
 /// use tower_introspect::mcp::McpScopePolicy;
 ///
-/// let policy = McpScopePolicy::new()
+/// # fn main() -> Result<(), tower_introspect::ConfigError> {
+/// let policy = McpScopePolicy::builder()
 ///     .tool("read_data", ["read"])
 ///     .tool("write_data", ["write"])
 ///     .tool("admin_operation", ["admin"])
 ///     .tool("public_info", [] as [&str; 0])
 ///     .resource("file:///reports/q3", ["read"])
-///     .default_scopes(["admin"]);
+///     .default_scopes(["admin"])
+///     .build()?;
 /// # let _ = policy;
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default)]
-#[must_use]
 pub struct McpScopePolicy {
     tools: HashMap<String, Requirement>,
     resources: HashMap<String, Requirement>,
@@ -85,14 +88,6 @@ impl Requirement {
     }
 }
 
-fn scopes<I, T>(scopes: I) -> Requirement
-where
-    I: IntoIterator<Item = T>,
-    T: AsRef<str>,
-{
-    Requirement::Scopes(Scopes::configured(scopes))
-}
-
 /// Methods every MCP client sends before it can do anything, plus tool discovery.
 const HANDSHAKE: [&str; 6] = [
     "initialize",
@@ -103,110 +98,18 @@ const HANDSHAKE: [&str; 6] = [
     "server/discover",
 ];
 
+/// Configures an [`McpScopePolicy`]; [`build`](Self::build) reports the first mistake.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct McpScopePolicyBuilder {
+    policy: McpScopePolicy,
+    error: Option<ConfigError>,
+}
+
 impl McpScopePolicy {
-    /// A policy that requires nothing until told otherwise.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Scopes required to call tool `name` (all of them).
-    pub fn tool<I, T>(mut self, name: impl Into<String>, required: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: AsRef<str>,
-    {
-        self.tools.insert(name.into(), scopes(required));
-        self
-    }
-
-    /// Scopes required to read or subscribe to the resource with this exact `uri`.
-    pub fn resource<I, T>(mut self, uri: impl Into<String>, required: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: AsRef<str>,
-    {
-        self.resources.insert(uri.into(), scopes(required));
-        self
-    }
-
-    /// Scopes required to get prompt `name`.
-    pub fn prompt<I, T>(mut self, name: impl Into<String>, required: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: AsRef<str>,
-    {
-        self.prompts.insert(name.into(), scopes(required));
-        self
-    }
-
-    /// Scopes required for a whole JSON-RPC method (e.g. `tools/list`).
-    pub fn method<I, T>(mut self, method: impl Into<String>, required: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: AsRef<str>,
-    {
-        self.methods.insert(method.into(), scopes(required));
-        self
-    }
-
-    /// Tool `name` may be called without a token.
-    pub fn public_tool(mut self, name: impl Into<String>) -> Self {
-        self.tools.insert(name.into(), Requirement::Public);
-        self
-    }
-
-    /// JSON-RPC method `method` may be called without a token.
-    ///
-    /// # Panics
-    ///
-    /// If `method` addresses tools, prompts or resources (`tools/call`, `prompts/get`,
-    /// `resources/read`, `resources/subscribe`, `resources/unsubscribe`,
-    /// `resources/directory/read`, `completion/complete`, `subscriptions/listen`): what those
-    /// require is decided by what they address, so a public entry for the method could only be
-    /// ignored (or make every tool public, which nobody means). Use
-    /// [`public_tool`](Self::public_tool) for each public tool instead. The panic happens when the
-    /// policy is built, at start-up, never while serving.
-    pub fn public_method(mut self, method: impl Into<String>) -> Self {
-        let method = method.into();
-        assert!(
-            !addresses_targets(&method),
-            "McpScopePolicy::public_method({method:?}): this method addresses tools, prompts or \
-             resources; make each of them public instead (e.g. public_tool)"
-        );
-        self.methods.insert(method, Requirement::Public);
-        self
-    }
-
-    /// Makes the handshake public (`initialize`, `notifications/initialized`,
-    /// `notifications/cancelled`, `ping`, `tools/list`, `server/discover`), so that anonymous
-    /// clients can connect and call public tools.
-    pub fn public_handshake(mut self) -> Self {
-        for method in HANDSHAKE {
-            self.methods.insert(method.to_owned(), Requirement::Public);
-        }
-        self
-    }
-
-    /// Scopes required by tools, resources and prompts the policy does not name.
-    pub fn default_scopes<I, T>(mut self, required: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: AsRef<str>,
-    {
-        self.default = scopes(required);
-        self
-    }
-
-    /// Scopes required by JSON-RPC methods that the MCP specification does not define and the
-    /// method table does not name (default: the [`default_scopes`](Self::default_scopes)), so
-    /// that a method added later fails closed along with unnamed tools.
-    pub fn unknown_method_scopes<I, T>(mut self, required: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: AsRef<str>,
-    {
-        self.unknown_methods = Some(scopes(required));
-        self
+    /// Configures a policy that requires nothing until told otherwise.
+    pub fn builder() -> McpScopePolicyBuilder {
+        McpScopePolicyBuilder::default()
     }
 
     /// What one JSON-RPC message requires. A message without a method (a response to a server
@@ -257,6 +160,141 @@ impl McpScopePolicy {
     }
 }
 
+impl McpScopePolicyBuilder {
+    /// The requirement of `scopes`, or the first configuration error, kept for
+    /// [`build`](Self::build) (the entry then requires nothing, but the policy is never built).
+    fn scopes<I, T>(&mut self, setting: &'static str, scopes: I) -> Requirement
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        match Scopes::configured(setting, scopes) {
+            Ok(scopes) => Requirement::Scopes(scopes),
+            Err(error) => {
+                self.error.get_or_insert(error);
+                Requirement::Public
+            }
+        }
+    }
+
+    /// The policy, or the first scope that is not a valid RFC 6749 `scope-token` (or is
+    /// `offline_access`), or public method that addresses tools, prompts or resources.
+    pub fn build(self) -> Result<McpScopePolicy, ConfigError> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(self.policy),
+        }
+    }
+
+    /// Scopes required to call tool `name` (all of them).
+    pub fn tool<I, T>(mut self, name: impl Into<String>, required: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let required = self.scopes("tool", required);
+        self.policy.tools.insert(name.into(), required);
+        self
+    }
+
+    /// Scopes required to read or subscribe to the resource with this exact `uri`.
+    pub fn resource<I, T>(mut self, uri: impl Into<String>, required: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let required = self.scopes("resource", required);
+        self.policy.resources.insert(uri.into(), required);
+        self
+    }
+
+    /// Scopes required to get prompt `name`.
+    pub fn prompt<I, T>(mut self, name: impl Into<String>, required: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let required = self.scopes("prompt", required);
+        self.policy.prompts.insert(name.into(), required);
+        self
+    }
+
+    /// Scopes required for a whole JSON-RPC method (e.g. `tools/list`).
+    pub fn method<I, T>(mut self, method: impl Into<String>, required: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let required = self.scopes("method", required);
+        self.policy.methods.insert(method.into(), required);
+        self
+    }
+
+    /// Tool `name` may be called without a token.
+    pub fn public_tool(mut self, name: impl Into<String>) -> Self {
+        self.policy.tools.insert(name.into(), Requirement::Public);
+        self
+    }
+
+    /// JSON-RPC method `method` may be called without a token.
+    ///
+    /// [`build`](Self::build) refuses a `method` that addresses tools, prompts or resources
+    /// (`tools/call`, `prompts/get`, `resources/read`, `resources/subscribe`,
+    /// `resources/unsubscribe`, `resources/directory/read`, `completion/complete`,
+    /// `subscriptions/listen`): what those require is decided by what they address, so a public
+    /// entry for the method could only be ignored (or make every tool public, which nobody
+    /// means). Use [`public_tool`](Self::public_tool) for each public tool instead.
+    pub fn public_method(mut self, method: impl Into<String>) -> Self {
+        let method = method.into();
+        if addresses_targets(&method) {
+            self.error.get_or_insert(ConfigError::Invalid {
+                setting: "public_method",
+                reason: format!(
+                    "{method:?} addresses tools, prompts or resources; make each of them public \
+                     instead (e.g. public_tool)"
+                ),
+            });
+            return self;
+        }
+        self.policy.methods.insert(method, Requirement::Public);
+        self
+    }
+
+    /// Makes the handshake public (`initialize`, `notifications/initialized`,
+    /// `notifications/cancelled`, `ping`, `tools/list`, `server/discover`), so that anonymous
+    /// clients can connect and call public tools.
+    pub fn public_handshake(mut self) -> Self {
+        for method in HANDSHAKE {
+            self.policy
+                .methods
+                .insert(method.to_owned(), Requirement::Public);
+        }
+        self
+    }
+
+    /// Scopes required by tools, resources and prompts the policy does not name.
+    pub fn default_scopes<I, T>(mut self, required: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        self.policy.default = self.scopes("default_scopes", required);
+        self
+    }
+
+    /// Scopes required by JSON-RPC methods that the MCP specification does not define and the
+    /// method table does not name (default: the [`default_scopes`](Self::default_scopes)), so
+    /// that a method added later fails closed along with unnamed tools.
+    pub fn unknown_method_scopes<I, T>(mut self, required: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        self.policy.unknown_methods = Some(self.scopes("unknown_method_scopes", required));
+        self
+    }
+}
+
 /// The methods a client may send under some version of the MCP specification (2024-11-05 to
 /// 2026-07-28), besides those that address tools, prompts or resources. Anything else is an
 /// unknown method.
@@ -299,13 +337,15 @@ mod tests {
 
     #[test]
     fn lookups() {
-        let p = McpScopePolicy::new()
+        let p = McpScopePolicy::builder()
             .tool("admin_op", ["admin"])
             .tool("free", [] as [&str; 0])
             .resource("file:///secret", ["secret"])
             .prompt("p", ["prompts"])
             .method("tools/list", ["list"])
-            .default_scopes(["fallback"]);
+            .default_scopes(["fallback"])
+            .build()
+            .unwrap();
         let cases = [
             (message("tools/call", json!({"name": "admin_op"})), "admin"),
             (message("tools/call", json!({"name": "free"})), ""),
@@ -334,10 +374,12 @@ mod tests {
 
     #[test]
     fn every_method_addressing_a_resource_is_judged_by_the_resource_table() {
-        let p = McpScopePolicy::new()
+        let p = McpScopePolicy::builder()
             .resource("file:///admin", ["admin"])
             .resource("file:///public", ["read"])
-            .prompt("secret_prompt", ["admin"]);
+            .prompt("secret_prompt", ["admin"])
+            .build()
+            .unwrap();
         let admin = scopes("admin");
         let cases = [
             message("resources/read", json!({"uri": "file:///admin"})),
@@ -378,30 +420,38 @@ mod tests {
     fn unknown_methods_fall_under_a_default_that_can_fail_closed() {
         let custom = message("acme/erase_everything", json!({}));
         assert_eq!(
-            McpScopePolicy::new().required(&custom),
+            McpScopePolicy::default().required(&custom),
             Requirement::default()
         );
-        let closed = McpScopePolicy::new().default_scopes(["admin"]);
-        assert_eq!(closed.required(&custom), scopes("admin"));
+        let closed = || McpScopePolicy::builder().default_scopes(["admin"]);
+        assert_eq!(closed().build().unwrap().required(&custom), scopes("admin"));
         // Methods of the specification are not unknown.
         assert_eq!(
-            closed.required(&message("tools/list", json!({}))),
+            closed()
+                .build()
+                .unwrap()
+                .required(&message("tools/list", json!({}))),
             Requirement::default()
         );
-        let own = closed.clone().unknown_method_scopes(["ops"]);
-        assert_eq!(own.required(&custom), scopes("ops"));
+        let own = || closed().unknown_method_scopes(["ops"]);
+        assert_eq!(own().build().unwrap().required(&custom), scopes("ops"));
         // A method-table entry wins over the unknown-method default.
-        let named = own.method("acme/erase_everything", ["erase"]);
+        let named = own()
+            .method("acme/erase_everything", ["erase"])
+            .build()
+            .unwrap();
         assert_eq!(named.required(&custom), scopes("erase"));
     }
 
     #[test]
     fn method_entries_for_addressing_methods_apply_to_every_call() {
-        let p = McpScopePolicy::new()
+        let p = McpScopePolicy::builder()
             .public_tool("info")
             .tool("admin_op", ["admin"])
             .method("tools/call", ["mcp"])
-            .method("resources/read", ["files"]);
+            .method("resources/read", ["files"])
+            .build()
+            .unwrap();
         let tool = |name: &str| message("tools/call", json!({"name": name}));
         assert_eq!(p.required(&tool("admin_op")), scopes("admin mcp"));
         assert_eq!(p.required(&tool("info")), scopes("mcp"));
@@ -413,9 +463,17 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "public_method(\"tools/call\")")]
     fn a_public_entry_for_an_addressing_method_is_refused_when_built() {
-        let _ = McpScopePolicy::new().public_method("tools/call");
+        let error = McpScopePolicy::builder()
+            .public_method("tools/call")
+            .build()
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("public_method: \"tools/call\" addresses tools"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -430,17 +488,19 @@ mod tests {
             "completion/complete",
             "subscriptions/listen",
         ] {
-            let built = std::panic::catch_unwind(|| McpScopePolicy::new().public_method(method));
+            let built = McpScopePolicy::builder().public_method(method).build();
             assert!(built.is_err(), "{method}");
         }
     }
 
     #[test]
     fn public_operations() {
-        let p = McpScopePolicy::new()
+        let p = McpScopePolicy::builder()
             .public_handshake()
             .public_tool("info")
-            .tool("x", ["read"]);
+            .tool("x", ["read"])
+            .build()
+            .unwrap();
         assert_eq!(
             p.required(&message("initialize", json!({}))),
             Requirement::Public

@@ -276,7 +276,10 @@ mod tests {
             seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async { Ok::<_, std::convert::Infallible>(Response::new(())) }
         });
-        let policy = McpScopePolicy::new().public_method("ping");
+        let policy = McpScopePolicy::builder()
+            .public_method("ping")
+            .build()
+            .unwrap();
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
         let mut service = McpScopeLayer::new(policy)
             .max_body_bytes(body.len())

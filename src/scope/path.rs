@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::ScopeFuture;
 use super::guard;
-use crate::Scopes;
+use crate::{ConfigError, Scopes};
 
 /// Requires scopes by request path: exact paths first, then the longest matching prefix, then a
 /// default.
@@ -23,16 +23,18 @@ use crate::Scopes;
 /// ```
 /// use tower_introspect::PathScopeLayer;
 ///
-/// let scopes = PathScopeLayer::new()
+/// # fn main() -> Result<(), tower_introspect::ConfigError> {
+/// let scopes = PathScopeLayer::builder()
 ///     .path("/grpc.health.v1.Health/Check", ["read"])
 ///     .path("/grpc.health.v1.Health/Watch", ["admin"])
 ///     .prefix("/notes.v1.Notes/", ["notes"])
 ///     // Anything not named: fail closed.
-///     .default_scopes(["admin"]);
+///     .default_scopes(["admin"])
+///     .build()?;
 /// # let _ = scopes;
+/// # Ok(()) }
 /// ```
 #[derive(Clone, Default)]
-#[must_use]
 pub struct PathScopeLayer {
     table: Arc<PathTable>,
 }
@@ -60,67 +62,82 @@ impl PathTable {
 }
 
 impl PathScopeLayer {
-    /// A layer that requires nothing but a principal until told otherwise.
-    pub fn new() -> Self {
-        Self::default()
+    /// Configures the table: [`path`](PathScopeLayerBuilder::path),
+    /// [`prefix`](PathScopeLayerBuilder::prefix), [`default_scopes`](PathScopeLayerBuilder::default_scopes).
+    pub fn builder() -> PathScopeLayerBuilder {
+        PathScopeLayerBuilder::default()
     }
+}
 
-    fn table(&mut self) -> &mut PathTable {
-        Arc::make_mut(&mut self.table)
+/// Configures a [`PathScopeLayer`]; [`build`](Self::build) reports the first bad scope.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct PathScopeLayerBuilder {
+    table: PathTable,
+    error: Option<ConfigError>,
+}
+
+impl PathScopeLayerBuilder {
+    /// The scopes for one rule, or the first error kept for [`build`](Self::build).
+    fn scopes<I, T>(&mut self, setting: &'static str, scopes: I) -> Scopes
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        match Scopes::configured(setting, scopes) {
+            Ok(scopes) => scopes,
+            Err(error) => {
+                self.error.get_or_insert(error);
+                Scopes::new()
+            }
+        }
     }
 
     /// Every one of `scopes` is required for exactly `path`.
-    ///
-    /// # Panics
-    ///
-    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]).
-    #[track_caller]
     pub fn path<I, T>(mut self, path: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        self.table()
-            .exact
-            .insert(path.into(), Scopes::configured(scopes));
+        let scopes = self.scopes("path", scopes);
+        self.table.exact.insert(path.into(), scopes);
         self
     }
 
     /// Every one of `scopes` is required for paths starting with `prefix` (e.g. a whole gRPC
     /// service: `/package.Service/`).
-    ///
-    /// # Panics
-    ///
-    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]).
-    #[track_caller]
     pub fn prefix<I, T>(mut self, prefix: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        let table = self.table();
-        table
-            .prefixes
-            .push((prefix.into(), Scopes::configured(scopes)));
-        table
+        let scopes = self.scopes("prefix", scopes);
+        self.table.prefixes.push((prefix.into(), scopes));
+        self.table
             .prefixes
             .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         self
     }
 
     /// Scopes required for paths no rule names (default: none, only a principal).
-    ///
-    /// # Panics
-    ///
-    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]).
-    #[track_caller]
     pub fn default_scopes<I, T>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        self.table().default = Scopes::configured(scopes);
+        self.table.default = self.scopes("default_scopes", scopes);
         self
+    }
+
+    /// The layer, or the first scope that is not a valid RFC 6749 `scope-token` (or is
+    /// `offline_access`), with the setting that named it.
+    pub fn build(self) -> Result<PathScopeLayer, ConfigError> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(PathScopeLayer {
+                table: Arc::new(self.table),
+            }),
+        }
     }
 }
 
@@ -183,16 +200,25 @@ mod tests {
 
     #[test]
     fn exact_then_longest_prefix_then_default() {
-        let layer = PathScopeLayer::new()
+        let layer = PathScopeLayer::builder()
             .prefix("/a.S/", ["s"])
             .prefix("/a.S/Admin", ["admin"])
             .path("/a.S/Read", ["read"])
-            .default_scopes(["fallback"]);
+            .default_scopes(["fallback"])
+            .build()
+            .unwrap();
         let t = &layer.table;
         assert_eq!(t.required("/a.S/Read").to_string(), "read");
         assert_eq!(t.required("/a.S/AdminDelete").to_string(), "admin");
         assert_eq!(t.required("/a.S/Other").to_string(), "s");
         assert_eq!(t.required("/b.T/X").to_string(), "fallback");
-        assert!(PathScopeLayer::new().table.required("/x").is_empty());
+        assert!(
+            PathScopeLayer::builder()
+                .build()
+                .unwrap()
+                .table
+                .required("/x")
+                .is_empty()
+        );
     }
 }

@@ -8,12 +8,15 @@
 //! use axum::{Router, routing::{get, post}};
 //! use tower_introspect::RequireScopeLayer;
 //!
+//! # fn main() -> Result<(), tower_introspect::ConfigError> {
+//! // A scope that is not a valid RFC 6749 scope-token is refused here, at start-up.
 //! let app: Router = Router::new()
 //!     .route("/items", get(|| async { "list" }))
-//!     .route_layer(RequireScopeLayer::all(["read"]))
-//!     .route("/admin", post(|| async { "done" }).route_layer(RequireScopeLayer::all(["admin", "write"])));
+//!     .route_layer(RequireScopeLayer::all(["read"])?)
+//!     .route("/admin", post(|| async { "done" }).route_layer(RequireScopeLayer::all(["admin", "write"])?));
 //! // … then `.layer(bearer_auth_layer)` around the whole router.
 //! # let _ = app;
+//! # Ok(()) }
 //! ```
 
 use std::fmt;
@@ -26,7 +29,7 @@ use tower_service::Service;
 
 use super::ScopeFuture;
 use crate::challenge::{Challenger, Rejection};
-use crate::{Principal, Scopes};
+use crate::{ConfigError, Principal, Scopes};
 
 /// How the required scopes combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,38 +54,30 @@ pub struct RequireScopeLayer {
 }
 
 impl RequireScopeLayer {
-    /// Requires every one of `scopes`.
-    ///
-    /// # Panics
-    ///
-    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]).
-    #[track_caller]
-    pub fn all<I, T>(scopes: I) -> Self
+    /// Requires every one of `scopes`; an error names a scope that is not a valid RFC 6749
+    /// `scope-token` (see [`Scopes::is_scope_token`]) or is `offline_access`.
+    pub fn all<I, T>(scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        Self {
-            required: Arc::new(Scopes::configured(scopes)),
+        Ok(Self {
+            required: Arc::new(Scopes::configured("RequireScopeLayer::all", scopes)?),
             mode: Mode::All,
-        }
+        })
     }
 
-    /// Requires at least one of `scopes` (an empty list is never satisfied).
-    ///
-    /// # Panics
-    ///
-    /// When a scope is not a valid RFC 6749 `scope-token` (see [`Scopes::is_scope_token`]).
-    #[track_caller]
-    pub fn any<I, T>(scopes: I) -> Self
+    /// Requires at least one of `scopes` (an empty list is never satisfied); errors as
+    /// [`all`](Self::all).
+    pub fn any<I, T>(scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        Self {
-            required: Arc::new(Scopes::configured(scopes)),
+        Ok(Self {
+            required: Arc::new(Scopes::configured("RequireScopeLayer::any", scopes)?),
             mode: Mode::Any,
-        }
+        })
     }
 
     /// The scopes this layer names in its challenges.

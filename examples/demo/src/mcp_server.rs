@@ -107,12 +107,12 @@ pub const MAX_NOTE_BYTES: usize = 4 * 1024;
 pub const SCOPES: [&str; 3] = ["read", "write", "admin"];
 
 /// The per-tool policy of [`TOOLS`]; anything unknown requires `admin` (fail closed).
-pub fn policy() -> McpScopePolicy {
+pub fn policy() -> Result<McpScopePolicy, tower_introspect::ConfigError> {
     TOOLS
         .iter()
         .chain(&HANDLE_TOOLS)
         .fold(
-            McpScopePolicy::new().public_handshake(),
+            McpScopePolicy::builder().public_handshake(),
             |policy, (name, access, _)| match access {
                 Access::Public => policy.public_tool(*name),
                 Access::Authenticated => policy.tool(*name, [] as [&str; 0]),
@@ -120,6 +120,7 @@ pub fn policy() -> McpScopePolicy {
             },
         )
         .default_scopes(["admin"])
+        .build()
 }
 
 fn allowed(access: Access, principal: Option<&Principal>) -> bool {
@@ -625,11 +626,11 @@ pub async fn app_with(
 ) -> anyhow::Result<(Router, CachedVerifier<HybridVerifier>)> {
     let verifier = auth.verifier(resource).await?;
     let metadata = ProtectedResourceMetadata::new(resource, &auth.issuer)?
-        .scopes_supported(SCOPES)
+        .scopes_supported(SCOPES)?
         .resource_name("tower-introspect demo MCP server");
     let bearer = BearerAuthLayer::new(CachedVerifier::new(verifier, auth.cache.clone()))
         .protected_resource(&metadata)
-        .challenge_scope(SCOPES.join(" "))
+        .challenge_scope(SCOPES.join(" "))?
         .allow_missing_token(true);
     let cache = bearer.verifier().clone();
     let tools = DemoTools::new(resource, request_states);
@@ -641,7 +642,7 @@ pub async fn app_with(
     let path = url::Url::parse(resource)?.path().to_owned();
     let router = Router::new()
         .nest_service(&path, mcp)
-        .layer(McpScopeLayer::new(policy()))
+        .layer(McpScopeLayer::new(policy()?))
         .layer(McpSessionBindingLayer::default())
         .layer(bearer)
         .merge(metadata.into_router());

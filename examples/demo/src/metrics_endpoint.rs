@@ -3,7 +3,7 @@
 //!
 //! A listener of its own, because what it tells (traffic, refusal reasons, the authorization
 //! server's health) is for operators, not for the MCP endpoint's callers: bind it to loopback or a
-//! private network. It carries no token, subject or client id; see the README's metric table.
+//! private network. It carries no token, subject or client id; see `docs/operations.md`.
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
