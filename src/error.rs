@@ -1,6 +1,7 @@
 //! Why a token was not accepted.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The outcome of a failed verification.
@@ -20,7 +21,7 @@ pub enum VerifyError {
     /// The token could not be checked: the authorization server failed, timed out, or answered
     /// something that is not an introspection response.
     #[error("token could not be verified: {0}")]
-    Unavailable(Unavailable),
+    Unavailable(#[source] Unavailable),
     /// The token could not be checked because the authorization server asked us to slow down
     /// (`429 Too Many Requests`): no call is made to it for the given time (its `Retry-After`,
     /// capped), and the client is told to retry after it (503 with that `Retry-After`).
@@ -118,11 +119,27 @@ impl VerifyError {
 ///
 /// The cause is a short fixed set, for metrics and alerts; the detail (which may name the
 /// endpoint's URL, never a token) is for logs.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{detail}")]
+#[derive(Debug, Clone)]
 pub struct Unavailable {
     cause: UnavailableCause,
     detail: String,
+    /// What failed underneath (e.g. the HTTP client's error), for `Error::source` chains.
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for Unavailable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The error itself, not the `Arc` around it, so that callers can downcast it.
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl Unavailable {
@@ -131,7 +148,15 @@ impl Unavailable {
         Self {
             cause,
             detail: detail.into(),
+            source: None,
         }
+    }
+
+    /// This unavailability, caused by `source` (kept as the error's
+    /// [`source`](std::error::Error::source), so logs and callers can walk the chain).
+    pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     /// Why, as one of a few fixed causes.

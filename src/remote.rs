@@ -61,6 +61,18 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Why a request to the authorization server got no answer: a timeout, or a connection that could
+/// not be made or broke. reqwest's errors name the URL, never a request body, so they are kept as
+/// the source.
+pub(crate) fn request_failed(what: &str, error: reqwest::Error) -> crate::Unavailable {
+    let cause = if error.is_timeout() {
+        crate::UnavailableCause::Timeout
+    } else {
+        crate::UnavailableCause::Unreachable
+    };
+    crate::Unavailable::new(cause, format!("{what} failed: {error}")).caused_by(error)
+}
+
 /// Why a response body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BodyError {
@@ -70,6 +82,12 @@ pub(crate) enum BodyError {
     /// The connection failed while the body was read.
     #[error("reading the response failed: {0}")]
     Read(#[source] reqwest::Error),
+}
+
+impl From<BodyError> for crate::Unavailable {
+    fn from(error: BodyError) -> Self {
+        crate::Unavailable::new(error.cause(), error.to_string()).caused_by(error)
+    }
 }
 
 impl BodyError {

@@ -280,7 +280,7 @@ async fn discovery_falls_back_to_openid_configuration_and_rejects_issuer_mismatc
         other => panic!("unexpected {other:?}"),
     }
     let err = Introspector::builder().build().unwrap_err();
-    assert!(matches!(err, ConfigError::InvalidUrl { .. }));
+    assert!(matches!(err, ConfigError::Missing { setting: "endpoint", .. }));
     let err = Introspector::builder()
         .endpoint("ftp://as/introspect")
         .build()
@@ -507,4 +507,45 @@ async fn connect_timeout_given_after_discovery_applies() {
         took >= Duration::from_millis(100) && took < Duration::from_millis(1500),
         "took {took:?}"
     );
+}
+
+#[test]
+fn a_missing_endpoint_is_its_own_configuration_error() {
+    install_crypto();
+    let error = Introspector::builder()
+        .client_secret_basic("rs", "secret")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(error, ConfigError::Missing { setting: "endpoint", .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_server_keeps_the_underlying_error_as_the_source() {
+    install_crypto();
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let introspector = Introspector::builder()
+        .endpoint(format!("http://127.0.0.1:{port}/introspect"))
+        .client_secret_basic("rs", "secret")
+        .build()
+        .unwrap();
+    let verdict = introspector.verify("tok").await;
+    let Err(VerifyError::Unavailable(unavailable)) = &verdict else {
+        panic!("an unreachable server must be unavailable");
+    };
+    // The chain runs from the verdict through the unavailability to the client's error.
+    let error = verdict.as_ref().unwrap_err();
+    let chained = std::error::Error::source(error).and_then(std::error::Error::source);
+    assert!(chained.is_some_and(|e| e.is::<reqwest::Error>()));
+    assert_eq!(unavailable.cause(), UnavailableCause::Unreachable);
+    let source = std::error::Error::source(&unavailable).expect("the client's error is kept");
+    assert!(source.is::<reqwest::Error>(), "{source:?}");
+    assert!(!format!("{unavailable:?}").contains("tok\""), "no token in the error");
 }

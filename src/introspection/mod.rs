@@ -174,14 +174,8 @@ impl Introspector {
             .post(endpoint.clone())
             .header(::http::header::ACCEPT, "application/json");
         let request = inner.auth.apply(request, &mut form).form(&form);
-        // reqwest errors name the URL, never the form body, so they are safe to keep.
         let response = request.send().await.map_err(|e| {
-            let cause = if e.is_timeout() {
-                UnavailableCause::Timeout
-            } else {
-                UnavailableCause::Unreachable
-            };
-            VerifyError::unavailable(cause, format!("introspection request failed: {e}"))
+            VerifyError::Unavailable(remote::request_failed("introspection request", e))
         })?;
         let status = response.status();
         if status == ::http::StatusCode::TOO_MANY_REQUESTS {
@@ -199,11 +193,14 @@ impl Introspector {
         }
         let body = remote::read_capped(response, inner.max_response_bytes)
             .await
-            .map_err(|e| VerifyError::unavailable(e.cause(), e.to_string()))?;
+            .map_err(|e| VerifyError::Unavailable(e.into()))?;
         serde_json::from_slice(&body).map_err(|e| {
-            VerifyError::unavailable(
-                UnavailableCause::InvalidResponse,
-                format!("not an introspection response: {e}"),
+            VerifyError::Unavailable(
+                crate::Unavailable::new(
+                    UnavailableCause::InvalidResponse,
+                    format!("not an introspection response: {e}"),
+                )
+                .caused_by(e),
             )
         })
     }
@@ -501,11 +498,10 @@ impl IntrospectorBuilder {
 
     /// The configured endpoint, checked.
     fn parse_endpoint(&self, endpoint: Option<String>) -> Result<Url, ConfigError> {
-        let raw = endpoint.ok_or_else(|| ConfigError::InvalidUrl {
-            url: String::new(),
-            reason: "no introspection endpoint configured (call endpoint(), discover() or \
-                     discover_lazily())"
-                .into(),
+        let raw = endpoint.ok_or(ConfigError::Missing {
+            setting: "endpoint",
+            why: "no introspection endpoint configured: call endpoint(), discover() or \
+                  discover_lazily()",
         })?;
         let endpoint = Url::parse(&raw).map_err(|e| ConfigError::InvalidUrl {
             url: raw.clone(),

@@ -16,7 +16,7 @@ use url::Url;
 use super::algorithm::JwsAlgorithm;
 use super::keys::{KeySet, VerificationKey, parse_jwks};
 use crate::discovery::{self, Endpoint};
-use crate::remote::{read_capped, require_tls};
+use crate::remote::{read_capped, request_failed, require_tls};
 use crate::{ConfigError, InvalidToken, UnavailableCause, VerifyError};
 
 /// Shortest time a fetched key set is used before it is refreshed, whatever its `max-age`.
@@ -285,7 +285,9 @@ impl RemoteKeys {
                         self.limits.allow_http,
                     )
                     .await
-                    .map_err(|e| unavailable(UnavailableCause::Discovery, e.to_string()))?;
+                    .map_err(|e| {
+                        unavailable(UnavailableCause::Discovery, e.to_string()).caused_by(e)
+                    })?;
                     found.get_or_init(|| url).clone()
                 }
             },
@@ -301,14 +303,7 @@ impl RemoteKeys {
             .timeout(self.limits.timeout)
             .send()
             .await
-            .map_err(|e| {
-                let cause = if e.is_timeout() {
-                    UnavailableCause::Timeout
-                } else {
-                    UnavailableCause::Unreachable
-                };
-                unavailable(cause, format!("key set request failed: {e}"))
-            })?;
+            .map_err(|e| request_failed("key set request", e))?;
         let status = response.status();
         if !status.is_success() {
             return Err(unavailable(
@@ -328,7 +323,7 @@ impl RemoteKeys {
                 "reading the key set timed out".into(),
             )
         })?
-        .map_err(|e| unavailable(e.cause(), e.to_string()))?;
+        .map_err(crate::Unavailable::from)?;
         let keys = parse_jwks(&body, self.limits.max_keys)
             .map_err(|reason| unavailable(UnavailableCause::InvalidResponse, reason))?;
         Ok((keys, max_age))
