@@ -268,13 +268,10 @@ pub mod hybrid;
 pub mod introspection;
 pub mod jwt;
 pub mod layer;
-#[cfg(feature = "mcp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
 pub mod mcp;
 pub mod metadata;
 mod metrics;
 mod principal;
-mod protocol_version;
 mod remote;
 #[cfg(feature = "rmcp")]
 mod rmcp_ext;

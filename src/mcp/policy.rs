@@ -12,19 +12,19 @@ use crate::{ConfigError, Scopes};
 ///
 /// | method | judged by | table |
 /// |---|---|---|
-/// | `tools/call` | `params.name` | [`tool`](Self::tool) |
-/// | `prompts/get` | `params.name` | [`prompt`](Self::prompt) |
-/// | `resources/read`, `resources/subscribe`, `resources/unsubscribe`, `resources/directory/read` | `params.uri` | [`resource`](Self::resource) |
-/// | `completion/complete` | `params.ref`: `ref/prompt` by its `name`, `ref/resource` by its `uri` | [`prompt`](Self::prompt), [`resource`](Self::resource) |
-/// | `subscriptions/listen` (2026-07-28) | each URI of `params.notifications.resourceSubscriptions` | [`resource`](Self::resource) |
-/// | any other method | the method | [`method`](Self::method) |
+/// | `tools/call` | `params.name` | [`tool`](McpScopePolicyBuilder::tool) |
+/// | `prompts/get` | `params.name` | [`prompt`](McpScopePolicyBuilder::prompt) |
+/// | `resources/read`, `resources/subscribe`, `resources/unsubscribe`, `resources/directory/read` | `params.uri` | [`resource`](McpScopePolicyBuilder::resource) |
+/// | `completion/complete` | `params.ref`: `ref/prompt` by its `name`, `ref/resource` by its `uri` | [`prompt`](McpScopePolicyBuilder::prompt), [`resource`](McpScopePolicyBuilder::resource) |
+/// | `subscriptions/listen` (2026-07-28) | each URI of `params.notifications.resourceSubscriptions` | [`resource`](McpScopePolicyBuilder::resource) |
+/// | any other method | the method | [`method`](McpScopePolicyBuilder::method) |
 ///
 /// A tool, resource or prompt missing from its table requires the
-/// [`default_scopes`](Self::default_scopes) (none unless set: set them to fail closed for
+/// [`default_scopes`](McpScopePolicyBuilder::default_scopes) (none unless set: set them to fail closed for
 /// operations added later). A method of the MCP specification missing from the method table
 /// requires an authenticated caller and no particular scope; a method the specification does not
 /// define (a server's own extension, or one added by a later version) requires the
-/// [`unknown_method_scopes`](Self::unknown_method_scopes), by default the `default_scopes`.
+/// [`unknown_method_scopes`](McpScopePolicyBuilder::unknown_method_scopes), by default the `default_scopes`.
 ///
 /// A method-table entry for a method of the first rows (e.g. `method("tools/call", ["mcp"])`)
 /// applies to *every* call of that method, on top of what the addressed tool, prompt or resource

@@ -20,7 +20,7 @@ use super::{McpScopePolicy, Requirement, classify_body};
 use crate::Principal;
 use crate::challenge::Challenger;
 use crate::challenge::Rejection;
-use crate::protocol_version::McpGeneration;
+use crate::mcp::protocol_version::McpGeneration;
 use crate::scope::check_scopes;
 
 /// Default largest JSON-RPC body the layer reads.

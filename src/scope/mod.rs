@@ -13,7 +13,7 @@ mod step_up;
 
 pub use self::future::ScopeFuture;
 pub use self::hierarchy::{ScopeHierarchy, ScopeHierarchyBuilder, ScopeHierarchyError};
-pub use self::path::{PathScope, PathScopeLayer};
+pub use self::path::{PathScope, PathScopeLayer, PathScopeLayerBuilder};
 #[cfg(feature = "mcp")]
 pub(crate) use self::require::check_scopes;
 pub(crate) use self::require::guard;

@@ -2,7 +2,7 @@
 
 use http::HeaderMap;
 
-use crate::protocol_version::McpGeneration;
+use crate::mcp::protocol_version::McpGeneration;
 
 /// The scope that asks for a refresh token: a client requests it at authorization time, never in
 /// response to a challenge, and it says nothing about what a resource allows. It is therefore
