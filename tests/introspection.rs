@@ -280,7 +280,13 @@ async fn discovery_falls_back_to_openid_configuration_and_rejects_issuer_mismatc
         other => panic!("unexpected {other:?}"),
     }
     let err = Introspector::builder().build().unwrap_err();
-    assert!(matches!(err, ConfigError::Missing { setting: "endpoint", .. }));
+    assert!(matches!(
+        err,
+        ConfigError::Missing {
+            setting: "endpoint",
+            ..
+        }
+    ));
     let err = Introspector::builder()
         .endpoint("ftp://as/introspect")
         .build()
@@ -517,7 +523,13 @@ fn a_missing_endpoint_is_its_own_configuration_error() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(error, ConfigError::Missing { setting: "endpoint", .. }),
+        matches!(
+            error,
+            ConfigError::Missing {
+                setting: "endpoint",
+                ..
+            }
+        ),
         "{error:?}"
     );
 }
@@ -547,5 +559,8 @@ async fn an_unreachable_server_keeps_the_underlying_error_as_the_source() {
     assert_eq!(unavailable.cause(), UnavailableCause::Unreachable);
     let source = std::error::Error::source(&unavailable).expect("the client's error is kept");
     assert!(source.is::<reqwest::Error>(), "{source:?}");
-    assert!(!format!("{unavailable:?}").contains("tok\""), "no token in the error");
+    assert!(
+        !format!("{unavailable:?}").contains("tok\""),
+        "no token in the error"
+    );
 }
