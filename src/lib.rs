@@ -6,6 +6,27 @@
 //! inner service as a request extension. It works in front of axum routers, tonic servers and
 //! rmcp's streamable HTTP MCP service alike: anything that is a `Service<http::Request<B>>`.
 //!
+//! # Where things are
+//!
+//! The crate root holds what most servers need: [`BearerAuthLayer`] (with
+//! [`Introspector`] or a [`jwt::JwtVerifier`], or both through [`HybridVerifier`]), the
+//! [`Principal`] handlers receive, the scope layers [`RequireScopeLayer`] and
+//! [`PathScopeLayer`], and the errors. The rest is grouped by concern:
+//!
+//! | module | what is in it |
+//! |---|---|
+//! | [`introspection`] | RFC 7662: the introspector, client authentication, the response |
+//! | [`jwt`] | RFC 9068: trusted issuers, their key sets, the algorithms |
+//! | [`hybrid`] | one verifier for JWTs and opaque tokens |
+//! | [`cache`] | the verdict cache: settings, statistics, invalidation |
+//! | [`layer`] | the bearer layer's service and future |
+//! | [`scope`] | scope layers, scope hierarchies, step-up challenges |
+//! | [`challenge`] | how refusals are worded (RFC 6750, gRPC) |
+//! | [`metadata`] | RFC 9728 protected resource metadata |
+//! | [`claims`] | the verifier-neutral claims a principal is built from |
+//! | [`error`] | why a token was refused or could not be checked; configuration errors |
+//! | [`mcp`] | MCP: per-operation scopes, session binding, sealed state (feature `mcp`) |
+//!
 //! # Quick start
 //!
 //! ```
