@@ -2,8 +2,9 @@
 //!
 //! [`BearerAuthLayer`] reads `Authorization: Bearer <token>`, validates the token by
 //! [RFC 7662](https://www.rfc-editor.org/rfc/rfc7662) token introspection against your
-//! authorization server, caches the verdict safely, and hands the caller's [`Principal`] to the
-//! inner service as a request extension. It works in front of axum routers, tonic servers and
+//! authorization server or as an [RFC 9068](https://www.rfc-editor.org/rfc/rfc9068) JWT access
+//! token with the issuer's published keys, caches the verdict safely, and hands the caller's
+//! [`Principal`] to the inner service as a request extension. It works in front of axum routers, tonic servers and
 //! rmcp's streamable HTTP MCP service alike: anything that is a `Service<http::Request<B>>`.
 //!
 //! # Where things are
