@@ -206,6 +206,15 @@ impl<V> App<V> {
     }
 }
 
+/// An issuer publishing key A, and an app that trusts it: the start of most tests here.
+async fn one_key_app() -> (Signer, Issuer, App<JwtIssuer>) {
+    install_crypto();
+    let a = key_a();
+    let issuer = Issuer::start(&[&a]).await;
+    let app = app(issuer.verifier());
+    (a, issuer, app)
+}
+
 fn invalid(description: &str) -> (u16, Option<String>) {
     (
         401,
@@ -222,10 +231,7 @@ const UNKNOWN_ISSUER: &str = "The access token was issued by an untrusted issuer
 
 #[tokio::test]
 async fn a_valid_token_reaches_the_handler_with_its_claims_and_is_cached() {
-    install_crypto();
-    let a = key_a();
-    let issuer = Issuer::start(&[&a]).await;
-    let app = app(issuer.verifier());
+    let (a, issuer, app) = one_key_app().await;
     let mut c = claims(&issuer.url());
     c["cnf"] = json!({"jkt": "thumbprint"});
     let token = sign(&a, &c);
@@ -317,10 +323,7 @@ async fn an_algorithm_outside_the_issuers_allow_list_is_refused() {
 
 #[tokio::test]
 async fn kid_injection_is_a_lookup_miss_never_a_path_or_a_query() {
-    install_crypto();
-    let a = key_a();
-    let issuer = Issuer::start(&[&a]).await;
-    let app = app(issuer.verifier());
+    let (a, issuer, app) = one_key_app().await;
     // Known keys first, so that what follows is judged against a loaded set.
     assert_eq!(
         app.send(&sign(&a, &claims(&issuer.url()))).await,
@@ -385,10 +388,7 @@ async fn jku_x5u_jwk_and_x5c_headers_are_never_followed() {
 
 #[tokio::test]
 async fn wrong_typ_iss_aud_and_times_are_refused() {
-    install_crypto();
-    let a = key_a();
-    let issuer = Issuer::start(&[&a]).await;
-    let app = app(issuer.verifier());
+    let (a, issuer, app) = one_key_app().await;
     let iss = issuer.url();
     let now = now();
     let with = |name: &str, value: Value| {
@@ -472,10 +472,7 @@ async fn wrong_typ_iss_aud_and_times_are_refused() {
 
 #[tokio::test]
 async fn every_flipped_signature_bit_is_refused() {
-    install_crypto();
-    let a = key_a();
-    let issuer = Issuer::start(&[&a]).await;
-    let app = app(issuer.verifier());
+    let (a, issuer, app) = one_key_app().await;
     let token = sign(&a, &claims(&issuer.url()));
     let (input, signature) = token.rsplit_once('.').unwrap();
     let raw = URL_SAFE_NO_PAD.decode(signature).unwrap();
@@ -655,10 +652,7 @@ async fn a_rotated_key_is_picked_up_with_one_refetch_and_a_removed_key_stops() {
 
 #[tokio::test]
 async fn a_thousand_concurrent_unknown_kids_make_at_most_one_fetch() {
-    install_crypto();
-    let a = key_a();
-    let issuer = Issuer::start(&[&a]).await;
-    let app = app(issuer.verifier());
+    let (a, issuer, app) = one_key_app().await;
     assert_eq!(
         app.send(&sign(&a, &claims(&issuer.url()))).await,
         (200, None)
