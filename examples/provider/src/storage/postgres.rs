@@ -1,6 +1,6 @@
 //! PostgreSQL backend (sqlx): several server instances behind a load balancer share one database.
 //!
-//! The statements are SQLite's, from [`super::sql`]. Every guarantee of the
+//! The statements are SQLite's, from `storage/sql.rs`. Every guarantee of the
 //! [`Storage`](super::Storage) trait holds across instances, by these means:
 //!
 //! - **Single-statement compare-and-set** (`UPDATE … WHERE consumed = false`,

@@ -7,7 +7,7 @@
 //! created and upgraded by the versioned migrations in `migrations/` (sqlx keeps the applied
 //! versions in `_sqlx_migrations`).
 //!
-//! The statements are the PostgreSQL backend's, from [`super::sql`]. Every compare-and-set is one
+//! The statements are the PostgreSQL backend's, from `storage/sql.rs`. Every compare-and-set is one
 //! SQL statement (`UPDATE … WHERE consumed = false`, `DELETE … RETURNING`), whose
 //! `rows_affected` tells the single winner. Every writing transaction (refresh rotation, capped
 //! inserts, revocation, key rotation, cleanup) starts with `BEGIN IMMEDIATE`, taking the
