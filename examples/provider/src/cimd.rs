@@ -14,8 +14,11 @@
 //!   cannot reach an internal address. Refused: loopback, private (RFC 1918, unique local),
 //!   link-local (including `169.254.169.254`), unspecified, multicast, broadcast, shared address
 //!   space, documentation, benchmarking and reserved ranges, and IPv6 forms that embed an IPv4
-//!   address (IPv4-mapped, NAT64, 6to4) unless that address itself is allowed. Only loopback can
-//!   be allowed, by the development flag [`CimdSettings::allow_loopback`]. Proxies from the
+//!   address (IPv4-mapped, IPv4-translated, well-known NAT64 `64:ff9b::/96`, 6to4) unless that
+//!   address itself is allowed (loopback only when mapped: a translated or NAT64 address is never
+//!   this host's loopback); the local-use NAT64 prefix `64:ff9b:1::/48`, where the IPv4 address's
+//!   place depends on the operator's prefix length, is refused whole. Only loopback can be
+//!   allowed, by the development flag [`CimdSettings::allow_loopback`]. Proxies from the
 //!   environment are ignored.
 //! - **Transfer**: one `GET`, no redirects (a 3xx is a failure), status 200 only, a time bound for
 //!   the whole exchange ([`CimdSettings::timeout`]) and a size bound on the body
@@ -454,8 +457,15 @@ fn is_allowed_v6(ip: Ipv6Addr, allow_loopback: bool) -> bool {
         return is_allowed_v4(v4, allow_loopback);
     }
     let segments = ip.segments();
-    // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) reach IPv4 addresses: judge those.
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    // The local-use NAT64 prefix (64:ff9b:1::/48, RFC 8215) reaches IPv4 addresses, but where
+    // the IPv4 address sits depends on the operator's prefix length (RFC 6052 §2.2): refused.
+    if segments[..3] == [0x64, 0xff9b, 1] {
+        return false;
+    }
+    // The well-known NAT64 prefix (64:ff9b::/96), IPv4-translated addresses (::ffff:0:0:0/96,
+    // RFC 2765) and 6to4 (2002::/16) reach IPv4 addresses through a translator or relay: judge
+    // the embedded address, never as loopback (it is not this host's loopback).
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
         let [a, b] = segments[6].to_be_bytes();
         let [c, d] = segments[7].to_be_bytes();
         return is_allowed_v4(Ipv4Addr::new(a, b, c, d), false);
@@ -544,6 +554,46 @@ mod tests {
         for ip in ["10.0.0.1", "169.254.169.254", "::ffff:10.0.0.1", "fe80::1"] {
             assert!(!is_allowed(ip.parse().unwrap(), true), "{ip}");
         }
+    }
+
+    /// NAT64 (well-known and local-use) and IPv4-translated addresses carrying loopback or the
+    /// metadata address are refused, with and without the development flag; IPv4-mapped ones
+    /// are judged as the IPv4 address they map.
+    #[test]
+    fn translated_ipv6_prefixes_are_judged_by_their_ipv4_address() {
+        for allow_loopback in [false, true] {
+            for ip in [
+                // Well-known NAT64 prefix, 64:ff9b::/96.
+                "64:ff9b::7f00:1",
+                "64:ff9b::a9fe:a9fe",
+                // Local-use NAT64 prefix, 64:ff9b:1::/48, as /96 and as /48 (RFC 6052 §2.2).
+                "64:ff9b:1::7f00:1",
+                "64:ff9b:1::a9fe:a9fe",
+                "64:ff9b:1:7f00:1::",
+                "64:ff9b:1:a9fe:a9:fe00::",
+                "64:ff9b:1::5db8:d822",
+                // IPv4-translated, ::ffff:0:0:0/96.
+                "::ffff:0:7f00:1",
+                "::ffff:0:a9fe:a9fe",
+                // IPv4-mapped, ::ffff:0:0/96.
+                "::ffff:a9fe:a9fe",
+                "::ffff:10.0.0.1",
+            ] {
+                let ip: IpAddr = ip.parse().unwrap();
+                assert!(
+                    !is_allowed(ip, allow_loopback),
+                    "{ip} must be refused (allow_loopback: {allow_loopback})"
+                );
+            }
+            // A public IPv4 address behind the well-known prefix or translated stays reachable.
+            for ip in ["64:ff9b::5db8:d822", "::ffff:0:5db8:d822", "::ffff:5db8:d822"] {
+                let ip: IpAddr = ip.parse().unwrap();
+                assert!(is_allowed(ip, allow_loopback), "{ip} must be allowed");
+            }
+        }
+        // IPv4-mapped loopback is this host's loopback: only the development flag opens it.
+        assert!(!is_allowed("::ffff:127.0.0.1".parse().unwrap(), false));
+        assert!(is_allowed("::ffff:127.0.0.1".parse().unwrap(), true));
     }
 
     #[test]
