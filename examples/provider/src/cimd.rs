@@ -20,9 +20,11 @@
 //!   place depends on the operator's prefix length, is refused whole. Only loopback can be
 //!   allowed, by the development flag [`CimdSettings::allow_loopback`]. Proxies from the
 //!   environment are ignored.
-//! - **Transfer**: one `GET`, no redirects (a 3xx is a failure), status 200 only, a time bound for
-//!   the whole exchange ([`CimdSettings::timeout`]) and a size bound on the body
-//!   ([`CimdSettings::max_bytes`], checked while reading, not trusted from `Content-Length`).
+//! - **Transfer**: one `GET`, no redirects (a 3xx is a failure), status 200 only, a JSON media
+//!   type only (`application/json` or a `+json` type, parameters allowed; anything else is an
+//!   invalid document), a time bound for the whole exchange ([`CimdSettings::timeout`]) and a
+//!   size bound on the body ([`CimdSettings::max_bytes`], checked while reading, not trusted
+//!   from `Content-Length`).
 //! - **Content**: the document's `client_id` must equal the URL exactly; `redirect_uris` must be
 //!   present and each must pass the registration rules ([`crate::redirect`]);
 //!   `token_endpoint_auth_method` must be `none` or absent (such clients are public: a shared
@@ -296,6 +298,9 @@ impl CimdFetcher {
             if response.status() != reqwest::StatusCode::OK {
                 return Err(CimdError::Status);
             }
+            if !is_json_media_type(response.headers()) {
+                return Err(CimdError::Invalid);
+            }
             if response
                 .content_length()
                 .is_some_and(|len| len > settings.max_bytes as u64)
@@ -332,6 +337,31 @@ fn fetch_error(err: &reqwest::Error) -> CimdError {
     }
     tracing::debug!(error = %err, "client metadata document fetch failed");
     CimdError::Fetch
+}
+
+/// True when the response has one `Content-Type`, `application/json` or a `+json` type
+/// (parameters such as `charset` allowed). Anything else (`text/html`, none) is not a document.
+fn is_json_media_type(headers: &reqwest::header::HeaderMap) -> bool {
+    let mut values = headers.get_all(reqwest::header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Some(essence) = value.to_str().ok().and_then(|v| v.split(';').next()) else {
+        return false;
+    };
+    let essence = essence.trim().to_ascii_lowercase();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    token(kind)
+        && token(subtype)
+        && ((kind == "application" && subtype == "json")
+            || subtype.strip_suffix("+json").is_some_and(|s| !s.is_empty()))
 }
 
 /// The time-to-live from `Cache-Control`, or `None` for `no-store` / `no-cache`.
@@ -586,7 +616,11 @@ mod tests {
                 );
             }
             // A public IPv4 address behind the well-known prefix or translated stays reachable.
-            for ip in ["64:ff9b::5db8:d822", "::ffff:0:5db8:d822", "::ffff:5db8:d822"] {
+            for ip in [
+                "64:ff9b::5db8:d822",
+                "::ffff:0:5db8:d822",
+                "::ffff:5db8:d822",
+            ] {
                 let ip: IpAddr = ip.parse().unwrap();
                 assert!(is_allowed(ip, allow_loopback), "{ip} must be allowed");
             }
@@ -610,6 +644,39 @@ mod tests {
             assert_eq!(check_url(bad).unwrap_err(), CimdError::BadUrl, "{bad}");
         }
         assert!(check_url("https://app.example/client.json").is_ok());
+    }
+
+    #[test]
+    fn only_json_media_types_are_documents() {
+        let is_json = |values: &[&str]| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            for v in values {
+                headers.append(reqwest::header::CONTENT_TYPE, v.parse().unwrap());
+            }
+            is_json_media_type(&headers)
+        };
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/json;charset=\"utf-8\"",
+            "application/vnd.example+json",
+        ] {
+            assert!(is_json(&[ok]), "{ok}");
+        }
+        for bad in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "text/plain",
+            "application/json5",
+            "application/+json",
+            "application/jsonp",
+            "json",
+            "",
+        ] {
+            assert!(!is_json(&[bad]), "{bad}");
+        }
+        assert!(!is_json(&[]), "no Content-Type");
+        assert!(!is_json(&["application/json", "text/html"]), "two");
     }
 
     #[test]

@@ -35,6 +35,11 @@ enum Answer {
         body: String,
         cache_control: Option<&'static str>,
     },
+    /// 200 with this body and `Content-Type`.
+    Typed {
+        body: String,
+        content_type: &'static str,
+    },
     /// 302 to another path on the same server.
     Redirect,
     /// Reads the request and never answers.
@@ -99,6 +104,10 @@ impl DocumentServer {
                                  Connection: close\r\n\r\n{body}"
                             )
                         }
+                        Answer::Typed { body, content_type } => format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\
+                             Connection: close\r\n\r\n{body}"
+                        ),
                         Answer::Redirect => "HTTP/1.1 302 Found\r\nLocation: /elsewhere.json\r\n\
                              Content-Length: 0\r\nConnection: close\r\n\r\n"
                             .to_owned(),
@@ -460,4 +469,36 @@ async fn document_clients_count_against_the_unused_client_cap() {
             .is_none()
     );
     assert_eq!(server.fetches(), 1);
+}
+
+/// Only a JSON media type is a document: `text/html` (and so any other type) is refused like a
+/// malformed document, nothing is stored; `application/json` with a charset is accepted.
+#[tokio::test]
+async fn a_document_served_as_html_is_refused_as_invalid() {
+    let server = DocumentServer::start(|url| Answer::Typed {
+        body: document(&url),
+        content_type: "text/html; charset=utf-8",
+    })
+    .await;
+    let client_id = server.url("localhost");
+    let env = Env::start_with(Backend::Memory, config(true)).await;
+    assert_refused(&env, &client_id, "The client metadata document is invalid.").await;
+    assert_eq!(server.fetches(), 1);
+    assert!(
+        env.storage()
+            .get_client(&client_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let server = DocumentServer::start(|url| Answer::Typed {
+        body: document(&url),
+        content_type: "application/json; charset=utf-8",
+    })
+    .await;
+    let resp = env
+        .authorize(&AuthRequest::new(&server.url("localhost")).query())
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
 }
