@@ -46,7 +46,8 @@ pub struct PostgresSettings {
     /// duration of its storage calls; requests beyond it wait up to `acquire_timeout`.
     pub max_connections: u32,
     /// How long a request waits for a free connection (or for a new one to be established)
-    /// before failing with `server_error` (default 5 s).
+    /// before it is answered `503 temporarily_unavailable` with `Retry-After` (default 5 s;
+    /// keep it short, it is how long a request waits when the database is down).
     pub acquire_timeout: Duration,
     /// Longest a single statement may run, lock waits included, before the database cancels it
     /// (default 5 s). Also bounds how long a transaction may sit idle, so that a stalled

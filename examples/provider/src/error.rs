@@ -44,8 +44,8 @@ pub enum ErrorCode {
     NotServed,
     /// The server failed (500); the cause is logged, not returned.
     ServerError,
-    /// A limit was reached; retry after the time in `Retry-After` (503, or 429 when the limit
-    /// is the caller's own).
+    /// A limit was reached, or the database is unavailable for now; retry after the time in
+    /// `Retry-After` (503, or 429 when the limit is the caller's own).
     TemporarilyUnavailable,
 }
 
@@ -87,6 +87,8 @@ pub struct OAuthError {
     /// Human-readable description, written in the code (never request input, never secrets).
     pub description: &'static str,
     status: Option<StatusCode>,
+    /// Sent as `Retry-After` (whole seconds, at least 1) when set.
+    retry_after: Option<std::time::Duration>,
 }
 
 impl OAuthError {
@@ -96,6 +98,19 @@ impl OAuthError {
             code,
             description,
             status: None,
+            retry_after: None,
+        }
+    }
+
+    /// `temporarily_unavailable` (503) because the database is unavailable, with
+    /// `Retry-After` ([`crate::storage::UNAVAILABLE_RETRY_AFTER`]).
+    pub fn database_unavailable() -> Self {
+        Self {
+            retry_after: Some(crate::storage::UNAVAILABLE_RETRY_AFTER),
+            ..Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the database is unavailable; retry later",
+            )
         }
     }
 
@@ -105,6 +120,7 @@ impl OAuthError {
             code: ErrorCode::NotServed,
             description,
             status: Some(status),
+            retry_after: None,
         }
     }
 
@@ -134,8 +150,14 @@ impl OAuthError {
     }
 }
 
+/// An unavailable database answers `503 temporarily_unavailable` with `Retry-After`; any other
+/// storage failure `500 server_error`.
 impl From<StorageError> for OAuthError {
     fn from(err: StorageError) -> Self {
+        if err.is_unavailable() {
+            tracing::warn!(error = %err, "database unavailable");
+            return Self::database_unavailable();
+        }
         tracing::error!(error = %err, "storage failure");
         Self::new(ErrorCode::ServerError, "internal error")
     }
@@ -143,6 +165,9 @@ impl From<StorageError> for OAuthError {
 
 impl From<crate::keys::KeyError> for OAuthError {
     fn from(err: crate::keys::KeyError) -> Self {
+        if let crate::keys::KeyError::Storage(err) = err {
+            return err.into();
+        }
         // KeyError messages never contain key material.
         tracing::error!(error = %err, "signing key failure");
         Self::new(ErrorCode::ServerError, "internal error")
@@ -173,6 +198,12 @@ impl IntoResponse for OAuthError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(wait) = self.retry_after {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::limits::retry_after_secs(wait)),
+            );
+        }
         let challenge = match self.code {
             ErrorCode::InvalidClient => Some("Basic realm=\"oauth-provider\", charset=\"UTF-8\""),
             ErrorCode::InvalidToken => {
@@ -222,6 +253,23 @@ pub async fn json_framework_errors(response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unavailable_database_answers_503_with_retry_after_and_a_failure_500() {
+        let unavailable = OAuthError::from(StorageError::from(sqlx::Error::PoolTimedOut));
+        let response = unavailable.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let failed = OAuthError::from(StorageError::from(sqlx::Error::RowNotFound));
+        let response = failed.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        let key = crate::keys::KeyError::Storage(StorageError::from(sqlx::Error::PoolClosed));
+        assert_eq!(
+            OAuthError::from(key).into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 
     #[test]
     fn descriptions_keep_only_the_allowed_characters_and_are_bounded() {

@@ -47,8 +47,8 @@ struct Cli {
     #[arg(long, env = "OAUTH_DATABASE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 10)]
     database_max_connections: u32,
 
-    /// Seconds a request waits for a PostgreSQL connection before failing.
-    #[arg(long, env = "OAUTH_DATABASE_ACQUIRE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 5)]
+    /// Seconds a request waits for a PostgreSQL connection before a 503 (1 to 60).
+    #[arg(long, env = "OAUTH_DATABASE_ACQUIRE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=60), default_value_t = 5)]
     database_acquire_timeout: u64,
 
     /// Seconds one PostgreSQL statement may run (lock waits included) before it is cancelled.

@@ -454,7 +454,24 @@ pub(crate) fn read_cookie(headers: &HeaderMap) -> Option<String> {
         })
 }
 
+/// A storage failure's page: `503` with `Retry-After` when the database is unavailable for now,
+/// `500` otherwise.
 pub(crate) fn server_error(err: crate::storage::StorageError) -> Response {
+    if err.is_unavailable() {
+        tracing::warn!(error = %err, "database unavailable at the authorization endpoint");
+        let mut response = html::response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            html::error_page("The server is temporarily unavailable. Please try again shortly."),
+            None,
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::limits::retry_after_secs(
+                crate::storage::UNAVAILABLE_RETRY_AFTER,
+            )),
+        );
+        return response;
+    }
     tracing::error!(error = %err, "storage failure at the authorization endpoint");
     html::response(
         StatusCode::INTERNAL_SERVER_ERROR,

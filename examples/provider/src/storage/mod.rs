@@ -35,12 +35,23 @@ use crate::model::{
     TokenRecord, UnixTime, VerificationKey,
 };
 
-/// A storage failure. Callers answer `server_error` / 500 and never treat it as success.
+/// How long a caller is told to wait (`Retry-After`) when the database is unavailable
+/// ([`StorageError::Unavailable`]): 5 seconds.
+pub const UNAVAILABLE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A storage failure, never treated as success. [`StorageError::Unavailable`] is the database
+/// being out of reach or overloaded for now (callers answer `503 temporarily_unavailable` with
+/// `Retry-After: 5`, [`UNAVAILABLE_RETRY_AFTER`]); every other variant is a failure (callers
+/// answer `500 server_error`).
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The database is unavailable for now; the same request may succeed later. See
+    /// [`is_unavailable`] for what counts.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
     /// The database (SQLite or PostgreSQL) failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// Applying schema migrations failed.
     #[error("migration error: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -54,6 +65,76 @@ pub enum StorageError {
     /// a password).
     #[error("invalid database URL (expected postgres://user:password@host:port/database)")]
     InvalidDatabaseUrl,
+}
+
+impl From<sqlx::Error> for StorageError {
+    /// Sorts a driver error into [`StorageError::Unavailable`] or [`StorageError::Database`]
+    /// with [`is_unavailable`].
+    fn from(err: sqlx::Error) -> Self {
+        if is_unavailable(&err) {
+            Self::Unavailable(err)
+        } else {
+            Self::Database(err)
+        }
+    }
+}
+
+impl StorageError {
+    /// True when the database is unavailable for now (answer 503 and `Retry-After`), false
+    /// for a failure (answer 500).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// Whether a driver error means "unavailable for now" rather than "failed":
+///
+/// - no connection to be had: the pool's acquire timeout passed (`PoolTimedOut`: every
+///   connection busy, or none could be opened), the pool is closed (`PoolClosed`), the
+///   connection broke or could not be opened (`Io`, `Tls`), the driver's worker is gone
+///   (`WorkerCrashed`);
+/// - PostgreSQL refused or cancelled the statement for reasons of its own, not of the
+///   statement: SQLSTATE `57014` (cancelled, e.g. by `statement_timeout`), `57P01`–`57P03`
+///   (administrator shutdown, crash shutdown, cannot connect now) and class `08` (connection
+///   exception);
+/// - SQLite's database is busy or locked (`SQLITE_BUSY`, `SQLITE_LOCKED` and their extended
+///   codes), after the busy timeout.
+///
+/// Everything else (constraint violations, decoding errors, corrupt data, bad SQL) is a failure.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                db.code()
+                    .and_then(|code| code.parse::<i32>().ok())
+                    .is_some_and(sqlite_code_unavailable)
+            } else if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                db.code().is_some_and(|code| sqlstate_unavailable(&code))
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs of "unavailable for now" (see [`is_unavailable`]).
+fn sqlstate_unavailable(code: &str) -> bool {
+    matches!(code, "57014" | "57P01" | "57P02" | "57P03") || code.starts_with("08")
+}
+
+/// SQLite (extended) result codes of "busy or locked": primary code 5 (`SQLITE_BUSY`) or 6
+/// (`SQLITE_LOCKED`).
+fn sqlite_code_unavailable(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6)
 }
 
 /// Whether a capped insert was admitted.
@@ -219,4 +300,84 @@ pub trait Storage: Send + Sync + 'static {
     async fn stats(&self) -> StorageResult<StorageStats>;
     /// Releases resources (closes the database pool). Further calls fail.
     async fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_are_unavailable_and_everything_else_failed() {
+        for err in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::WorkerCrashed,
+            sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()),
+            sqlx::Error::Tls("handshake".into()),
+        ] {
+            assert!(StorageError::from(err).is_unavailable());
+        }
+        for err in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::Protocol("garbage".into()),
+            sqlx::Error::ColumnNotFound("x".into()),
+            sqlx::Error::Decode("bad".into()),
+        ] {
+            assert!(!StorageError::from(err).is_unavailable());
+        }
+        assert!(!StorageError::Corrupt("x".into()).is_unavailable());
+        assert!(!StorageError::InvalidDatabaseUrl.is_unavailable());
+    }
+
+    #[test]
+    fn postgres_cancellations_and_shutdowns_are_unavailable() {
+        for code in [
+            "57014", "57P01", "57P02", "57P03", "08006", "08001", "08003",
+        ] {
+            assert!(sqlstate_unavailable(code), "{code}");
+        }
+        // Unique violation, serialization failure, syntax error, disk full: failures.
+        for code in ["23505", "40001", "42601", "53100", "57000", "XX000"] {
+            assert!(!sqlstate_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlite_busy_and_locked_are_unavailable() {
+        // SQLITE_BUSY, _RECOVERY, _SNAPSHOT, _TIMEOUT; SQLITE_LOCKED, _SHAREDCACHE.
+        for code in [5, 261, 517, 773, 6, 262] {
+            assert!(sqlite_code_unavailable(code), "{code}");
+        }
+        // SQLITE_ERROR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CONSTRAINT_UNIQUE, SQLITE_IOERR.
+        for code in [1, 11, 13, 2067, 10] {
+            assert!(!sqlite_code_unavailable(code), "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_real_sqlite_busy_database_is_unavailable() {
+        use sqlx::Connection;
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = SqliteConnection::connect_with(&options).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let mut other = SqliteConnection::connect_with(&options).await.unwrap();
+        let err = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect_err("the write lock is held");
+        let err = StorageError::from(err);
+        assert!(err.is_unavailable(), "{err}");
+    }
 }
