@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::{AuthRequest, Backend, Env, REDIRECT_URI, test_config};
 use oauth_provider::Config;
 use oauth_provider::cimd::CimdSettings;
+use oauth_provider::limits::WindowLimit;
 use reqwest::StatusCode;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -40,6 +41,8 @@ enum Answer {
         body: String,
         content_type: &'static str,
     },
+    /// 200 with the valid document of the requested path's own URL (`client_id`), `no-store`.
+    PerPath,
     /// 302 to another path on the same server.
     Redirect,
     /// Reads the request and never answers.
@@ -90,6 +93,11 @@ impl DocumentServer {
                         }
                     }
                     counter.fetch_add(1, Ordering::SeqCst);
+                    let path = String::from_utf8_lossy(&head)
+                        .split(' ')
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
                     let response = match answer {
                         Answer::Document {
                             body,
@@ -107,6 +115,11 @@ impl DocumentServer {
                         Answer::Typed { body, content_type } => format!(
                             "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\
                              Connection: close\r\n\r\n{body}"
+                        ),
+                        Answer::PerPath => format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                             Cache-Control: no-store\r\nConnection: close\r\n\r\n{}",
+                            document(&format!("https://localhost:{port}{path}"))
                         ),
                         Answer::Redirect => "HTTP/1.1 302 Found\r\nLocation: /elsewhere.json\r\n\
                              Content-Length: 0\r\nConnection: close\r\n\r\n"
@@ -129,9 +142,32 @@ impl DocumentServer {
         format!("https://{host}:{}{DOCUMENT_PATH}", self.port)
     }
 
+    /// A `localhost` document URL with another path (served by [`Answer::PerPath`]).
+    fn url_at(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
     fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
     }
+}
+
+/// An HTTP client whose connections come from the loopback address `ip` (127.0.0.2, …), so the
+/// server keys it as its own client address.
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from(ip))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// `GET /authorize` for a new request of `client_id`, sent by `http`.
+async fn authorize_with(env: &Env, http: &reqwest::Client, client_id: &str) -> reqwest::Response {
+    let req = AuthRequest::new(client_id);
+    let url = url::Url::parse_with_params(&env.url("/authorize"), req.query()).unwrap();
+    http.get(url).send().await.unwrap()
 }
 
 /// A valid document for `client_id`.
@@ -501,4 +537,148 @@ async fn a_document_served_as_html_is_refused_as_invalid() {
         .authorize(&AuthRequest::new(&server.url("localhost")).query())
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// A new document client is an anonymous registration: a flood of them from one address is
+/// stopped by the per-address registration limit (`429` with `Retry-After`, nothing stored), so
+/// it cannot fill the server-wide cap of unused clients, and another address can still register
+/// and bring a new document client.
+#[tokio::test]
+async fn a_flood_of_document_clients_from_one_address_leaves_other_addresses_registering() {
+    let server = DocumentServer::start(|_| Answer::PerPath).await;
+    let mut config = config(true);
+    let hour = Duration::from_secs(3600);
+    config.limits.registrations_per_address = WindowLimit::new(3, hour, hour);
+    config.limits.max_unused_clients = 5;
+    let env = Env::start_with(Backend::Memory, config).await;
+
+    let flooder = client_from([127, 0, 0, 2]);
+    for i in 0..10 {
+        let client_id = server.url_at(&format!("/flood/{i}.json"));
+        let resp = authorize_with(&env, &flooder, &client_id).await;
+        if i < 3 {
+            assert_eq!(resp.status(), StatusCode::OK, "document client {i}");
+            continue;
+        }
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "{i}");
+        assert_eq!(resp.headers()["retry-after"], "3600");
+        assert!(resp.headers().get("location").is_none());
+        assert!(
+            env.storage()
+                .get_client(&client_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    // The flooder's registrations are refused too: it is one budget.
+    let resp = flooder
+        .post(env.url("/register"))
+        .json(&json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(env.storage().stats().await.unwrap().unused_clients, 3);
+
+    let other = client_from([127, 0, 0, 3]);
+    let resp = other
+        .post(env.url("/register"))
+        .json(&json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let client_id = server.url_at("/other.json");
+    let resp = authorize_with(&env, &other, &client_id).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        env.storage()
+            .get_client(&client_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// A document's client is stored only after the request passed every other check: a request
+/// with a bad PKCE challenge, scope or resource is answered with its error and stores nothing,
+/// nor spends the address's registration budget.
+#[tokio::test]
+async fn a_document_client_is_stored_only_after_every_check_passed() {
+    let server = DocumentServer::start(|_| Answer::PerPath).await;
+    let mut config = config(true);
+    let hour = Duration::from_secs(3600);
+    config.limits.registrations_per_address = WindowLimit::new(1, hour, hour);
+    let env = Env::start_with(Backend::Memory, config).await;
+    let client_id = server.url_at("/checked.json");
+    let req = AuthRequest::new(&client_id);
+    for (name, value, error) in [
+        ("code_challenge", None, "invalid_request"),
+        ("code_challenge_method", Some("plain"), "invalid_request"),
+        ("scope", Some("read nonexistent"), "invalid_scope"),
+        (
+            "resource",
+            Some("https://unknown.example/mcp"),
+            "invalid_target",
+        ),
+    ] {
+        let resp = env.authorize(&req.query_with(name, value)).await;
+        assert_eq!(resp.status(), StatusCode::FOUND, "{name}");
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.contains(&format!("error={error}")), "{location}");
+        assert!(
+            env.storage()
+                .get_client(&client_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    // The budget of one is still there for the valid request.
+    let resp = env.authorize(&req.query()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        env.storage()
+            .get_client(&client_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// `HEAD /authorize` stores nothing: no document client, no pending record, no budget spent.
+#[tokio::test]
+async fn head_authorize_stores_no_document_client() {
+    let (server, client_id) = serving_valid_document(Some("max-age=600")).await;
+    let mut config = config(true);
+    let hour = Duration::from_secs(3600);
+    config.limits.registrations_per_address = WindowLimit::new(1, hour, hour);
+    let env = Env::start_with(Backend::Memory, config).await;
+    let req = AuthRequest::new(&client_id);
+    let url = url::Url::parse_with_params(&env.url("/authorize"), req.query()).unwrap();
+    for _ in 0..3 {
+        let resp = env.http.head(url.clone()).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers().get("set-cookie").is_none());
+    }
+    assert!(
+        env.storage()
+            .get_client(&client_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let stats = env.storage().stats().await.unwrap();
+    assert_eq!((stats.unused_clients, stats.pending), (0, 0));
+    assert_eq!(server.fetches(), 1, "the document was fetched and cached");
+    // The GET that follows stores the client, within the untouched budget of one.
+    assert_eq!(env.authorize(&req.query()).await.status(), StatusCode::OK);
+    assert!(
+        env.storage()
+            .get_client(&client_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

@@ -11,7 +11,13 @@
 //!    The browser only carries the id and a CSRF token in hidden form fields. Live records are
 //!    capped per client address and in total ([`crate::limits::Limits::pending_per_address`],
 //!    [`crate::limits::Limits::max_pending`]: `429` / `503` with `Retry-After` beyond), and a
-//!    `HEAD` request stores nothing.
+//!    `HEAD` request stores nothing (no pending record, no client).
+//!
+//! A client metadata document's client ([`crate::cimd`]) is stored only once the request has
+//! passed every check (redirect URI, PKCE, scope, resource) and is not a `HEAD`. A new one is
+//! an anonymous registration: it counts against the same per-address limit as `POST /register`
+//! ([`crate::limits::Limits::registrations_per_address`], `429` with `Retry-After` beyond) and
+//! the server-wide cap of unused clients (`503`).
 //! 3. The pending record is bound to the browser by a random `HttpOnly`, `SameSite=Lax` cookie
 //!    (`oauth_browser`), whose hash is stored in the record; the CSRF token's hash is stored as
 //!    well. Each form submission must present the id, the matching cookie and the matching CSRF
@@ -37,6 +43,8 @@
 //! The login and consent pages show the redirect URI's host beside the client's self-chosen name,
 //! and each scope's configured description.
 
+use std::time::{Duration, Instant};
+
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -47,7 +55,7 @@ use crate::cimd;
 use crate::endpoints::interaction;
 use crate::error::safe_description;
 use crate::html::{self, LoginView, ScopeLine};
-use crate::limits::ClientAddr;
+use crate::limits::{ClientAddr, retry_after_secs};
 use crate::model::{Client, InteractionStage, PendingAuthorization};
 use crate::params::{self, Params};
 use crate::pkce;
@@ -158,8 +166,9 @@ pub(crate) fn redirect_with(uri: &str, params: &[(&str, &str)], status: StatusCo
 }
 
 /// The client of an authorization request: a client metadata document for an `https` URL
-/// (fetched or cached, then stored so the token endpoint finds it, see [`crate::cimd`]),
-/// otherwise a registered client. Failures are pages for the user, never redirects.
+/// (fetched or cached, see [`crate::cimd`]; stored by [`store_document_client`] only once the
+/// request passed every check), otherwise a registered client. Failures are pages for the
+/// user, never redirects.
 async fn find_client(state: &AppState, client_id: &str) -> Result<Client, Response> {
     if !cimd::is_document_url(client_id) {
         return match state.storage().get_client(client_id).await {
@@ -176,15 +185,22 @@ async fn find_client(state: &AppState, client_id: &str) -> Result<Client, Respon
             tracing::debug!(error = ?e, "client metadata document refused");
             html::bad_request(&e.to_string())
         })?;
-    store_document_client(state, &client).await?;
     Ok(client)
 }
 
+/// How long a caller refused by the server-wide cap of unused clients is told to wait.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// Stores a document's client: updated when known, otherwise admitted like an anonymous
-/// registration (capped by [`crate::limits::Limits::max_unused_clients`] and deleted when no user
+/// registration (counted against [`crate::limits::Limits::registrations_per_address`] for
+/// `addr`, capped by [`crate::limits::Limits::max_unused_clients`] and deleted when no user
 /// approves it within [`crate::limits::Limits::unused_client_ttl`]), since anyone can publish
 /// documents at as many URLs as they like.
-async fn store_document_client(state: &AppState, client: &Client) -> Result<(), Response> {
+async fn store_document_client(
+    state: &AppState,
+    client: &Client,
+    addr: ClientAddr,
+) -> Result<(), Response> {
     let storage = state.storage();
     if storage
         .get_client(&client.client_id)
@@ -193,6 +209,14 @@ async fn store_document_client(state: &AppState, client: &Client) -> Result<(), 
         .is_some()
     {
         return storage.put_client(client).await.map_err(server_error);
+    }
+    if let Err(wait) = state.registrations().try_record(&addr, Instant::now()) {
+        tracing::debug!(%addr, "client metadata document refused: per-address limit");
+        return Err(retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many new clients come from your network. Please try again later.",
+            wait,
+        ));
     }
     let limits = state.limits();
     let unused_until = client.issued_at + secs(limits.unused_client_ttl);
@@ -203,16 +227,24 @@ async fn store_document_client(state: &AppState, client: &Client) -> Result<(), 
         Ok(Admission::Stored) => Ok(()),
         Ok(_) => {
             tracing::debug!("client metadata document refused: too many unused clients");
-            Err(html::response(
+            Err(retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
-                html::error_page(
-                    "The server cannot accept new clients now. Please try again later.",
-                ),
-                None,
+                "The server cannot accept new clients now. Please try again later.",
+                FULL_RETRY_AFTER,
             ))
         }
         Err(e) => Err(server_error(e)),
     }
+}
+
+/// An error page with `status` and `Retry-After`.
+pub(crate) fn retry_later(status: StatusCode, message: &str, wait: Duration) -> Response {
+    let mut response = html::response(status, html::error_page(message), None);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after_secs(wait)),
+    );
+    response
 }
 
 /// What the login and consent pages call the client. A client metadata document's client is
@@ -347,9 +379,15 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params, origin: O
     };
 
     if origin.head {
-        // Same status and headers as a GET would get, but no pending record and no cookie: a
-        // HEAD must not create state (RFC 9110 §9.3.2 makes it safe).
+        // Same status and headers as a GET would get, but no pending record, no client and no
+        // cookie: a HEAD must not create state (RFC 9110 §9.3.2 makes it safe).
         return html::response(StatusCode::OK, String::new(), None);
+    }
+    // Every check passed: only now is a document's client stored (or counted as a new one).
+    if cimd::is_document_url(&client.client_id)
+        && let Err(page) = store_document_client(state, &client, origin.addr).await
+    {
+        return page;
     }
     let (browser_token, set_cookie) = browser_binding(state, headers);
     let request_id = tokens::random_token("");
