@@ -529,6 +529,17 @@ impl<V: TokenVerifier> TokenVerifier for CachedVerifier<V> {
         self.hit(&token_key(token)).map(Verdict::into_result)
     }
 
+    fn would_call(&self, token: &str) -> bool {
+        let key = token_key(token);
+        self.hit(&key).is_none()
+            && self
+                .state
+                .flights()
+                .get(&key)
+                .and_then(|flight| flight.call.upgrade())
+                .is_none()
+    }
+
     async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
         let key = token_key(token);
         let state = &*self.state;

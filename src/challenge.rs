@@ -47,6 +47,10 @@ pub enum Rejection {
     /// The token could not be checked because the authorization server asked us to slow down;
     /// carries the seconds after which to retry (the response's `Retry-After`).
     Throttled(u32),
+    /// This client presented more new tokens than its budget allows (HTTP 429, gRPC
+    /// `RESOURCE_EXHAUSTED`); carries the seconds after which to retry. Only that client is
+    /// slowed: a flood of garbage tokens cannot make the authorization server throttle everyone.
+    TooManyRequests(u32),
 }
 
 impl Rejection {
@@ -57,6 +61,7 @@ impl Rejection {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::Unavailable | Self::Throttled(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -66,12 +71,16 @@ impl Rejection {
             Self::MissingToken | Self::InvalidRequest(_) | Self::InvalidToken(_) => 16,
             Self::InsufficientScope(_) => 7,
             Self::Unavailable | Self::Throttled(_) => 14,
+            Self::TooManyRequests(_) => 8,
         }
     }
 
     fn error_code(&self) -> Option<&'static str> {
         match self {
-            Self::MissingToken | Self::Unavailable | Self::Throttled(_) => None,
+            Self::MissingToken
+            | Self::Unavailable
+            | Self::Throttled(_)
+            | Self::TooManyRequests(_) => None,
             Self::InvalidRequest(_) => Some("invalid_request"),
             Self::InvalidToken(_) => Some("invalid_token"),
             Self::InsufficientScope(_) => Some("insufficient_scope"),
@@ -88,6 +97,7 @@ impl Rejection {
             Self::Unavailable | Self::Throttled(_) => {
                 "The access token could not be verified, try again later"
             }
+            Self::TooManyRequests(_) => "Too many new tokens from this client, try again later",
         }
     }
 }
@@ -183,7 +193,9 @@ impl Challenger {
     pub fn www_authenticate(&self, rejection: &Rejection) -> Option<HeaderValue> {
         match rejection {
             Rejection::MissingToken => Some(self.missing_token.clone()),
-            Rejection::Unavailable | Rejection::Throttled(_) => None,
+            Rejection::Unavailable | Rejection::Throttled(_) | Rejection::TooManyRequests(_) => {
+                None
+            }
             _ => Some(self.render(rejection)),
         }
     }
@@ -230,7 +242,7 @@ impl Challenger {
             Rejection::Unavailable => {
                 headers.insert(RETRY_AFTER, self.retry_after.clone());
             }
-            Rejection::Throttled(seconds) => {
+            Rejection::Throttled(seconds) | Rejection::TooManyRequests(seconds) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*seconds));
             }
             _ => {}

@@ -89,6 +89,9 @@ pub(crate) fn unverified(outcome: Unverified) {
         Unverified::Malformed => {
             ::metrics::counter!(REQUESTS, "outcome" => "rejected", "reason" => "malformed_request")
         }
+        Unverified::OverBudget => {
+            ::metrics::counter!(REQUESTS, "outcome" => "rejected", "reason" => "over_budget")
+        }
     }
     .increment(1);
     #[cfg(not(feature = "metrics"))]
@@ -104,6 +107,8 @@ pub(crate) enum Unverified {
     MissingToken,
     /// An `Authorization` header that breaks RFC 6750.
     Malformed,
+    /// A new token from a client over its miss budget (429).
+    OverBudget,
 }
 
 /// What a lookup of the verdict cache found.

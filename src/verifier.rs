@@ -46,6 +46,15 @@ pub trait TokenVerifier: Send + Sync + 'static {
         let _ = token;
         None
     }
+
+    /// Whether [`verify`](Self::verify) would make a new call for `token` (to the authorization
+    /// server, or a new signature check), rather than join one in flight. The bearer layer charges
+    /// only such calls to a client's miss budget. The default, `true`, suits verifiers without a
+    /// cache.
+    fn would_call(&self, token: &str) -> bool {
+        let _ = token;
+        true
+    }
 }
 
 impl<V: TokenVerifier> TokenVerifier for Arc<V> {
@@ -55,5 +64,9 @@ impl<V: TokenVerifier> TokenVerifier for Arc<V> {
 
     fn verify_cached(&self, token: &str) -> Option<Result<Principal, VerifyError>> {
         (**self).verify_cached(token)
+    }
+
+    fn would_call(&self, token: &str) -> bool {
+        (**self).would_call(token)
     }
 }

@@ -130,7 +130,7 @@ async fn calls_received(server: &MockServer) -> usize {
 }
 
 #[tokio::test]
-async fn a_429_is_honoured_no_call_before_its_retry_after() {
+async fn a_429_holds_calls_and_a_probe_a_second_later_ends_the_hold_early() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "30"))
@@ -146,27 +146,26 @@ async fn a_429_is_honoured_no_call_before_its_retry_after() {
     assert_eq!(app.send("tok").await, (503, Some("30".into())));
     assert_eq!(calls_received(&server).await, 1);
 
-    // From now on, time is virtual: no request reaches the server before the 30 s are over,
+    // From now on, time is virtual: within the first second no request reaches the server,
     // whatever the token, and each is told the remaining wait (rounded up).
     tokio::time::pause();
     for token in ["tok", "other", "tok"] {
         assert_eq!(app.send(token).await, (503, Some("30".into())));
     }
-    tokio::time::advance(Duration::from_millis(29_500)).await;
-    assert_eq!(app.send("tok").await, (503, Some("1".into())));
-    assert_eq!(
-        calls_received(&server).await,
-        1,
-        "called before Retry-After"
-    );
+    tokio::time::advance(Duration::from_millis(900)).await;
+    assert_eq!(app.send("tok").await, (503, Some("30".into())));
+    assert_eq!(calls_received(&server).await, 1, "no probe within a second");
     let stats = app.cache.stats();
     assert_eq!(stats.server_errors, 5, "{stats:?}");
 
-    // Past the deadline, the next request asks the server again.
-    tokio::time::advance(Duration::from_millis(600)).await;
+    // A second after the 429, one request goes through as a probe; the server answers, and the
+    // hold is over for every token (not after the full 30 s).
+    tokio::time::advance(Duration::from_millis(200)).await;
     tokio::time::resume();
     assert_eq!(app.send("tok").await, (200, None));
     assert_eq!(calls_received(&server).await, 2);
+    assert_eq!(app.send("other").await, (200, None));
+    assert_eq!(calls_received(&server).await, 3);
 }
 
 #[tokio::test]
@@ -174,7 +173,7 @@ async fn a_429_retry_after_is_capped() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "86400"))
-        .expect(1)
+        .expect(2)
         .mount(&server)
         .await;
     let app = protected(
@@ -187,9 +186,14 @@ async fn a_429_retry_after_is_capped() {
     );
     assert_eq!(app.send("tok").await, (503, Some("10".into())));
     tokio::time::pause();
-    tokio::time::advance(Duration::from_millis(9_100)).await;
-    assert_eq!(app.send("tok").await, (503, Some("1".into())));
-    assert_eq!(calls_received(&server).await, 1);
+    tokio::time::advance(Duration::from_millis(900)).await;
+    assert_eq!(app.send("tok").await, (503, Some("10".into())));
+    // The probe a second later meets another 429: the hold starts again, capped again.
+    tokio::time::advance(Duration::from_millis(200)).await;
+    tokio::time::resume();
+    assert_eq!(app.send("tok").await, (503, Some("10".into())));
+    assert_eq!(app.send("tok").await, (503, Some("10".into())));
+    assert_eq!(calls_received(&server).await, 2);
 }
 
 #[tokio::test]

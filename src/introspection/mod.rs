@@ -71,6 +71,8 @@ struct Inner {
     /// No call before this instant: the authorization server answered `429` (on tokio's clock, so
     /// that tests can drive it).
     not_before: Mutex<Option<tokio::time::Instant>>,
+    /// When the last call went through during a hold (see [`THROTTLE_PROBE_INTERVAL`]).
+    last_probe: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Where introspection requests go.
@@ -110,9 +112,13 @@ impl Introspector {
     ///
     /// After the server answered `429 Too Many Requests`, fails at once with
     /// [`VerifyError::Throttled`] until its `Retry-After` has passed (capped by
-    /// [`max_retry_after`](IntrospectorBuilder::max_retry_after)), without calling it.
+    /// [`max_retry_after`](IntrospectorBuilder::max_retry_after)), without calling it, except for
+    /// one probe per [`THROTTLE_PROBE_INTERVAL`]: the first call after each interval goes through,
+    /// and an answer ends the hold at once, so a server that recovers early is not left idle.
     pub async fn introspect(&self, token: &str) -> Result<IntrospectionResponse, VerifyError> {
-        if let Some(wait) = self.throttled_for() {
+        if let Some(wait) = self.throttled_for()
+            && !self.claim_probe()
+        {
             return Err(VerifyError::Throttled(wait));
         }
         #[cfg(feature = "metrics")]
@@ -128,6 +134,10 @@ impl Introspector {
                         "introspection timed out (waiting for a slot included)",
                     ))
                 });
+        if result.is_ok() {
+            // The server answered: whatever hold a 429 set is over.
+            *self.not_before() = None;
+        }
         #[cfg(feature = "metrics")]
         {
             // A discovery that has not succeeded sent no introspection request.
@@ -216,11 +226,33 @@ impl Introspector {
 
     /// Holds calls back for `wait` (never shortening a longer hold already in place).
     fn throttle(&self, wait: Duration) {
-        let until = tokio::time::Instant::now() + wait;
+        let now = tokio::time::Instant::now();
+        let until = now + wait;
         let mut not_before = self.not_before();
         if not_before.is_none_or(|current| current < until) {
             *not_before = Some(until);
         }
+        // The first probe comes an interval after the `429`, not with the next request.
+        *self
+            .inner
+            .last_probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(now);
+    }
+
+    /// Whether this call is the probe of the current interval (and marks it so).
+    fn claim_probe(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut last = self
+            .inner
+            .last_probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|last| now < last + THROTTLE_PROBE_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     fn not_before(&self) -> std::sync::MutexGuard<'_, Option<tokio::time::Instant>> {
@@ -237,6 +269,9 @@ fn retry_after(headers: &::http::HeaderMap) -> Option<Duration> {
     let seconds = headers.get(::http::header::RETRY_AFTER)?.to_str().ok()?;
     seconds.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
+
+/// During a `429` hold, one call per this interval still goes through as a probe.
+pub const THROTTLE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long calls are held back after a `429` without a usable `Retry-After`.
 pub const DEFAULT_THROTTLE: Duration = Duration::from_secs(5);
@@ -492,6 +527,7 @@ impl IntrospectorBuilder {
                 in_flight: self.max_in_flight.map(tokio::sync::Semaphore::new),
                 max_retry_after: self.max_retry_after,
                 not_before: Mutex::new(None),
+                last_probe: Mutex::new(None),
             }),
         })
     }

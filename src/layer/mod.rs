@@ -15,10 +15,15 @@ use crate::challenge::{ChallengeContext, Challenger, Rejection};
 use crate::scope::StepUpScopes;
 mod admission;
 mod future;
+mod miss_budget;
 mod settings;
 
 use self::admission::{admit, refusal};
 pub use self::future::ResponseFuture;
+pub use self::miss_budget::{
+    ClientKey, ClientKeyFn, DEFAULT_MAX_TRACKED_CLIENTS, DEFAULT_MISS_WINDOW,
+    DEFAULT_MISSES_PER_WINDOW, MissBudget, peer_address,
+};
 pub(crate) use self::settings::Settings;
 pub use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
 use crate::header::{Credentials, bearer_token};
@@ -218,6 +223,13 @@ impl<V> BearerAuthLayer<V> {
         self.configure(|s| s.allow_missing_token = allow)
     }
 
+    /// Each client's budget of new tokens (default [`MissBudget::default`]: 20 per second per
+    /// peer address); `None` turns budgets off. See [`MissBudget`] for what counts and how
+    /// clients are told apart.
+    pub fn miss_budget(self, budget: Option<MissBudget>) -> Self {
+        self.configure(|s| s.misses = budget.as_ref().map(MissBudget::tracker))
+    }
+
     /// Longest token accepted, in bytes (default 4096); longer ones are `invalid_request`.
     #[must_use]
     pub fn max_token_length(self, bytes: usize) -> Self {
@@ -301,6 +313,20 @@ where
                                 .response(&refusal(error), request.headers()),
                         ),
                     };
+                }
+                if let Some(misses) = &settings.misses
+                    && self.verifier.would_call(token)
+                    && let Err(seconds) = misses.charge(request.headers(), request.extensions())
+                {
+                    metrics::unverified(Unverified::OverBudget);
+                    let rejection = Rejection::TooManyRequests(seconds);
+                    tracing::debug!(
+                        retry_after = seconds,
+                        "client over its budget of new tokens"
+                    );
+                    return ResponseFuture::rejected(
+                        settings.challenger.response(&rejection, request.headers()),
+                    );
                 }
                 let token = token.to_owned();
                 let verifier = self.verifier.clone();

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::miss_budget::{MissBudget, MissTracker};
 use crate::challenge::Challenger;
 use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
 
@@ -11,6 +12,8 @@ pub(crate) struct Settings {
     pub(crate) challenger: Arc<Challenger>,
     pub(crate) allow_missing_token: bool,
     pub(crate) max_token_length: usize,
+    /// Each client's budget of new tokens; `None` when turned off.
+    pub(crate) misses: Option<MissTracker>,
 }
 
 impl Default for Settings {
@@ -19,6 +22,7 @@ impl Default for Settings {
             challenger: Arc::default(),
             allow_missing_token: false,
             max_token_length: DEFAULT_MAX_TOKEN_LENGTH,
+            misses: Some(MissBudget::default().tracker()),
         }
     }
 }
