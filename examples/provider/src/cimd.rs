@@ -38,6 +38,10 @@
 //!   kept; `max-age` clamped to [`CimdSettings::min_ttl`] ..= [`CimdSettings::max_ttl`]; no
 //!   header → `min_ttl`), in a cache of at most [`CimdSettings::cache_entries`] documents. Failures
 //!   are not cached.
+//! - **Fetches in flight**: concurrent requests for one URL share a single fetch (and its result);
+//!   at most [`CimdSettings::max_fetches_in_flight`] fetches run at once, beyond which a request
+//!   is refused at once ([`CimdError::Busy`], answered `503` with `Retry-After`), so slow
+//!   document servers cannot hold an unbounded number of outbound connections.
 //!
 //! The authorization endpoint stores the resulting client (updated when a changed document is
 //! fetched; a new one admitted like an anonymous registration) so that the token, refresh and
@@ -80,6 +84,9 @@ pub struct CimdSettings {
     pub max_ttl: Duration,
     /// Most documents kept (default 1000).
     pub cache_entries: usize,
+    /// Most document fetches running at once (default 16); beyond, a request is refused with
+    /// `503` and `Retry-After`. Concurrent requests for one URL share one fetch.
+    pub max_fetches_in_flight: usize,
 }
 
 impl Default for CimdSettings {
@@ -92,6 +99,7 @@ impl Default for CimdSettings {
             min_ttl: Duration::from_secs(60),
             max_ttl: Duration::from_secs(3600),
             cache_entries: 1000,
+            max_fetches_in_flight: 16,
         }
     }
 }
@@ -121,6 +129,12 @@ pub enum CimdError {
     /// The document's `client_id` is not exactly its URL.
     #[error("The client metadata document's client_id does not match its URL.")]
     ClientIdMismatch,
+    /// As many fetches as allowed are running; retry shortly.
+    #[error(
+        "The server is fetching too many client metadata documents (temporarily_unavailable). \
+         Please try again shortly."
+    )]
+    Busy,
 }
 
 /// Errors building the fetcher.
@@ -157,7 +171,16 @@ struct FetcherInner {
     http: reqwest::Client,
     settings: CimdSettings,
     cache: Mutex<HashMap<String, Cached>>,
+    /// The fetch under way per URL, shared by every request for that URL that arrives meanwhile.
+    flights: Mutex<HashMap<String, Flight>>,
+    /// One permit per fetch allowed in flight.
+    slots: tokio::sync::Semaphore,
 }
+
+/// The outcome of one fetch: the document and its time-to-live, or why not.
+type Fetched = Result<(Document, Option<Duration>), CimdError>;
+/// One fetch, awaited by every request for its URL.
+type Flight = Arc<tokio::sync::OnceCell<Fetched>>;
 
 struct Cached {
     document: Document,
@@ -207,8 +230,10 @@ impl CimdFetcher {
         Ok(Self {
             inner: Arc::new(FetcherInner {
                 http,
-                settings,
                 cache: Mutex::new(HashMap::new()),
+                flights: Mutex::new(HashMap::new()),
+                slots: tokio::sync::Semaphore::new(settings.max_fetches_in_flight),
+                settings,
             }),
         })
     }
@@ -237,15 +262,54 @@ impl CimdFetcher {
                 return Err(CimdError::ForbiddenAddress);
             }
         }
-        let (document, ttl) = self.fetch(url).await?;
+        let (document, _) = self.fetch_once(client_id, url).await?;
         if document.client_id != client_id {
             return Err(CimdError::ClientIdMismatch);
         }
-        let client = to_client(document.clone(), scope_bound, now)?;
-        if let Some(ttl) = ttl {
-            self.store(client_id, document, ttl);
+        to_client(document, scope_bound, now)
+    }
+
+    /// The fetch of `client_id`'s document, shared with every concurrent request for it: the
+    /// first request starts it (if a slot is free) and caches a keepable document; the others
+    /// wait for its outcome. Should the first request go away, a waiting one carries on.
+    async fn fetch_once(&self, client_id: &str, url: Url) -> Fetched {
+        let flight = {
+            let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+            flights.entry(client_id.to_owned()).or_default().clone()
+        };
+        let outcome = flight
+            .get_or_init(|| async {
+                // Cached by a flight that ended between our cache look-up and joining.
+                if let Some(document) = self.cached(client_id) {
+                    return Ok((document, None));
+                }
+                let Ok(_slot) = self.inner.slots.try_acquire() else {
+                    tracing::debug!("client metadata document refused: fetches in flight");
+                    return Err(CimdError::Busy);
+                };
+                let fetched = self.fetch(url).await;
+                if let Ok((document, Some(ttl))) = &fetched
+                    && document.client_id == client_id
+                {
+                    self.store(client_id, document.clone(), *ttl);
+                }
+                fetched
+            })
+            .await
+            .clone();
+        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights
+            .get(client_id)
+            .is_some_and(|f| Arc::ptr_eq(f, &flight))
+        {
+            flights.remove(client_id);
         }
-        Ok(client)
+        outcome
+    }
+
+    /// The settings it was built with.
+    pub fn settings(&self) -> &CimdSettings {
+        &self.inner.settings
     }
 
     fn cached(&self, client_id: &str) -> Option<Document> {

@@ -201,6 +201,10 @@ struct Cli {
     /// Most client metadata documents cached.
     #[arg(long, env = "OAUTH_CIMD_CACHE_ENTRIES", default_value_t = 1000)]
     cimd_cache_entries: usize,
+
+    /// Most client metadata document fetches running at once (503 with Retry-After beyond).
+    #[arg(long, env = "OAUTH_CIMD_MAX_FETCHES_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..=1024), default_value_t = 16)]
+    cimd_max_fetches_in_flight: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -272,6 +276,8 @@ impl Cli {
                 min_ttl: Duration::from_secs(self.cimd_min_ttl),
                 max_ttl: Duration::from_secs(self.cimd_max_ttl),
                 cache_entries: self.cimd_cache_entries,
+                max_fetches_in_flight: usize::try_from(self.cimd_max_fetches_in_flight)
+                    .unwrap_or(16),
             },
             ..Config::default()
         })

@@ -53,11 +53,19 @@ enum Answer {
 struct DocumentServer {
     port: u16,
     fetches: Arc<AtomicUsize>,
+    /// While `false`, requests are counted but not answered.
+    gate: tokio::sync::watch::Sender<bool>,
 }
 
 impl DocumentServer {
     /// Starts the server; `answer` gets the document's `localhost` URL (known once bound).
     async fn start(answer: impl FnOnce(String) -> Answer) -> Self {
+        Self::start_gated(answer, true).await
+    }
+
+    /// Like [`start`](Self::start), answering only once [`open`](Self::open) is called when
+    /// `open` is false.
+    async fn start_gated(answer: impl FnOnce(String) -> Answer, open: bool) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let certs: Vec<CertificateDer<'static>> =
             CertificateDer::pem_file_iter(fixture("leaf.pem"))
@@ -75,11 +83,13 @@ impl DocumentServer {
         let answer = answer(format!("https://localhost:{port}{DOCUMENT_PATH}"));
         let fetches = Arc::new(AtomicUsize::new(0));
         let counter = fetches.clone();
+        let (gate, gate_rx) = tokio::sync::watch::channel(open);
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 let answer = answer.clone();
                 let counter = counter.clone();
+                let mut gate_rx = gate_rx.clone();
                 tokio::spawn(async move {
                     let Ok(mut stream) = acceptor.accept(tcp).await else {
                         return;
@@ -93,6 +103,9 @@ impl DocumentServer {
                         }
                     }
                     counter.fetch_add(1, Ordering::SeqCst);
+                    if gate_rx.wait_for(|open| *open).await.is_err() {
+                        return;
+                    }
                     let path = String::from_utf8_lossy(&head)
                         .split(' ')
                         .nth(1)
@@ -134,7 +147,27 @@ impl DocumentServer {
                 });
             }
         });
-        Self { port, fetches }
+        Self {
+            port,
+            fetches,
+            gate,
+        }
+    }
+
+    /// Lets held requests (and later ones) be answered.
+    fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// Waits until the server has read `n` requests.
+    async fn wait_for_fetches(&self, n: usize) {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while self.fetches() < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the document server saw the fetches");
     }
 
     /// The document URL with `host` (`localhost`, `127.0.0.1`, `[::1]`…).
@@ -681,4 +714,86 @@ async fn head_authorize_stores_no_document_client() {
             .unwrap()
             .is_some()
     );
+}
+
+/// Twenty concurrent authorizations for one cacheable document make one fetch: the others wait
+/// for it and share its outcome. The server holds its answer until it has read 20 requests (the
+/// behaviour without single flight) or for a second, so the requests overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_authorizations_for_one_document_make_one_fetch() {
+    let server = DocumentServer::start_gated(
+        |url| Answer::Document {
+            body: document(&url),
+            cache_control: Some("max-age=600"),
+        },
+        false,
+    )
+    .await;
+    let client_id = server.url("localhost");
+    let mut config = config(true);
+    config.cimd.timeout = Duration::from_secs(20);
+    let env = Arc::new(Env::start_with(Backend::Memory, config).await);
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let env = env.clone();
+            let client_id = client_id.clone();
+            tokio::spawn(async move {
+                let http = env.other_browser();
+                authorize_with(&env, &http, &client_id).await.status()
+            })
+        })
+        .collect();
+    server.wait_for_fetches(1).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), server.wait_for_fetches(20)).await;
+    server.open();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(server.fetches(), 1);
+}
+
+/// Beyond `max_fetches_in_flight` running fetches a new document is refused at once with `503`,
+/// `Retry-After` and `temporarily_unavailable`, without a connection; once the slow fetches end,
+/// documents are fetched again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_in_flight_are_bounded() {
+    let server = DocumentServer::start_gated(|_| Answer::PerPath, false).await;
+    let mut config = config(true);
+    config.cimd.timeout = Duration::from_secs(20);
+    config.cimd.max_fetches_in_flight = 2;
+    let env = Arc::new(Env::start_with(Backend::Memory, config).await);
+    let slow: Vec<_> = (0..2)
+        .map(|i| {
+            let env = env.clone();
+            let client_id = server.url_at(&format!("/slow/{i}.json"));
+            tokio::spawn(async move {
+                let http = env.other_browser();
+                authorize_with(&env, &http, &client_id).await.status()
+            })
+        })
+        .collect();
+    server.wait_for_fetches(2).await;
+
+    let resp = env
+        .authorize(&AuthRequest::new(&server.url_at("/third.json")).query())
+        .await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "20");
+    assert!(resp.headers().get("location").is_none());
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("temporarily_unavailable"), "{page}");
+    assert_eq!(
+        server.fetches(),
+        2,
+        "no connection for the refused document"
+    );
+
+    server.open();
+    for request in slow {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+    let resp = env
+        .authorize(&AuthRequest::new(&server.url_at("/third.json")).query())
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
 }

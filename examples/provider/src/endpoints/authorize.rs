@@ -183,6 +183,15 @@ async fn find_client(state: &AppState, client_id: &str) -> Result<Client, Respon
         .await
         .map_err(|e| {
             tracing::debug!(error = ?e, "client metadata document refused");
+            if e == cimd::CimdError::Busy {
+                // Fetches end within the fetch time bound: retry after it.
+                let wait = state
+                    .cimd()
+                    .settings()
+                    .timeout
+                    .clamp(Duration::from_secs(1), Duration::from_secs(60));
+                return retry_later(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), wait);
+            }
             html::bad_request(&e.to_string())
         })?;
     Ok(client)
