@@ -25,6 +25,11 @@ impl Clock {
         Self(Some(Arc::new(AtomicI64::new(start))))
     }
 
+    /// True for a [`Clock::manual`] clock.
+    pub fn is_manual(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// The current time in Unix seconds.
     pub fn now(&self) -> UnixTime {
         match &self.0 {

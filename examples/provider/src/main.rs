@@ -130,13 +130,23 @@ struct Cli {
     #[arg(long, env = "OAUTH_PASSWORD_HASH_WAIT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 5)]
     password_hash_wait: u64,
 
-    /// Failed logins per account within the window before a ban; 0 disables.
+    /// Failed logins per (account, address) pair within the window before that address is
+    /// banned for that account; 0 disables.
+    #[arg(long, env = "OAUTH_LOGIN_MAX_FAILURES_PER_PAIR", default_value_t = 10)]
+    login_max_failures_per_pair: u32,
+
+    /// Failed logins per account, all addresses together, within the window before the account
+    /// is slowed (never locked) for the ban time; 0 disables.
     #[arg(
         long,
         env = "OAUTH_LOGIN_MAX_FAILURES_PER_ACCOUNT",
-        default_value_t = 10
+        default_value_t = 100
     )]
     login_max_failures_per_account: u32,
+
+    /// Seconds between two admitted attempts on a slowed account; 0 disables the slowing.
+    #[arg(long, env = "OAUTH_LOGIN_ACCOUNT_COOLDOWN", default_value_t = 5)]
+    login_account_cooldown: u64,
 
     /// Failed logins per client address within the window before a ban; 0 disables.
     #[arg(
@@ -150,7 +160,7 @@ struct Cli {
     #[arg(long, env = "OAUTH_LOGIN_FAILURE_WINDOW", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 900)]
     login_failure_window: u64,
 
-    /// How long a banned account or address is refused, in seconds.
+    /// How long a banned pair or address is refused (and a slowed account slowed), in seconds.
     #[arg(long, env = "OAUTH_LOGIN_BAN", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 900)]
     login_ban: u64,
 
@@ -320,7 +330,9 @@ impl Cli {
                     usize::try_from(n).unwrap_or(usize::MAX)
                 }),
             password_hash_wait: Duration::from_secs(self.password_hash_wait),
+            login_failures_per_pair: login(self.login_max_failures_per_pair),
             login_failures_per_account: login(self.login_max_failures_per_account),
+            login_account_cooldown: Duration::from_secs(self.login_account_cooldown),
             login_failures_per_address: login(self.login_max_failures_per_address),
             registrations_per_address: WindowLimit::new(self.registrations_per_address, hour, hour),
             max_unused_clients: self.max_unused_clients,

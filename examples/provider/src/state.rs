@@ -36,6 +36,8 @@ struct Inner {
     cimd: CimdFetcher,
     access_token_format: AccessTokenFormat,
     clock: Clock,
+    /// A monotonic instant and the clock's time at the same moment (see [`AppState::instant`]).
+    instant_base: (std::time::Instant, UnixTime),
     /// Introspection requests received since start (what resource servers cost this server).
     introspection_requests: std::sync::atomic::AtomicU64,
 }
@@ -71,10 +73,15 @@ impl AppState {
                     config.limits.password_hash_wait,
                 ),
                 login_throttle: LoginThrottle::new(
-                    config.limits.login_failures_per_account,
+                    config.limits.login_failures_per_pair,
                     config.limits.login_failures_per_address,
+                    crate::limits::AccountPacing {
+                        limit: config.limits.login_failures_per_account,
+                        cooldown: config.limits.login_account_cooldown,
+                    },
                     config.limits.tracked_keys,
                 ),
+                instant_base: (std::time::Instant::now(), config.clock.now()),
                 registrations: WindowCounter::new(
                     config.limits.registrations_per_address,
                     config.limits.tracked_keys,
@@ -203,6 +210,18 @@ impl AppState {
     /// The current time in Unix seconds, from the configured [`Clock`].
     pub fn now(&self) -> UnixTime {
         self.inner.clock.now()
+    }
+
+    /// The current instant for the in-memory limits: the system's monotonic clock, moved on by
+    /// as many seconds as a manual [`Clock`] was advanced (never by the wall clock), so tests drive the login limits
+    /// without sleeping.
+    pub fn instant(&self) -> std::time::Instant {
+        let (base, at) = self.inner.instant_base;
+        if !self.inner.clock.is_manual() {
+            return std::time::Instant::now();
+        }
+        let moved = u64::try_from(self.now().saturating_sub(at)).unwrap_or(0);
+        std::time::Instant::now().max(base + std::time::Duration::from_secs(moved))
     }
 
     /// The configured clock.

@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use oauth_provider::Config;
 use oauth_provider::cleanup;
 use oauth_provider::limits::WindowLimit;
+use oauth_provider::{Clock, Config};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -29,6 +29,8 @@ backend_tests!(
     head_authorize_creates_nothing,
     default_limits_allow_several_clients_and_users_from_one_address,
     concurrent_wrong_passwords_stay_under_the_memory_bound,
+    a_stranger_cannot_lock_the_owner_out,
+    guessing_from_many_addresses_is_slowed_by_the_account_bound,
 );
 
 /// Peak resident memory allowed to the provider process (debug build) while 256 wrong passwords
@@ -60,7 +62,8 @@ const LOGIN_FAILED: &str = "Invalid username or password.";
 const THROTTLED: &str = "Too many failed sign-in attempts. Please try again in 15 minute(s).";
 
 async fn two_hundred_wrong_passwords_get_throttled(backend: Backend) {
-    // Default limits: 10 failures per account in 15 minutes, then a 15-minute ban.
+    // Default limits: 10 failures per account and address in 15 minutes, then a 15-minute ban
+    // of that address for that account.
     let env = Env::start(backend).await;
     let page = login_page(&env).await;
     let (mut failed, mut throttled) = (0, 0);
@@ -81,7 +84,7 @@ async fn two_hundred_wrong_passwords_get_throttled(backend: Backend) {
         }
     }
     assert_eq!((failed, throttled), (10, 190));
-    // The right password does not lift the ban on the account…
+    // The right password does not lift the ban on this address for the account…
     let resp = env.login(&page, "alice", "password123").await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(resp.text().await.unwrap().contains(THROTTLED));
@@ -140,6 +143,8 @@ async fn wrong_passwords_across_accounts_are_throttled_per_address(backend: Back
 
 async fn successful_logins_are_never_throttled(backend: Backend) {
     let mut config = Config::demo();
+    config.limits.login_failures_per_pair =
+        WindowLimit::new(2, Duration::from_secs(900), Duration::from_secs(900));
     config.limits.login_failures_per_account =
         WindowLimit::new(2, Duration::from_secs(900), Duration::from_secs(900));
     config.limits.login_failures_per_address =
@@ -154,7 +159,7 @@ async fn successful_logins_are_never_throttled(backend: Backend) {
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(resp.text().await.unwrap().contains("Authorize access"));
     }
-    // A success clears the account's failures: one failure, a success, then two more failures
+    // A success clears its pair's failures: one failure, a success, then two more failures
     // are still allowed (the limit is 2).
     let page = login_page(&env).await;
     assert_eq!(env.login(&page, "bob", "x").await.status(), StatusCode::OK);
@@ -174,6 +179,7 @@ async fn hashing_overload_is_refused_with_503_and_retry_after(backend: Backend) 
     config.limits.password_hashes_in_flight = 1;
     // Shorter than one argon2 verification: whoever finds the slot taken is refused.
     config.limits.password_hash_wait = Duration::from_millis(1);
+    config.limits.login_failures_per_pair = WindowLimit::unlimited();
     config.limits.login_failures_per_account = WindowLimit::unlimited();
     config.limits.login_failures_per_address = WindowLimit::unlimited();
     let env = Env::start_with(backend, config).await;
@@ -449,6 +455,8 @@ async fn concurrent_wrong_passwords_stay_under_the_memory_bound(backend: Backend
         "--password-hashes-in-flight",
         "2",
         // Throttling off: every post reaches the password check, so the gate alone bounds it.
+        "--login-max-failures-per-pair",
+        "0",
         "--login-max-failures-per-account",
         "0",
         "--login-max-failures-per-address",
@@ -587,4 +595,132 @@ async fn one_address_adds_a_bounded_amount_of_storage_per_hour() {
     );
     // Measured: 30 clients = 480 KiB, 100 pending = 460 KiB, 940 KiB in all.
     assert!(after - before < 2 * 1024 * 1024, "{} bytes", after - before);
+}
+
+/// A browser whose connections come from `ip` (a loopback address: 127.0.0.0/8 is all local).
+fn browser_at(ip: [u8; 4]) -> reqwest::Client {
+    let _ = http_client();
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from(ip))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The login page of a new request of `client_id`, fetched by `browser`.
+async fn login_page_in(env: &Env, browser: &reqwest::Client, client_id: &str) -> String {
+    let url =
+        url::Url::parse_with_params(&env.url("/authorize"), AuthRequest::new(client_id).query())
+            .unwrap();
+    let resp = browser.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.text().await.unwrap()
+}
+
+/// Submits the login form of `page` from `browser`.
+async fn login_in(
+    env: &Env,
+    browser: &reqwest::Client,
+    page: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    browser
+        .post(env.url("/authorize"))
+        .form(&[
+            ("request_id", hidden(page, "request_id").as_str()),
+            ("csrf_token", hidden(page, "csrf_token").as_str()),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_stranger_cannot_lock_the_owner_out(backend: Backend) {
+    // Default limits: the attacker's address is banned for alice after 10 failures; alice,
+    // from her own address, is not.
+    let env = Env::start(backend).await;
+    let client_id = env.public_client().await;
+    let attacker = browser_at([127, 0, 0, 2]);
+    let owner = browser_at([127, 0, 0, 3]);
+    let page = login_page_in(&env, &attacker, &client_id).await;
+    for i in 0..10 {
+        let resp = login_in(&env, &attacker, &page, "alice", &format!("guess-{i}")).await;
+        assert_eq!(resp.status(), StatusCode::OK, "guess {i}");
+    }
+    let resp = login_in(&env, &attacker, &page, "alice", "guess-10").await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.text().await.unwrap().contains(THROTTLED));
+    // Banned for alice even with her password, from the attacker's address.
+    let resp = login_in(&env, &attacker, &page, "alice", "password123").await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Alice, from her address, signs in at once.
+    let page = login_page_in(&env, &owner, &client_id).await;
+    let resp = login_in(&env, &owner, &page, "alice", "password123").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("Authorize access"));
+}
+
+async fn guessing_from_many_addresses_is_slowed_by_the_account_bound(backend: Backend) {
+    // 3 failures per pair, 12 per account, then one attempt per 5 s: time is a manual clock,
+    // moved by hand, so the bound is shown without sleeping.
+    let clock = Clock::manual(oauth_provider::state::now());
+    let mut config = test_config();
+    config.clock = clock.clone();
+    let window = Duration::from_secs(900);
+    config.limits.login_failures_per_pair = WindowLimit::new(3, window, window);
+    config.limits.login_failures_per_account = WindowLimit::new(12, window, window);
+    config.limits.login_account_cooldown = Duration::from_secs(5);
+    let env = Env::start_with(backend, config).await;
+    let client_id = env.public_client().await;
+    let mut verified = 0;
+    let mut refused = 0;
+    // Twenty addresses, three guesses each, all at the same instant.
+    for host in 10..30 {
+        let attacker = browser_at([127, 0, 0, host]);
+        let page = login_page_in(&env, &attacker, &client_id).await;
+        for i in 0..3 {
+            let resp = login_in(
+                &env,
+                &attacker,
+                &page,
+                "alice",
+                &format!("guess-{host}-{i}"),
+            )
+            .await;
+            match resp.status() {
+                StatusCode::OK => {
+                    assert!(resp.text().await.unwrap().contains(LOGIN_FAILED));
+                    verified += 1;
+                }
+                StatusCode::TOO_MANY_REQUESTS => {
+                    assert!(retry_after(&resp) <= 5);
+                    assert!(resp.text().await.unwrap().contains("second(s)"));
+                    refused += 1;
+                }
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    }
+    // The account's 12, then one paced attempt; the other 47 are refused without hashing.
+    assert_eq!((verified, refused), (13, 47));
+    // The owner is slowed, not locked: once the cooldown passed, her password passes.
+    clock.advance(5);
+    let owner = browser_at([127, 0, 0, 3]);
+    let page = login_page_in(&env, &owner, &client_id).await;
+    let resp = login_in(&env, &owner, &page, "alice", "password123").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("Authorize access"));
+    // The next guess waits for the next turn.
+    let attacker = browser_at([127, 0, 0, 40]);
+    let page = login_page_in(&env, &attacker, &client_id).await;
+    let resp = login_in(&env, &attacker, &page, "alice", "guess").await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    clock.advance(5);
+    let resp = login_in(&env, &attacker, &page, "alice", "guess").await;
+    assert_eq!(resp.status(), StatusCode::OK);
 }

@@ -248,8 +248,8 @@ async fn a_real_browser_signs_in_consents_and_gets_a_code() {
     };
 
     let mut config = Config::demo();
-    // Three failures per account, so that the throttle shows after a few attempts.
-    config.limits.login_failures_per_account =
+    // Three failures per account and address, so that the throttle shows after a few attempts.
+    config.limits.login_failures_per_pair =
         WindowLimit::new(3, Duration::from_secs(900), Duration::from_secs(900));
     let env = Env::start_with(Backend::Sqlite, config).await;
     let client_id = env.public_client().await;

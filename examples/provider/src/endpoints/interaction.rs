@@ -5,7 +5,7 @@
 //! browser-binding cookie of the browser that started the request; anything else gets the same
 //! generic error page and changes nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -120,10 +120,15 @@ async fn login(
     // or address is refused without hashing at all.
     if let Err(throttled) = state
         .login_throttle()
-        .begin(&username, addr, Instant::now())
+        .begin(&username, addr, state.instant())
     {
-        let minutes = retry_after_secs(throttled.retry_after).div_ceil(60);
-        let message = format!("{LOGIN_THROTTLED} Please try again in {minutes} minute(s).");
+        let seconds = retry_after_secs(throttled.retry_after);
+        let message = if throttled.slowed {
+            format!("{LOGIN_THROTTLED} Please try again in {seconds} second(s).")
+        } else {
+            let minutes = seconds.div_ceil(60);
+            format!("{LOGIN_THROTTLED} Please try again in {minutes} minute(s).")
+        };
         tracing::debug!(%addr, "login refused: too many failed attempts");
         return form.again(
             StatusCode::TOO_MANY_REQUESTS,

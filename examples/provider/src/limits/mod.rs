@@ -6,7 +6,8 @@
 //! behind one address) untouched:
 //!
 //! - [`PasswordGate`]: argon2 verifications in flight (each needs ~19 MiB and tens of ms of CPU);
-//! - [`LoginThrottle`]: failed logins per account and per client address (RFC 6749 §10.10);
+//! - [`LoginThrottle`]: failed logins per (account, address) pair and per client address, and
+//!   per account across addresses, which slows rather than locks (RFC 6749 §10.10);
 //! - [`WindowCounter`]: the per-address registration rate;
 //! - caps on stored pending authorizations and never-used anonymous clients, enforced atomically
 //!   by the storage backends (see [`crate::storage::Admission`]).
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 pub use address::ClientAddr;
 pub use hashing::{Busy, PasswordGate};
-pub use login::{LoginThrottle, Throttled};
+pub use login::{AccountPacing, LoginThrottle, Throttled};
 pub use window::{WindowCounter, WindowLimit};
 
 /// Every abuse bound of the server, with the defaults documented in the README.
@@ -35,8 +36,16 @@ pub struct Limits {
     /// How long a login waits for a free hashing slot before it is answered `503` with
     /// `Retry-After` (default 5 s).
     pub password_hash_wait: Duration,
-    /// Failed logins per account (default 10 in 15 minutes, then refused for 15 minutes).
+    /// Failed logins per (account, address) pair (default 10 in 15 minutes, then that address
+    /// is refused for that account for 15 minutes).
+    pub login_failures_per_pair: WindowLimit,
+    /// Failed logins per account from all addresses together (default 100 in 15 minutes; then,
+    /// for 15 minutes, the account is slowed to one attempt per
+    /// [`login_account_cooldown`](Self::login_account_cooldown), never locked).
     pub login_failures_per_account: WindowLimit,
+    /// While an account is slowed, the least time between two admitted attempts on it
+    /// (default 5 s; zero disables the slowing).
+    pub login_account_cooldown: Duration,
     /// Failed logins per client address (default 30 in 15 minutes, then refused for 15 minutes).
     pub login_failures_per_address: WindowLimit,
     /// Open registrations per client address (default 30 per hour).
@@ -63,7 +72,9 @@ impl Default for Limits {
                 .map(|n| n.get())
                 .unwrap_or(2),
             password_hash_wait: Duration::from_secs(5),
-            login_failures_per_account: WindowLimit::new(10, fifteen_minutes, fifteen_minutes),
+            login_failures_per_pair: WindowLimit::new(10, fifteen_minutes, fifteen_minutes),
+            login_failures_per_account: WindowLimit::new(100, fifteen_minutes, fifteen_minutes),
+            login_account_cooldown: Duration::from_secs(5),
             login_failures_per_address: WindowLimit::new(30, fifteen_minutes, fifteen_minutes),
             registrations_per_address: WindowLimit::new(
                 30,
