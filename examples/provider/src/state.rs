@@ -212,16 +212,16 @@ impl AppState {
         self.inner.clock.now()
     }
 
-    /// The current instant for the in-memory limits: the system's monotonic clock, moved on by
-    /// as many seconds as a manual [`Clock`] was advanced (never by the wall clock), so tests drive the login limits
-    /// without sleeping.
+    /// The current instant for the in-memory limits: the system's monotonic clock; with a
+    /// manual [`Clock`], the instant the server started plus as many seconds as the clock was
+    /// advanced (real time does not move it), so tests drive the login limits without sleeping.
     pub fn instant(&self) -> std::time::Instant {
         let (base, at) = self.inner.instant_base;
         if !self.inner.clock.is_manual() {
             return std::time::Instant::now();
         }
         let moved = u64::try_from(self.now().saturating_sub(at)).unwrap_or(0);
-        std::time::Instant::now().max(base + std::time::Duration::from_secs(moved))
+        base + std::time::Duration::from_secs(moved)
     }
 
     /// The configured clock.
