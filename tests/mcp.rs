@@ -11,7 +11,7 @@ use common::*;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ResourceContents,
-    ServerCapabilities, ServerConfig,
+    ResourceUpdatedNotificationParam, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -54,6 +54,16 @@ impl ServerHandler for Tools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         self.handled.fetch_add(1, Ordering::SeqCst);
+        if request.name == "notify" {
+            // A message produced for the caller, on the session's own stream (the `GET` one),
+            // not on this request's response.
+            let uri = format!("file:///private/{}", caller_of(&context));
+            context
+                .peer
+                .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                .await
+                .unwrap();
+        }
         let text = format!("{} by {}", request.name, caller_of(&context));
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
     }
@@ -356,22 +366,127 @@ async fn anonymous_callers_get_public_tools_and_a_challenge_for_the_rest() {
         Some(format!(r#"Bearer resource_metadata="{METADATA}""#).as_str())
     );
 
-    // The first authenticated use binds the session…
+    // Signed in, the client starts a new session: the anonymous one stays anonymous.
     let reply = post(addr, "reader", Some(&session), call(4, "whoami")).await;
+    assert_eq!(reply.status, 404);
+    let signed_in = open_session(addr, "reader").await;
+    let reply = post(addr, "reader", Some(&signed_in), call(5, "whoami")).await;
     assert_eq!(tool_text(&reply), "whoami by rita");
-    // …after which neither another principal nor an anonymous caller may use it.
+    // Neither another principal nor an anonymous caller may use the signed-in session.
     assert_eq!(
-        post(addr, "thief", Some(&session), call(5, "whoami"))
+        post(addr, "thief", Some(&signed_in), call(6, "whoami"))
             .await
             .status,
         403
     );
     assert_eq!(
-        post(addr, "", Some(&session), call(6, "public_info"))
+        post(addr, "", Some(&signed_in), call(7, "public_info"))
             .await
             .status,
         403
     );
+    // The anonymous session still serves anonymous callers.
+    let reply = post(addr, "", Some(&session), call(8, "public_info")).await;
+    assert_eq!(tool_text(&reply), "public_info by nobody");
+}
+
+/// What a `GET /mcp` stream has carried so far, read in the background.
+struct Stream {
+    status: u16,
+    received: Arc<std::sync::Mutex<String>>,
+}
+
+impl Stream {
+    fn text(&self) -> String {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until the stream has carried `needle` (at most five seconds).
+    async fn wait_for(&self, needle: &str) {
+        for _ in 0..500 {
+            if self.text().contains(needle) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the stream never carried {needle:?}: {:?}", self.text());
+    }
+}
+
+/// Opens the session's `GET` stream, where rmcp sends what the server initiates.
+async fn open_stream(addr: SocketAddr, token: &str, session: &str) -> Stream {
+    let mut request = HTTP
+        .with(Clone::clone)
+        .get(format!("http://{addr}/mcp"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session);
+    if !token.is_empty() {
+        request = request.header("authorization", bearer(token));
+    }
+    let mut response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let received = Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = received.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    Stream { status, received }
+}
+
+#[tokio::test]
+async fn an_anonymous_session_is_never_taken_over_so_its_stream_never_carries_a_principals_messages()
+ {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    let setup = Setup {
+        policy: McpScopePolicy::builder()
+            .public_handshake()
+            .tool("notify", ["read"]),
+        allow_anonymous: true,
+        ..Setup::default()
+    };
+    let running = start(&server, setup).await;
+    let addr = running.addr;
+
+    // The attacker opens an anonymous session and holds its stream.
+    let planted = open_session(addr, "").await;
+    let attacker = open_stream(addr, "", &planted).await;
+    assert_eq!(attacker.status, 200);
+
+    // The victim, signed in, is sent to the planted session: 404, nothing runs.
+    let reply = post(addr, "reader", Some(&planted), call(2, "notify")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !attacker.text().contains("file:///private/rita"),
+        "{}",
+        attacker.text()
+    );
+    assert_eq!(reply.status, 404);
+    assert_eq!(running.handled.load(Ordering::SeqCst), 0);
+    // The planted session stays anonymous, also for the victim's stream.
+    assert_eq!(open_stream(addr, "reader", &planted).await.status, 404);
+
+    // The victim starts a session of its own, as after any 404: the message produced for it
+    // arrives on its own stream…
+    let own = open_session(addr, "reader").await;
+    let victim = open_stream(addr, "reader", &own).await;
+    assert_eq!(victim.status, 200);
+    let reply = post(addr, "reader", Some(&own), call(3, "notify")).await;
+    assert_eq!(tool_text(&reply), "notify by rita");
+    victim.wait_for("file:///private/rita").await;
+    // …and never on the attacker's, which the attacker cannot move onto the victim's session.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !attacker.text().contains("file:///private/rita"),
+        "{}",
+        attacker.text()
+    );
+    assert_eq!(open_stream(addr, "", &own).await.status, 403);
+    assert_eq!(running.handled.load(Ordering::SeqCst), 1);
 }
 
 /// The 403 a `read` token gets for something that requires `admin`.

@@ -87,7 +87,7 @@ struct Binding {
     last_used: Instant,
 }
 
-/// Why a session may not be created (or taken over by its first authenticated user).
+/// Why a session may not be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Full {
     /// The owner holds as many sessions as one owner may: 429.
@@ -111,7 +111,8 @@ enum Access {
     Granted,
     Unknown,
     Foreign,
-    Refused(Full),
+    /// A session created without a token, presented with one.
+    Anonymous,
 }
 
 /// The bindings, with a count per owner of its bindings and pending creations.
@@ -197,19 +198,17 @@ impl Table {
         }
         let bound = binding.owner;
         if bound != caller {
-            if bound != Owner::Anonymous || caller == Owner::Anonymous {
-                return Access::Foreign;
-            }
-            // An anonymous session becomes its first authenticated user's (the client signed in
-            // after a 401 and carries on), which counts against that user's bound.
-            if self.count(caller) >= limits.per_principal {
-                return Access::Refused(Full::Owner);
-            }
-            self.release(Owner::Anonymous);
-            self.add(caller);
+            return if bound == Owner::Anonymous {
+                // Never claimed by a principal: an anonymous caller may hold a stream on it
+                // (rmcp sends server-initiated messages to the first stream), which would then
+                // carry the principal's messages. The client starts a new session, as after
+                // any 404.
+                Access::Anonymous
+            } else {
+                Access::Foreign
+            };
         }
         let binding = self.bindings.get_mut(session).expect("looked up above");
-        binding.owner = caller;
         binding.last_used = now;
         Access::Granted
     }
@@ -247,7 +246,8 @@ impl Shared {
 ///
 /// | request | answer |
 /// |---|---|
-/// | session id of another principal | 403 |
+/// | session id of another principal, or of a principal's session presented without a token | 403 |
+/// | session id of a session created without a token, presented with one | 404: the client starts a new session |
 /// | session id the layer does not know (never seen, idle past the limit, ended, or from before a restart) | 404, as the MCP transport prescribes for an expired session: the client starts a new one |
 /// | several `Mcp-Session-Id` headers, or one that is not visible ASCII | 400 |
 /// | a new session beyond the principal's bound (anonymous callers share one) | 429 |
@@ -278,8 +278,10 @@ impl Shared {
 /// requests only count while they wait for their response headers.
 ///
 /// A session created anonymously (bearer layer in
-/// [`allow_missing_token`](crate::BearerAuthLayer::allow_missing_token) mode) is bound to the first
-/// principal that uses it, and then refused to anyone else, anonymous callers included.
+/// [`allow_missing_token`](crate::BearerAuthLayer::allow_missing_token) mode) stays anonymous: a
+/// request with a token on it gets 404, so the client starts a new session with its token. It is
+/// never handed to a principal, since whoever opened its stream anonymously would keep receiving
+/// what the server sends on the session.
 ///
 /// Place it inside [`BearerAuthLayer`](crate::BearerAuthLayer).
 ///
@@ -509,7 +511,10 @@ where
                     );
                     return refuse(refusal(StatusCode::FORBIDDEN));
                 }
-                Access::Refused(full) => return refuse(refusal(full.status())),
+                Access::Anonymous => {
+                    tracing::debug!("anonymous MCP session presented with a token; refused");
+                    return refuse(refusal(StatusCode::NOT_FOUND));
+                }
             },
             None if request.method() == Method::POST => {
                 let mut table = shared.table();
@@ -677,6 +682,27 @@ mod tests {
             assert_eq!(late.status(), StatusCode::NOT_FOUND);
         }
         assert_eq!(layer.session_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_anonymous_session_stays_anonymous_and_a_token_on_it_gets_404() {
+        let layer = McpSessionBindingLayer::default().max_sessions_per_principal(1);
+        let service = server(&layer);
+        let alice = principal(serde_json::json!({"active": true, "sub": "alice"}), "a");
+        let session = create(&service, None).await;
+        for method in [Method::POST, Method::GET, Method::DELETE] {
+            let claimed = send(
+                &service,
+                request(method.clone(), Some(alice.clone()), Some(&session)),
+            )
+            .await;
+            assert_eq!(claimed.status(), StatusCode::NOT_FOUND, "{method}");
+        }
+        // Still anonymous: anonymous callers carry on, and alice's bound is untouched.
+        let used = send(&service, request(Method::POST, None, Some(&session))).await;
+        assert_eq!(used.status(), StatusCode::OK);
+        create(&service, Some(alice)).await;
+        assert_eq!(layer.session_count(), 2);
     }
 
     #[tokio::test]
