@@ -88,14 +88,22 @@ pub async fn post(
     }
     match handle(&state, authorized, &headers, &body).await {
         Ok(body) => no_store((StatusCode::CREATED, Json(body)).into_response()),
-        Err(err) if err.code == ErrorCode::TemporarilyUnavailable => unavailable(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server holds too many unused registrations; retry later",
-            FULL_RETRY_AFTER,
-        ),
+        // The server-wide cap; a database outage keeps its own 503 and `Retry-After`.
+        Err(err)
+            if err.code == ErrorCode::TemporarilyUnavailable && err.description == CAP_FULL =>
+        {
+            unavailable(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server holds too many unused registrations; retry later",
+                FULL_RETRY_AFTER,
+            )
+        }
         Err(err) => err.into_response(),
     }
 }
+
+/// What `handle` says when the server-wide cap of unused registrations is reached.
+const CAP_FULL: &str = "too many unused registrations";
 
 /// The registration server-wide cap: how long a refused caller is told to wait.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -316,10 +324,7 @@ async fn handle(
             .await?
     };
     if admitted != Admission::Stored {
-        return Err(OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "too many unused registrations",
-        ));
+        return Err(OAuthError::new(ErrorCode::TemporarilyUnavailable, CAP_FULL));
     }
     tracing::info!(client_id = %client.client_id, method = auth_method.as_str(), "client registered");
 
