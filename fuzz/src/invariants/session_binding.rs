@@ -142,10 +142,11 @@ pub fn check(ops: &[Op]) {
                 bound, who,
                 "session {id:?} of caller {bound} served caller {who}"
             ),
-            Some(None) if reached && principal.is_some() => {
-                // An anonymous session becomes its first authenticated user's.
-                owners.insert(id.clone(), Some(who));
-            }
+            Some(None) => assert!(
+                !(reached && principal.is_some()),
+                "anonymous session {id:?} served the authenticated caller {who}: a session \
+                 created anonymously is never claimed"
+            ),
             None => assert!(
                 !reached,
                 "session id {id:?} that the layer never issued (or ended) was passed through"
