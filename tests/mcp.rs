@@ -97,6 +97,7 @@ struct Setup {
     sessions: McpSessionBindingLayer,
     /// tower-http's request decompression placed *inside* the scope layer.
     decompress: bool,
+    max_body_bytes: usize,
 }
 
 impl Default for Setup {
@@ -106,6 +107,7 @@ impl Default for Setup {
             allow_anonymous: false,
             sessions: McpSessionBindingLayer::default(),
             decompress: false,
+            max_body_bytes: tower_introspect::mcp::DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -164,7 +166,7 @@ async fn start(server: &MockServer, setup: Setup) -> Running {
         axum::Router::new().nest_service("/mcp", service)
     };
     let router = router
-        .layer(McpScopeLayer::new(base_policy(setup.policy)))
+        .layer(McpScopeLayer::new(base_policy(setup.policy)).max_body_bytes(setup.max_body_bytes))
         .layer(setup.sessions.clone())
         .layer(bearer_layer(server, setup.allow_anonymous));
     Running {
@@ -194,6 +196,7 @@ async fn mcp_server_with(
 
 struct Reply {
     status: u16,
+    content_type: Option<String>,
     challenge: Option<String>,
     session: Option<String>,
     /// The JSON-RPC message of the body (plain JSON or the first SSE `data:` event).
@@ -240,6 +243,7 @@ async fn post_raw(
     let status = response.status().as_u16();
     let challenge = header(&response, "www-authenticate");
     let session = header(&response, "mcp-session-id");
+    let content_type = header(&response, "content-type");
     let text = response.text().await.unwrap();
     let message = serde_json::from_str(&text).ok().or_else(|| {
         text.lines()
@@ -248,6 +252,7 @@ async fn post_raw(
     });
     Reply {
         status,
+        content_type,
         challenge,
         session,
         message,
@@ -281,6 +286,13 @@ fn call(id: u64, tool: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
            "params": {"name": tool, "arguments": {}}})
 }
+
+/// The JSON-RPC error body of an MCP layer's refusal.
+fn refused(id: Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+const UNKNOWN_SESSION: &str = "Session not found: start a new session";
 
 fn tool_text(reply: &Reply) -> String {
     reply.message.as_ref().unwrap()["result"]["content"][0]["text"]
@@ -338,7 +350,14 @@ async fn another_principal_cannot_use_a_session() {
     let session = open_session(addr, "reader").await;
     let reply = post(addr, "thief", Some(&session), call(2, "whoami")).await;
     assert_eq!(reply.status, 403);
-    assert!(reply.message.is_none());
+    assert_eq!(
+        reply.message,
+        Some(refused(
+            json!(null),
+            -32002,
+            "Forbidden: the session belongs to another principal"
+        ))
+    );
     // The owner is unaffected.
     let reply = post(addr, "reader", Some(&session), call(3, "whoami")).await;
     assert_eq!(tool_text(&reply), "whoami by rita");
@@ -632,10 +651,41 @@ async fn bodies_the_layer_cannot_classify_are_refused_not_passed_through() {
         br#"[]"#,
         br#"[{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami"}}, 7]"#,
     ];
-    for body in bodies {
+    let not_json = (
+        json!(null),
+        -32700,
+        "Parse error: the body is not JSON without duplicate keys",
+    );
+    let expected = [
+        not_json.clone(),
+        not_json.clone(),
+        not_json,
+        (
+            json!(2),
+            -32600,
+            r#"Invalid request: not a JSON-RPC 2.0 message: `jsonrpc` is not "2.0""#,
+        ),
+        (
+            json!(2),
+            -32602,
+            "Invalid params: the method does not name what it addresses: a name or URI is not a string",
+        ),
+        (
+            json!(null),
+            -32600,
+            "Invalid request: not a JSON-RPC 2.0 message: empty batch",
+        ),
+        (
+            json!(null),
+            -32600,
+            "Invalid request: not a JSON-RPC 2.0 message: a message is not an object",
+        ),
+    ];
+    for (body, (id, code, message)) in bodies.into_iter().zip(expected) {
         let reply = post_raw(running.addr, "reader", Some(&session), body.to_vec(), &[]).await;
         assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(body));
-        assert_eq!(reply.body, "");
+        assert_eq!(reply.content_type.as_deref(), Some("application/json"));
+        assert_eq!(reply.message, Some(refused(id, code, message)));
         assert_eq!(reply.challenge, None);
     }
     assert_eq!(running.handled.load(Ordering::SeqCst), 0);
@@ -670,7 +720,14 @@ async fn a_compressed_body_is_refused_even_with_a_decoding_layer_inside() {
         )
         .await;
         assert_eq!(reply.status, 415, "{coding}");
-        assert_eq!(reply.body, "");
+        assert_eq!(
+            reply.message,
+            Some(refused(
+                json!(null),
+                -32006,
+                "Unsupported Content-Encoding: send the body uncompressed"
+            ))
+        );
     }
     assert_eq!(running.handled.load(Ordering::SeqCst), 0);
 
@@ -830,7 +887,10 @@ async fn a_session_the_layer_does_not_know_is_refused_even_when_the_server_knows
     for token in ["thief", "reader"] {
         let reply = post(forgetful, token, Some(&session), call(2, "whoami")).await;
         assert_eq!(reply.status, 404, "{token}");
-        assert_eq!(reply.body, "");
+        assert_eq!(
+            reply.message,
+            Some(refused(json!(null), -32001, UNKNOWN_SESSION))
+        );
     }
     assert_eq!(handled.load(Ordering::SeqCst), 0);
     // A made-up id is just as unknown.
@@ -856,4 +916,154 @@ async fn the_session_layer_outside_the_bearer_layer_refuses() {
         assert_eq!(reply.challenge.as_deref(), Some("Bearer"));
     }
     assert_eq!(created.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn every_refusal_of_the_mcp_layers_says_why_in_a_json_rpc_error() {
+    let server = MockServer::start().await;
+    expect_introspection(&server, "reader", active("rita", "read"), 1).await;
+    expect_introspection(&server, "thief", active("mallory", "read"), 1).await;
+    expect_introspection(&server, "writer", active("will", "write"), 1).await;
+    let setup = Setup {
+        policy: McpScopePolicy::builder()
+            .public_handshake()
+            .public_tool("public_info"),
+        allow_anonymous: true,
+        sessions: McpSessionBindingLayer::default()
+            .max_sessions(3)
+            .max_anonymous_sessions(1)
+            .max_sessions_per_principal(1),
+        max_body_bytes: 1_000,
+        ..Setup::default()
+    };
+    let running = start(&server, setup).await;
+    let addr = running.addr;
+    let session = open_session(addr, "reader").await;
+    let anonymous = open_session(addr, "").await;
+    let check = |reply: Reply, status: u16, id: Value, code: i64, message: &str| {
+        assert_eq!(reply.status, status, "{message}");
+        assert_eq!(
+            reply.content_type.as_deref(),
+            Some("application/json"),
+            "{message}"
+        );
+        assert_eq!(reply.message, Some(refused(id, code, message)));
+        assert_eq!(reply.challenge, None, "{message}");
+    };
+
+    // 413: the body is over the limit, never read whole: no id.
+    let mut big = call(5, "whoami");
+    big["params"]["arguments"]["pad"] = json!("x".repeat(1_000));
+    let reply = post(addr, "reader", Some(&session), big).await;
+    check(
+        reply,
+        413,
+        json!(null),
+        -32005,
+        "Request body too large: the limit is 1000 bytes",
+    );
+    // 415: a content coding.
+    let body = gzip(call(6, "whoami").to_string().as_bytes());
+    let reply = post_raw(
+        addr,
+        "reader",
+        Some(&session),
+        body,
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    check(
+        reply,
+        415,
+        json!(null),
+        -32006,
+        "Unsupported Content-Encoding: send the body uncompressed",
+    );
+    // 400: method headers malformed (judged before the body is read), or disagreeing with it.
+    let body = call(7, "admin_operation").to_string().into_bytes();
+    let reply = post_raw(
+        addr,
+        "reader",
+        Some(&session),
+        body.clone(),
+        &[("mcp-name", "whoami")],
+    )
+    .await;
+    check(
+        reply,
+        400,
+        json!(null),
+        -32600,
+        "Invalid request: the Mcp-Method / Mcp-Name headers are repeated, not visible ASCII, or Mcp-Name comes without Mcp-Method",
+    );
+    let headers = [("mcp-method", "tools/call"), ("mcp-name", "whoami")];
+    let reply = post_raw(addr, "reader", Some(&session), body, &headers).await;
+    check(
+        reply,
+        400,
+        json!(7),
+        -32020,
+        "Header mismatch: the Mcp-Method / Mcp-Name headers disagree with the body",
+    );
+    // 400: two session ids.
+    let body = call(8, "whoami").to_string().into_bytes();
+    let reply = post_raw(
+        addr,
+        "reader",
+        Some(&session),
+        body,
+        &[("mcp-session-id", "other")],
+    )
+    .await;
+    check(
+        reply,
+        400,
+        json!(null),
+        -32600,
+        "Invalid request: the Mcp-Session-Id header is repeated or not visible ASCII",
+    );
+    // 404: an unknown session, and an anonymous one presented with a token.
+    let reply = post(addr, "reader", Some("made-up"), call(9, "whoami")).await;
+    check(reply, 404, json!(null), -32001, UNKNOWN_SESSION);
+    let reply = post(addr, "reader", Some(&anonymous), call(10, "whoami")).await;
+    check(
+        reply,
+        404,
+        json!(null),
+        -32001,
+        "Session not found: the session was created without a token; start a new session",
+    );
+    // 403: another principal's session.
+    let reply = post(addr, "thief", Some(&session), call(11, "whoami")).await;
+    check(
+        reply,
+        403,
+        json!(null),
+        -32002,
+        "Forbidden: the session belongs to another principal",
+    );
+    // 429: the caller's bound; 503: the server's.
+    let reply = post(addr, "reader", None, initialize()).await;
+    check(
+        reply,
+        429,
+        json!(null),
+        -32003,
+        "Too many sessions: end one or wait for one to expire",
+    );
+    assert_eq!(post(addr, "thief", None, initialize()).await.status, 200);
+    let reply = post(addr, "writer", None, initialize()).await;
+    check(
+        reply,
+        503,
+        json!(null),
+        -32004,
+        "Server busy: too many sessions, try again later",
+    );
+    // The bearer layer's own refusals are unchanged: a challenge with an empty body.
+    let reply = post(addr, "", Some(&anonymous), call(12, "whoami")).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.body, "");
+    assert!(reply.challenge.is_some());
+    assert_eq!(running.handled.load(Ordering::SeqCst), 0);
 }

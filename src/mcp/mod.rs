@@ -39,6 +39,8 @@ mod owner;
 mod policy;
 pub(crate) mod protocol_version;
 #[cfg(feature = "mcp")]
+mod refusal;
+#[cfg(feature = "mcp")]
 mod scope_layer;
 #[cfg(feature = "mcp")]
 mod sealed;

@@ -9,14 +9,16 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::CONTENT_ENCODING;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::method_headers::AnnouncedCall;
-use super::{McpScopePolicy, Requirement, classify_body};
+use super::refusal::{Refusal, request_id};
+use super::{McpScopePolicy, Requirement, UnclassifiableBody, classify_body};
 use crate::Principal;
 use crate::challenge::Challenger;
 use crate::challenge::Rejection;
@@ -53,7 +55,14 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 ///   refused with 400, as is one with such a header repeated, not visible ASCII, or an `Mcp-Name`
 ///   without an `Mcp-Method`: the layer and a router reading the headers must judge one operation.
 ///
-/// The rejections of this list have an empty body; the inner service is not called.
+/// The refusals of this list carry a JSON-RPC 2.0 error (`Content-Type: application/json`) naming
+/// the reason, with the request's `id` when the body was read and holds one (else `null`):
+/// `-32700` for a body that is not JSON, `-32600` for one that is not JSON-RPC 2.0 and for
+/// malformed `Mcp-Method` / `Mcp-Name` headers, `-32602` for a method that does not name what it
+/// addresses, `-32020` for headers that disagree with the body, `-32005` for 413 and `-32006`
+/// for 415. The inner service is not called. (The body is written for the response body types of
+/// axum, rmcp and http-body-util, and for `Bytes`, `String` and `Vec<u8>`; another body type gets
+/// the status alone.)
 ///
 /// With [`trust_method_headers`](Self::trust_method_headers), requests of MCP 2026-07-28 and later
 /// are judged from their headers alone, without reading the body.
@@ -145,13 +154,6 @@ fn identity_encoded(headers: &HeaderMap) -> bool {
     })
 }
 
-/// An empty response with `status`: what the MCP layers answer to a request they cannot judge.
-pub(super) fn refusal<B: Default>(status: StatusCode) -> Response<B> {
-    let mut response = Response::new(B::default());
-    *response.status_mut() = status;
-    response
-}
-
 /// Why `principal` may not make a request with `requirement`, if it may not.
 fn refuse(
     requirement: &Requirement,
@@ -192,11 +194,13 @@ where
         }
         if !identity_encoded(request.headers()) {
             tracing::debug!("MCP request with a content coding refused");
-            return Box::pin(async { Ok(refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE)) });
+            let response = Refusal::ContentEncoding.response(Value::Null);
+            return Box::pin(async { Ok(response) });
         }
         let Ok(announced) = AnnouncedCall::of(request.headers()) else {
             tracing::debug!("MCP request with malformed Mcp-Method / Mcp-Name headers refused");
-            return Box::pin(async { Ok(refusal(StatusCode::BAD_REQUEST)) });
+            let response = Refusal::MethodHeaders.response(Value::Null);
+            return Box::pin(async { Ok(response) });
         };
         let policy = self.policy.clone();
         if self.trust_method_headers
@@ -223,24 +227,29 @@ where
             let bytes = match Limited::new(body, limit).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(error) => {
-                    let status = if error.is::<http_body_util::LengthLimitError>() {
-                        StatusCode::PAYLOAD_TOO_LARGE
+                    let refusal = if error.is::<http_body_util::LengthLimitError>() {
+                        Refusal::TooLarge(limit)
                     } else {
-                        StatusCode::BAD_REQUEST
+                        Refusal::UnreadableBody
                     };
-                    return Ok(refusal(status));
+                    return Ok(refusal.response(Value::Null));
                 }
             };
             let messages = match classify_body(&bytes) {
                 Ok(messages) => messages,
                 Err(error) => {
                     tracing::debug!(%error, "MCP request body refused");
-                    return Ok(refusal(StatusCode::BAD_REQUEST));
+                    // A body that is not strict JSON has no `id` this layer trusts.
+                    let id = match error {
+                        UnclassifiableBody::NotJson => Value::Null,
+                        _ => request_id(&bytes),
+                    };
+                    return Ok(Refusal::Unclassifiable(error).response(id));
                 }
             };
             if announced.is_some_and(|a| !a.matches(&messages)) {
                 tracing::debug!("MCP request whose Mcp-Method / Mcp-Name disagree with its body");
-                return Ok(refusal(StatusCode::BAD_REQUEST));
+                return Ok(Refusal::HeaderMismatch.response(request_id(&bytes)));
             }
             let requirement = policy.required_for_all(&messages);
             let challenger = Challenger::from_extensions(&parts.extensions);
@@ -263,7 +272,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderValue, StatusCode};
     use http_body_util::Full;
 
     /// A body one byte over the limit is refused with 413 before it is classified, and the inner

@@ -9,13 +9,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::header::HeaderName;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response};
 use sha2::{Digest, Sha256};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::owner::OwnerKey;
-use super::scope_layer::{McpScopeFuture, refusal};
+use super::refusal::Refusal;
+use super::scope_layer::McpScopeFuture;
 use crate::Principal;
 use crate::challenge::{ChallengeContext, Challenger, Rejection};
 
@@ -97,10 +98,10 @@ enum Full {
 }
 
 impl Full {
-    fn status(self) -> StatusCode {
+    fn refusal(self) -> Refusal {
         match self {
-            Full::Owner => StatusCode::TOO_MANY_REQUESTS,
-            Full::Server => StatusCode::SERVICE_UNAVAILABLE,
+            Full::Owner => Refusal::OwnerFull,
+            Full::Server => Refusal::ServerFull,
         }
     }
 }
@@ -253,6 +254,11 @@ impl Shared {
 /// | a new session beyond the principal's bound (anonymous callers share one) | 429 |
 /// | a new session beyond the server's bound | 503 |
 /// | the layer outside [`BearerAuthLayer`](crate::BearerAuthLayer) (no principal and no sign of the bearer layer) | 401, like the scope layers: it fails closed |
+///
+/// The refusals other than the 401 carry a JSON-RPC 2.0 error (`Content-Type: application/json`,
+/// `id` `null`: the layer reads no body) naming the reason: `-32001` for 404, `-32002` for 403,
+/// `-32003` for 429, `-32004` for 503 and `-32600` for 400 (see
+/// [`McpScopeLayer`](super::McpScopeLayer) for the body types it is written for).
 ///
 /// An unknown session id is never passed through: a binding forgotten for any reason must not
 /// turn its session into one anybody may use. The consequence is that after a restart (the
@@ -477,8 +483,11 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let refuse =
-            |response: Response<ResBody>| -> Self::Future { Box::pin(async move { Ok(response) }) };
+        let refuse = |refusal: Refusal| -> Self::Future {
+            // The layer reads no body: no request `id` to name.
+            let response = refusal.response(serde_json::Value::Null);
+            Box::pin(async move { Ok(response) })
+        };
         let extensions = request.extensions();
         let principal = extensions.get::<Principal>();
         if principal.is_none() && extensions.get::<ChallengeContext>().is_none() {
@@ -486,15 +495,16 @@ where
             // layer, where every caller would look anonymous and share every session.
             tracing::error!("McpSessionBindingLayer is not inside BearerAuthLayer; refusing");
             let challenger = Challenger::of(&request);
-            return refuse(challenger.response(&Rejection::MissingToken, request.headers()));
+            let response = challenger.response(&Rejection::MissingToken, request.headers());
+            return Box::pin(async move { Ok(response) });
         }
         let Some(owner) = Owner::of(principal) else {
             tracing::warn!("MCP request by a principal with no subject, client or token; refused");
-            return refuse(refusal(StatusCode::FORBIDDEN));
+            return refuse(Refusal::Unattributable);
         };
         let presented = match presented_session(request.headers()) {
             Ok(presented) => presented.map(session_key),
-            Err(()) => return refuse(refusal(StatusCode::BAD_REQUEST)),
+            Err(()) => return refuse(Refusal::SessionHeader),
         };
         let shared = self.shared.clone();
         let now = (shared.clock)();
@@ -503,24 +513,24 @@ where
                 Access::Granted => None,
                 Access::Unknown => {
                     tracing::debug!("unknown MCP session id refused");
-                    return refuse(refusal(StatusCode::NOT_FOUND));
+                    return refuse(Refusal::UnknownSession);
                 }
                 Access::Foreign => {
                     tracing::warn!(
                         "MCP session id presented by a principal that did not create it"
                     );
-                    return refuse(refusal(StatusCode::FORBIDDEN));
+                    return refuse(Refusal::ForeignSession);
                 }
                 Access::Anonymous => {
                     tracing::debug!("anonymous MCP session presented with a token; refused");
-                    return refuse(refusal(StatusCode::NOT_FOUND));
+                    return refuse(Refusal::AnonymousSession);
                 }
             },
             None if request.method() == Method::POST => {
                 let mut table = shared.table();
                 if let Err(full) = table.room_for(owner, now, &shared.limits) {
                     tracing::debug!(?full, "new MCP session refused: bound reached");
-                    return refuse(refusal(full.status()));
+                    return refuse(full.refusal());
                 }
                 table.add(owner);
                 Some(Reservation {
@@ -560,7 +570,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use http::HeaderValue;
+    use http::{HeaderValue, StatusCode};
     use tower::ServiceExt;
 
     use crate::IntrospectionResponse;
