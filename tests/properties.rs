@@ -216,3 +216,11 @@ fn the_oracles_are_not_vacuous() {
     assert!(fixtures::meets(&admin, fixtures::caller(0b100).as_ref()));
     assert!(!fixtures::meets(&admin, fixtures::caller(0x80).as_ref()));
 }
+
+/// The hardening finding, as the fuzz corpus keeps it (`fuzz/corpus/session_binding/
+/// anonymous-session-then-signed-in-caller`): a session created anonymously, then a signed-in
+/// caller on it. The oracle requires the layer never to let that caller in.
+#[test]
+fn an_anonymous_session_is_not_claimed_by_the_next_signed_in_caller() {
+    session_binding::check(&[(0, 0, 0, Vec::new()), (1, 1, 0, Vec::new())]);
+}
