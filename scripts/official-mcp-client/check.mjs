@@ -378,6 +378,19 @@ async function runUser(run, documentServer) {
     } catch (error) {
       if (!(error instanceof UnauthorizedError) || !provider.pendingCode) throw error;
       await transport.finishAuth(provider.takeCode());
+      return await inANewSessionAfter404(op);
+    }
+  };
+  // A session opened without a token is never carried over to a signed-in caller: the server
+  // answers 404 (session not found), and the client starts a new session, as the MCP
+  // specification says a client must after a 404. The SDK does not do it by itself.
+  const inANewSessionAfter404 = async (op) => {
+    try {
+      return await op();
+    } catch (error) {
+      if (error?.code !== 404) throw error;
+      notes.push('signed in on the anonymous session: 404, so the client started a new session with its token');
+      await connect();
       return await op();
     }
   };
