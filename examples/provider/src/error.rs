@@ -102,16 +102,28 @@ impl OAuthError {
         }
     }
 
+    /// `temporarily_unavailable` answered with `status` (503, or 429 for one caller's limit) and
+    /// `Retry-After: wait`.
+    pub fn unavailable(
+        status: StatusCode,
+        description: &'static str,
+        wait: std::time::Duration,
+    ) -> Self {
+        Self {
+            status: Some(status),
+            retry_after: Some(wait),
+            ..Self::new(ErrorCode::TemporarilyUnavailable, description)
+        }
+    }
+
     /// `temporarily_unavailable` (503) because the database is unavailable, with
     /// `Retry-After` ([`crate::storage::UNAVAILABLE_RETRY_AFTER`]).
     pub fn database_unavailable() -> Self {
-        Self {
-            retry_after: Some(crate::storage::UNAVAILABLE_RETRY_AFTER),
-            ..Self::new(
-                ErrorCode::TemporarilyUnavailable,
-                "the database is unavailable; retry later",
-            )
-        }
+        Self::unavailable(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is unavailable; retry later",
+            crate::storage::UNAVAILABLE_RETRY_AFTER,
+        )
     }
 
     /// `invalid_request` answered with another status (the router's 404, 405, 413).

@@ -34,14 +34,14 @@ use axum::body::Bytes;
 use axum::extract::State;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::endpoints::token::no_store;
 use crate::error::{ErrorCode, OAuthError};
-use crate::limits::{ClientAddr, retry_after_secs};
+use crate::limits::ClientAddr;
 use crate::model::{AuthMethod, Client};
 use crate::redirect::{self, ApplicationType};
 use crate::scope;
@@ -80,46 +80,23 @@ pub async fn post(
     // caller holding the initial access token is configured, not anonymous.
     if !authorized && let Err(wait) = state.registrations().try_record(&addr, Instant::now()) {
         tracing::debug!(%addr, "registration refused: per-address limit");
-        return unavailable(
+        return OAuthError::unavailable(
             StatusCode::TOO_MANY_REQUESTS,
             "too many registrations from this address; retry later",
             wait,
-        );
+        )
+        .into_response();
     }
     match handle(&state, authorized, &headers, &body).await {
         Ok(body) => no_store((StatusCode::CREATED, Json(body)).into_response()),
-        // The server-wide cap; a database outage keeps its own 503 and `Retry-After`.
-        Err(err)
-            if err.code == ErrorCode::TemporarilyUnavailable && err.description == CAP_FULL =>
-        {
-            unavailable(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server holds too many unused registrations; retry later",
-                FULL_RETRY_AFTER,
-            )
-        }
+        // Each refusal carries its own status and `Retry-After` (the full cap's, or a database
+        // outage's).
         Err(err) => err.into_response(),
     }
 }
 
-/// What `handle` says when the server-wide cap of unused registrations is reached.
-const CAP_FULL: &str = "too many unused registrations";
-
 /// The registration server-wide cap: how long a refused caller is told to wait.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// An RFC 6749 §5.2 style error with `temporarily_unavailable`, the given status and
-/// `Retry-After`.
-fn unavailable(status: StatusCode, description: &'static str, wait: Duration) -> Response {
-    let mut response =
-        OAuthError::new(ErrorCode::TemporarilyUnavailable, description).into_response();
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(retry_after_secs(wait)),
-    );
-    response
-}
 
 fn metadata_error(description: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClientMetadata, description)
@@ -324,7 +301,11 @@ async fn handle(
             .await?
     };
     if admitted != Admission::Stored {
-        return Err(OAuthError::new(ErrorCode::TemporarilyUnavailable, CAP_FULL));
+        return Err(OAuthError::unavailable(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server holds too many unused registrations; retry later",
+            FULL_RETRY_AFTER,
+        ));
     }
     tracing::info!(client_id = %client.client_id, method = auth_method.as_str(), "client registered");
 
