@@ -271,6 +271,15 @@ async fn unused_registrations_are_capped_in_total(backend: Backend) {
         StatusCode::SERVICE_UNAVAILABLE,
         "temporarily_unavailable",
     );
+    // The full cap says how long to wait.
+    let raw = http_client()
+        .post(env.url("/register"))
+        .json(&json!({"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after(&raw), 60);
     let stats = env.storage().stats().await.unwrap();
     assert_eq!(stats.unused_clients, 2);
     // Once a user approved a request of the first client it is in use and frees its place.
