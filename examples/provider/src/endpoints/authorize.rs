@@ -197,9 +197,6 @@ async fn find_client(state: &AppState, client_id: &str) -> Result<Client, Respon
     Ok(client)
 }
 
-/// How long a caller refused by the server-wide cap of unused clients is told to wait.
-const FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
-
 /// Stores a document's client: updated when known, otherwise admitted like an anonymous
 /// registration (counted against [`crate::limits::Limits::registrations_per_address`] for
 /// `addr`, capped by [`crate::limits::Limits::max_unused_clients`] and deleted when no user
@@ -239,7 +236,7 @@ async fn store_document_client(
             Err(retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The server cannot accept new clients now. Please try again later.",
-                FULL_RETRY_AFTER,
+                crate::limits::FULL_RETRY_AFTER,
             ))
         }
         Err(e) => Err(server_error(e)),

@@ -32,7 +32,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -94,9 +94,6 @@ pub async fn post(
         Err(err) => err.into_response(),
     }
 }
-
-/// The registration server-wide cap: how long a refused caller is told to wait.
-const FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 fn metadata_error(description: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClientMetadata, description)
@@ -304,7 +301,7 @@ async fn handle(
         return Err(OAuthError::unavailable(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server holds too many unused registrations; retry later",
-            FULL_RETRY_AFTER,
+            crate::limits::FULL_RETRY_AFTER,
         ));
     }
     tracing::info!(client_id = %client.client_id, method = auth_method.as_str(), "client registered");

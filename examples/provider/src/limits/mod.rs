@@ -90,6 +90,10 @@ impl Default for Limits {
     }
 }
 
+/// How long a caller refused by the server-wide cap of unused clients (registered or admitted
+/// from a metadata document) is told to wait.
+pub const FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// Whole seconds for a `Retry-After` header, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
