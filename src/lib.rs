@@ -24,6 +24,7 @@
 //! | [`scope`] | scope layers, scope hierarchies, step-up challenges |
 //! | [`challenge`] | how refusals are worded (RFC 6750, gRPC) |
 //! | [`metadata`] | RFC 9728 protected resource metadata |
+//! | [`dpop`] | RFC 9449: sender-constrained tokens, proofs, nonces, the client's key |
 //! | [`claims`] | the verifier-neutral claims a principal is built from |
 //! | [`error`] | why a token was refused or could not be checked; configuration errors |
 //! | [`mcp`] | MCP: per-operation scopes, session binding, sealed state (feature `mcp`) |
@@ -280,6 +281,7 @@ pub mod cache;
 pub mod challenge;
 pub mod claims;
 mod discovery;
+pub mod dpop;
 pub mod error;
 #[cfg(feature = "axum")]
 mod extract;

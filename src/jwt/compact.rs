@@ -4,7 +4,8 @@
 //! and bounded: exactly three parts, canonical unpadded base64url (no padding, no stray bits, no
 //! whitespace, so that one token has one reading), a header and claims that are JSON objects, and
 //! a header naming no extension (`crit`) and no unencoded payload (`b64`). Nothing is fetched for
-//! a header: `jku`, `x5u`, `jwk` and `x5c` are never read.
+//! a header: `jku`, `x5u` and `x5c` are never read, and `jwk` only by a DPoP proof, whose key it
+//! is by definition (RFC 9449 §4.2), never by an access token.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -36,6 +37,9 @@ pub(crate) struct Header {
     pub(crate) typ: Option<String>,
     #[serde(default)]
     pub(crate) kid: Option<String>,
+    /// The signer's public key: read for DPoP proofs only (see the module documentation).
+    #[serde(default)]
+    pub(crate) jwk: Option<serde_json::Value>,
     /// Extensions the recipient must understand (RFC 7515 §4.1.11): none is understood here.
     #[serde(default)]
     crit: Option<serde::de::IgnoredAny>,

@@ -38,7 +38,7 @@ mod algorithm;
 pub(crate) mod compact;
 mod issuer;
 mod jwks;
-mod keys;
+pub(crate) mod keys;
 
 use std::collections::HashMap;
 use std::sync::Arc;
