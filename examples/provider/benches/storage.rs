@@ -29,6 +29,7 @@ fn client(id: &str) -> Client {
         issued_at: NOW,
         resource_server: false,
         resources: Vec::new(),
+        dpop_bound_access_tokens: false,
     }
 }
 
@@ -45,6 +46,7 @@ fn token(hash: String) -> TokenRecord {
         issued_at: NOW,
         expires_at: NOW + 3600,
         consumed: false,
+        dpop_jkt: None,
     }
 }
 
@@ -61,6 +63,7 @@ fn code(hash: String) -> AuthorizationCode {
         issued_at: NOW,
         expires_at: NOW + 600,
         consumed: false,
+        dpop_jkt: None,
     }
 }
 

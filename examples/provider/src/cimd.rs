@@ -195,6 +195,9 @@ struct Document {
     redirect_uris: Vec<String>,
     token_endpoint_auth_method: Option<String>,
     scope: Option<String>,
+    /// RFC 9449 §5.2: the client always sends DPoP proofs to the token endpoint.
+    #[serde(default)]
+    dpop_bound_access_tokens: bool,
 }
 
 impl CimdFetcher {
@@ -507,6 +510,7 @@ fn to_client(document: Document, bound: &[String], now: i64) -> Result<Client, C
         issued_at: now,
         resource_server: false,
         resources: Vec::new(),
+        dpop_bound_access_tokens: document.dpop_bound_access_tokens,
     })
 }
 

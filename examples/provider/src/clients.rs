@@ -45,6 +45,9 @@ struct Entry {
     resource_server: bool,
     #[serde(default)]
     resources: Vec<String>,
+    /// RFC 9449 §5.2: the client must send a DPoP proof to the token endpoint.
+    #[serde(default)]
+    dpop_bound_access_tokens: bool,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +168,7 @@ fn validate(entry: Entry, known: &Known<'_>, now: i64) -> Result<Client, Clients
         issued_at: now,
         resource_server: entry.resource_server,
         resources: entry.resources,
+        dpop_bound_access_tokens: entry.dpop_bound_access_tokens,
     })
 }
 

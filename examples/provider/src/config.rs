@@ -214,6 +214,57 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The secret DPoP server nonces are derived from (see [`Config::dpop_nonce_secret`]): at least
+/// [`tower_introspect::dpop::MIN_NONCE_SECRET_LENGTH`] bytes. Its `Debug` output never shows
+/// it, and its memory is wiped when it is dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NonceSecret(zeroize::Zeroizing<Vec<u8>>);
+
+impl NonceSecret {
+    /// The secret from its text form: hex (an even number of hex digits) or base64url (padding
+    /// optional). Text that is both is read as hex. At least 32 bytes once decoded.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        use base64::Engine;
+        let text = text.trim();
+        let hex = text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit());
+        let bytes = if hex {
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| "the DPoP nonce secret is not valid hex".to_owned())?
+        } else {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(text.trim_end_matches('='))
+                .map_err(|_| "the DPoP nonce secret is neither hex nor base64url".to_owned())?
+        };
+        Self::from_bytes(bytes)
+    }
+
+    /// The secret from raw bytes (at least 32).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, String> {
+        let min = tower_introspect::dpop::MIN_NONCE_SECRET_LENGTH;
+        if bytes.len() < min {
+            return Err(format!(
+                "the DPoP nonce secret has {} bytes: at least {min} random bytes are needed",
+                bytes.len()
+            ));
+        }
+        Ok(Self(zeroize::Zeroizing::new(bytes)))
+    }
+
+    /// The secret's bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for NonceSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NonceSecret(<redacted>)")
+    }
+}
+
 /// Everything the server needs to run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -262,6 +313,11 @@ pub struct Config {
     /// Where the current time comes from (default the system clock; tests use
     /// [`Clock::manual`] to move time without sleeping).
     pub clock: Clock,
+    /// With a secret, the token endpoint requires DPoP proofs to carry a server nonce (RFC 9449
+    /// §8), derived from it and rotated every
+    /// [`tower_introspect::dpop::DEFAULT_NONCE_ROTATION`]; instances sharing the secret accept
+    /// each other's nonces. `None` (the default): no nonce is required.
+    pub dpop_nonce_secret: Option<NonceSecret>,
 }
 
 impl Default for Config {
@@ -285,6 +341,7 @@ impl Default for Config {
             cimd: CimdSettings::default(),
             access_token_format: AccessTokenFormat::Opaque,
             clock: Clock::system(),
+            dpop_nonce_secret: None,
         }
     }
 }
@@ -366,6 +423,22 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(!printed.contains("initial-access-token"), "{printed}");
         assert!(printed.contains("Secret(<redacted>)"));
+    }
+
+    #[test]
+    fn nonce_secrets_parse_from_hex_or_base64url_and_must_be_long_enough() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        assert_eq!(NonceSecret::parse(hex).unwrap().expose().len(), 32);
+        let b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"; // 0..=31
+        let secret = NonceSecret::parse(b64).unwrap();
+        assert_eq!(secret.expose(), (0u8..32).collect::<Vec<_>>());
+        assert!(NonceSecret::parse("00112233").is_err());
+        assert!(NonceSecret::parse("not a secret!").is_err());
+        let config = Config {
+            dpop_nonce_secret: Some(secret),
+            ..Config::default()
+        };
+        assert!(format!("{config:?}").contains("NonceSecret(<redacted>)"));
     }
 
     #[test]

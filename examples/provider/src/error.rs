@@ -12,6 +12,10 @@ use serde_json::json;
 
 use crate::storage::StorageError;
 
+/// How long a client is told to wait (`Retry-After`) when the DPoP replay store is full of fresh
+/// proofs: entries leave it as their proofs stop being fresh.
+pub const DPOP_REPLAY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Longest `error_description` sent.
 pub const MAX_DESCRIPTION_LEN: usize = 200;
 
@@ -47,6 +51,11 @@ pub enum ErrorCode {
     /// A limit was reached, or the database is unavailable for now; retry after the time in
     /// `Retry-After` (503, or 429 when the limit is the caller's own).
     TemporarilyUnavailable,
+    /// RFC 9449 §5: the DPoP proof is missing, malformed, replayed, for another request, or
+    /// signed by another key than the one the grant is bound to.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the proof needs a server nonce (sent in `DPoP-Nonce`).
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -65,6 +74,8 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
         }
     }
 
@@ -89,6 +100,8 @@ pub struct OAuthError {
     status: Option<StatusCode>,
     /// Sent as `Retry-After` (whole seconds, at least 1) when set.
     retry_after: Option<std::time::Duration>,
+    /// Sent as `DPoP-Nonce` when set (RFC 9449 §8).
+    dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -99,6 +112,30 @@ impl OAuthError {
             description,
             status: None,
             retry_after: None,
+            dpop_nonce: None,
+        }
+    }
+
+    /// A refused DPoP proof at the token endpoint: `400 invalid_dpop_proof` or `400
+    /// use_dpop_nonce` with the library's fixed description, and `DPoP-Nonce: nonce` when given;
+    /// a full replay store is `503 temporarily_unavailable` with `Retry-After`
+    /// ([`DPOP_REPLAY_RETRY_AFTER`]).
+    pub fn dpop(err: tower_introspect::dpop::ProofError, nonce: Option<String>) -> Self {
+        use tower_introspect::dpop::ProofError;
+        let code = match err {
+            ProofError::ReplayStoreFull => {
+                return Self::unavailable(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    err.description(),
+                    DPOP_REPLAY_RETRY_AFTER,
+                );
+            }
+            ProofError::UseNonce => ErrorCode::UseDpopNonce,
+            _ => ErrorCode::InvalidDpopProof,
+        };
+        Self {
+            dpop_nonce: nonce,
+            ..Self::new(code, err.description())
         }
     }
 
@@ -133,6 +170,7 @@ impl OAuthError {
             description,
             status: Some(status),
             retry_after: None,
+            dpop_nonce: None,
         }
     }
 
@@ -215,6 +253,13 @@ impl IntoResponse for OAuthError {
                 header::RETRY_AFTER,
                 HeaderValue::from(crate::limits::retry_after_secs(wait)),
             );
+        }
+        if let Some(nonce) = self
+            .dpop_nonce
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok())
+        {
+            headers.insert(tower_introspect::dpop::DPOP_NONCE, nonce);
         }
         let challenge = match self.code {
             ErrorCode::InvalidClient => Some("Basic realm=\"oauth-provider\", charset=\"UTF-8\""),

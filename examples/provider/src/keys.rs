@@ -145,6 +145,9 @@ pub struct AccessTokenClaims<'a> {
     pub client_id: &'a str,
     /// Granted scope, space separated.
     pub scope: &'a str,
+    /// RFC 9449 §6.1: `{"jkt": <thumbprint>}` for a DPoP-bound token; absent for a bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Value>,
 }
 
 /// Signs `claims` as an RFC 9068 JWT access token: `typ: at+jwt`, `alg: ES256`, `kid`.

@@ -59,7 +59,8 @@ use axum::routing::{get, post};
 pub use clock::Clock;
 pub use config::{
     AccessTokenFormat, Config, DEMO_PUBLIC_CLIENT_ID, DEMO_RESOURCE, DEMO_RESOURCE_SERVER_ID,
-    DEMO_RESOURCE_SERVER_SECRET, DatabaseUrl, Lifetimes, PostgresSettings, Secret, StorageConfig,
+    DEMO_RESOURCE_SERVER_SECRET, DatabaseUrl, Lifetimes, NonceSecret, PostgresSettings, Secret,
+    StorageConfig,
 };
 pub use server::{Error, Server};
 pub use state::AppState;

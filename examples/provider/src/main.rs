@@ -11,7 +11,8 @@ use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use oauth_provider::cimd::CimdSettings;
 use oauth_provider::limits::{Limits, WindowLimit};
 use oauth_provider::{
-    AccessTokenFormat, Config, DatabaseUrl, Lifetimes, PostgresSettings, Server, StorageConfig,
+    AccessTokenFormat, Config, DatabaseUrl, Lifetimes, NonceSecret, PostgresSettings, Server,
+    StorageConfig,
 };
 
 /// Reference OAuth 2.1 authorization server (PKCE, refresh rotation, introspection, revocation,
@@ -112,6 +113,13 @@ struct Cli {
     /// environment variable takes a `;`-separated list.
     #[arg(long = "scope-description", env = "OAUTH_SCOPE_DESCRIPTIONS", value_delimiter = ';', value_parser = parse_scope_description)]
     scope_descriptions: Vec<(String, String)>,
+
+    /// Secret DPoP server nonces are derived from (RFC 9449 §8), as hex or base64url: at least
+    /// 32 random bytes, the same on every instance. With it the token endpoint requires proofs
+    /// to carry a current nonce (refused with use_dpop_nonce and a DPoP-Nonce header otherwise);
+    /// without it no nonce is required.
+    #[arg(long, env = "OAUTH_DPOP_NONCE_SECRET", hide_env_values = true, value_parser = NonceSecret::parse)]
+    dpop_nonce_secret: Option<NonceSecret>,
 
     /// Interval of the expired-row cleanup, in seconds.
     #[arg(long, env = "OAUTH_CLEANUP_INTERVAL", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 60)]
@@ -278,6 +286,7 @@ impl Cli {
             },
             scope_descriptions: self.scope_descriptions.iter().cloned().collect(),
             limits: self.limits(),
+            dpop_nonce_secret: self.dpop_nonce_secret.clone(),
             cimd: CimdSettings {
                 allow_loopback: self.cimd_allow_loopback,
                 ca_file: self.cimd_ca_file.clone(),

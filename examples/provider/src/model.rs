@@ -67,6 +67,9 @@ pub struct Client {
     /// The RFC 8707 resources the client may obtain tokens for, a subset of the server's known
     /// resources; empty means every known resource. Never set by registration.
     pub resources: Vec<String>,
+    /// RFC 9449 §5.2 `dpop_bound_access_tokens`: the client always sends a DPoP proof to the
+    /// token endpoint, which refuses its token requests without one.
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl Client {
@@ -141,6 +144,8 @@ pub struct PendingAuthorization {
     pub subject: Option<String>,
     /// Scope that will be granted: requested ∩ the user's scopes (set at the consent stage).
     pub granted_scope: Option<String>,
+    /// RFC 9449 §10 `dpop_jkt`: the thumbprint of the key the code must be redeemed with.
+    pub dpop_jkt: Option<String>,
     /// Expiry.
     pub expires_at: UnixTime,
 }
@@ -170,6 +175,9 @@ pub struct AuthorizationCode {
     pub expires_at: UnixTime,
     /// True once redeemed.
     pub consumed: bool,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code must be redeemed with (the
+    /// authorization request's `dpop_jkt`).
+    pub dpop_jkt: Option<String>,
 }
 
 /// Access or refresh token.
@@ -226,6 +234,10 @@ pub struct TokenRecord {
     pub expires_at: UnixTime,
     /// For refresh tokens: true once rotated (used). A second use revokes the family.
     pub consumed: bool,
+    /// RFC 9449: the RFC 7638 thumbprint of the DPoP key the token is bound to. An access
+    /// token's `cnf.jkt`; a refresh token bound to it (public clients only) is refreshed only
+    /// with a proof signed by that key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Row counts, including rows that are expired but not yet purged (used by tests and

@@ -24,6 +24,7 @@ pub fn demo_clients(now: i64) -> Vec<Client> {
             issued_at: now,
             resource_server: true,
             resources: Vec::new(),
+            dpop_bound_access_tokens: false,
         },
         Client {
             client_id: DEMO_PUBLIC_CLIENT_ID.to_owned(),
@@ -39,6 +40,7 @@ pub fn demo_clients(now: i64) -> Vec<Client> {
             issued_at: now,
             resource_server: false,
             resources: Vec::new(),
+            dpop_bound_access_tokens: false,
         },
     ]
 }

@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tower_introspect::dpop::{DEFAULT_NONCE_ROTATION, NonceSource, ProofChecker};
+use url::Url;
+
 use crate::cimd::CimdFetcher;
 use crate::clock::Clock;
 use crate::config::{AccessTokenFormat, Config, Lifetimes};
@@ -40,6 +43,10 @@ struct Inner {
     instant_base: (std::time::Instant, UnixTime),
     /// Introspection requests received since start (what resource servers cost this server).
     introspection_requests: std::sync::atomic::AtomicU64,
+    /// Checks the token endpoint's DPoP proofs; one per process (its replay store included).
+    dpop: ProofChecker,
+    /// The token endpoint's URL as the metadata advertises it: what a proof's `htu` must be.
+    token_endpoint: Url,
 }
 
 impl AppState {
@@ -52,6 +59,18 @@ impl AppState {
         issuer: String,
         cimd: CimdFetcher,
     ) -> Self {
+        let mut dpop = ProofChecker::builder();
+        if let Some(secret) = &config.dpop_nonce_secret {
+            dpop = dpop.nonces(
+                NonceSource::new(secret.expose(), DEFAULT_NONCE_ROTATION)
+                    .expect("a NonceSecret has at least 32 bytes and the rotation is not zero"),
+            );
+        }
+        let dpop = dpop
+            .build()
+            .expect("the default proof checker settings are valid");
+        let token_endpoint = Url::parse(&format!("{issuer}/token"))
+            .expect("a normalised issuer followed by a path is a URL");
         Self {
             inner: Arc::new(Inner {
                 storage,
@@ -90,6 +109,8 @@ impl AppState {
                 access_token_format: config.access_token_format,
                 clock: config.clock.clone(),
                 introspection_requests: std::sync::atomic::AtomicU64::new(0),
+                dpop,
+                token_endpoint,
             }),
         }
     }
@@ -106,6 +127,21 @@ impl AppState {
         self.inner
             .introspection_requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The token endpoint's DPoP proof checker.
+    pub fn dpop(&self) -> &ProofChecker {
+        &self.inner.dpop
+    }
+
+    /// The token endpoint's URL (the metadata's `token_endpoint`).
+    pub fn token_endpoint(&self) -> &Url {
+        &self.inner.token_endpoint
+    }
+
+    /// The current time as a [`SystemTime`], from the configured [`Clock`] (whole seconds).
+    pub fn system_time(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(self.now()).unwrap_or(0))
     }
 
     /// The storage backend.

@@ -325,6 +325,7 @@ fn client(id: &str) -> Client {
         issued_at: NOW,
         resource_server: false,
         resources: Vec::new(),
+        dpop_bound_access_tokens: false,
     }
 }
 
@@ -411,6 +412,7 @@ fn pending(id: &str) -> PendingAuthorization {
         subject: None,
         granted_scope: None,
         expires_at: NOW + 600,
+        dpop_jkt: None,
     }
 }
 
@@ -427,6 +429,7 @@ fn expired_token(id: &str) -> TokenRecord {
         issued_at: NOW - 60,
         expires_at: NOW - 1,
         consumed: false,
+        dpop_jkt: None,
     }
 }
 

@@ -466,6 +466,7 @@ async fn resource_not_allowed_for_the_client_is_invalid_target(backend: Backend)
         issued_at: 0,
         resource_server: false,
         resources: vec![OTHER.to_owned()],
+        dpop_bound_access_tokens: false,
     };
     env.storage().put_client(&restricted).await.unwrap();
     let before = env.storage().stats().await.unwrap();

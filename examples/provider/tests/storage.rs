@@ -55,6 +55,7 @@ fn client(id: &str) -> Client {
         issued_at: NOW,
         resource_server: false,
         resources: Vec::new(),
+        dpop_bound_access_tokens: false,
     }
 }
 
@@ -71,6 +72,7 @@ fn code(hash: &str, family: &str, expires_at: i64) -> AuthorizationCode {
         issued_at: NOW,
         expires_at,
         consumed: false,
+        dpop_jkt: None,
     }
 }
 
@@ -87,6 +89,7 @@ fn token(hash: &str, kind: TokenKind, family: &str, expires_at: i64) -> TokenRec
         issued_at: NOW,
         expires_at,
         consumed: false,
+        dpop_jkt: None,
     }
 }
 
@@ -105,6 +108,7 @@ fn pending(id: &str, expires_at: i64) -> PendingAuthorization {
         subject: None,
         granted_scope: None,
         expires_at,
+        dpop_jkt: None,
     }
 }
 

@@ -42,6 +42,12 @@
 //! echoed byte for byte; `resource` must be one of the known resources ([`crate::resource`]).
 //! The login and consent pages show the redirect URI's host beside the client's self-chosen name,
 //! and each scope's configured description.
+//!
+//! # DPoP
+//!
+//! `dpop_jkt` (RFC 9449 §10), when present, must be an RFC 7638 thumbprint (43 base64url
+//! characters; otherwise `invalid_request`). The code the request yields is then redeemed only
+//! with a DPoP proof signed by that key.
 
 use std::time::{Duration, Instant};
 
@@ -292,6 +298,14 @@ pub(crate) fn scope_lines<'a>(state: &'a AppState, scope: &'a str) -> Vec<ScopeL
         .collect()
 }
 
+/// An RFC 7638 SHA-256 thumbprint: 32 bytes in base64url without padding, 43 characters.
+fn is_thumbprint(jkt: &str) -> bool {
+    jkt.len() == 43
+        && jkt
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// RFC 6749 Appendix A.5: `state` is `1*VSCHAR` (printable ASCII and space).
 fn is_valid_state(state: &str) -> bool {
     state.len() <= MAX_STATE_LEN && state.bytes().all(|b| (0x20..=0x7E).contains(&b))
@@ -383,6 +397,11 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params, origin: O
         Ok(r) => r,
         Err(why) => return reply.send("invalid_target", why),
     };
+    // RFC 9449 §10: the thumbprint of the key the code must be redeemed with.
+    let dpop_jkt = params.get("dpop_jkt");
+    if dpop_jkt.is_some_and(|jkt| !is_thumbprint(jkt)) {
+        return reply.send("invalid_request", "dpop_jkt is malformed");
+    }
 
     if origin.head {
         // Same status and headers as a GET would get, but no pending record, no client and no
@@ -412,6 +431,7 @@ async fn start(state: &AppState, headers: &HeaderMap, params: &Params, origin: O
         stage: InteractionStage::Login,
         subject: None,
         granted_scope: None,
+        dpop_jkt: dpop_jkt.map(str::to_owned),
         expires_at: state.now() + secs(state.lifetimes().interaction),
     };
     let limits = state.limits();

@@ -252,6 +252,7 @@ async fn consent(
         issued_at: now,
         expires_at: now + secs(state.lifetimes().authorization_code),
         consumed: false,
+        dpop_jkt: taken.dpop_jkt.clone(),
     };
     if let Err(e) = state.storage().put_code(&record).await {
         return server_error(e);

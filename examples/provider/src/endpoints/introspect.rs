@@ -7,7 +7,8 @@
 //! registered client cannot use the endpoint as an oracle for tokens it found.
 //!
 //! An active token answers `active, scope, client_id, sub, username (users only), token_type
-//! (Bearer), exp, iat, nbf, iss, aud (the RFC 8707 resource, if any), jti`. Refresh tokens are
+//! (Bearer, or DPoP for a DPoP-bound token), exp, iat, nbf, iss, aud (the RFC 8707 resource, if
+//! any), jti`, and `cnf: {"jkt": …}` for a DPoP-bound token (RFC 9449 §6.2). Refresh tokens are
 //! never reported active, to anybody: they are not bearer credentials for a resource server, and
 //! a resource server that forgot to check `token_type` must not accept one. Unknown, expired,
 //! revoked and rotated tokens all answer exactly `{"active":false}` too. `token_type_hint` is
@@ -75,6 +76,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
     }
     if let Some(aud) = &record.resource {
         body["aud"] = Value::String(aud.clone());
+    }
+    // RFC 9449 §6.2: a bound token's key, for the resource server to check proofs against.
+    if let Some(jkt) = &record.dpop_jkt {
+        body["token_type"] = json!("DPoP");
+        body["cnf"] = json!({ "jkt": jkt });
     }
     Ok(body)
 }

@@ -31,5 +31,11 @@ pub fn document(state: &AppState) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": true,
+        "dpop_signing_alg_values_supported": state
+            .dpop()
+            .algorithms()
+            .iter()
+            .map(|alg| alg.name())
+            .collect::<Vec<_>>(),
     })
 }

@@ -18,7 +18,9 @@
 //! every redirect URI satisfies the web rules, otherwise `native`; echoed in the response),
 //! `client_name` (no control or format characters, so it cannot hide or reorder text on the
 //! consent page), `scope` (default: the supported scopes, or the registrable ones for
-//! `client_credentials` clients; a blank scope is `invalid_scope`). Other members are ignored.
+//! `client_credentials` clients; a blank scope is `invalid_scope`), `dpop_bound_access_tokens`
+//! (RFC 9449 §5.2, a boolean, default `false`: when `true` every token request of the client must
+//! carry a DPoP proof; echoed when `true`). Other members are ignored.
 //! The secret is returned once and stored only as a hash; it does not expire
 //! (`client_secret_expires_at: 0`). Registered clients are never resource servers and never
 //! restricted to some resources: both are configuration.
@@ -63,6 +65,7 @@ struct Request {
     client_name: Option<String>,
     scope: Option<String>,
     application_type: Option<String>,
+    dpop_bound_access_tokens: Option<bool>,
 }
 
 /// `POST /register`.
@@ -278,6 +281,7 @@ async fn handle(
         issued_at: state.now(),
         resource_server: false,
         resources: Vec::new(),
+        dpop_bound_access_tokens: req.dpop_bound_access_tokens.unwrap_or(false),
     };
     // Clients registered with the initial access token are the operator's: they neither count
     // against the cap on never-used anonymous clients nor expire unused.
@@ -318,6 +322,9 @@ async fn handle(
     });
     if let Some(name) = &client.client_name {
         body["client_name"] = Value::String(name.clone());
+    }
+    if client.dpop_bound_access_tokens {
+        body["dpop_bound_access_tokens"] = Value::Bool(true);
     }
     if let Some(secret) = secret {
         body["client_secret"] = Value::String(secret);

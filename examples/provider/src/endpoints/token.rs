@@ -6,6 +6,18 @@
 //! deliberate: presenting an already used code or refresh token is treated as theft and revokes the
 //! whole grant family (RFC 9700 §2.2.2, §4.14.2). The one exception is a client retrying a refresh
 //! whose response it lost: see [`crate::config::Lifetimes::refresh_reuse_grace`].
+//!
+//! # DPoP (RFC 9449)
+//!
+//! A request may carry one `DPoP` proof header (two are `invalid_dpop_proof`), checked for
+//! `POST` to the token endpoint URL the metadata advertises, with the server nonce when one is
+//! configured. With a valid proof the access token is bound to the proof's key (`token_type:
+//! DPoP`, `cnf.jkt` in the JWT and in introspection), and so is a public client's refresh token:
+//! refreshing it then needs a proof signed with the same key. An authorization code whose request
+//! named `dpop_jkt` is redeemed only with a proof of that key, and a client registered with
+//! `dpop_bound_access_tokens` only with some proof. Every refusal of a proof comes before the
+//! grant's state change (a refused proof consumes no code and rotates no refresh token), and the
+//! proof's `jti` is recorded last, once the whole request is otherwise acceptable.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -13,6 +25,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tower_introspect::dpop::{DPOP_NONCE, ProofError, ProofTarget, VerifiedProof};
 
 use crate::client_auth::{self, Accept, ClientForm};
 use crate::config::AccessTokenFormat;
@@ -30,9 +43,105 @@ use crate::tokens::{self, hash_secret};
 /// `POST /token`.
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
-        Ok(body) => no_store(Json(body).into_response()),
+        Ok(issued) => {
+            let mut response = no_store(Json(issued.body).into_response());
+            // RFC 9449 §8.2: the proof's nonce is about to expire; hand out the next one.
+            if issued.stale_nonce
+                && let Some(nonce) = fresh_nonce(&state)
+                && let Ok(value) = HeaderValue::from_str(&nonce)
+            {
+                response.headers_mut().insert(DPOP_NONCE, value);
+            }
+            response
+        }
         Err(err) => err.into_response(),
     }
+}
+
+/// A successful token response.
+struct Issued {
+    body: Value,
+    /// The request's proof carried a nonce of the previous period.
+    stale_nonce: bool,
+}
+
+/// The nonce to send now, when nonces are required.
+fn fresh_nonce(state: &AppState) -> Option<String> {
+    state
+        .dpop()
+        .nonces()
+        .map(|nonces| nonces.current_at(state.system_time()))
+}
+
+/// A refused proof, with a fresh nonce when the refusal asks for one.
+fn dpop_error(state: &AppState, err: ProofError) -> OAuthError {
+    let nonce = (err == ProofError::UseNonce)
+        .then(|| fresh_nonce(state))
+        .flatten();
+    OAuthError::dpop(err, nonce)
+}
+
+/// The request's DPoP proof, checked for `POST` to the token endpoint: `None` without a `DPoP`
+/// header. Everything but the replay check ([`record_proof`]).
+fn checked_proof(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<VerifiedProof>, OAuthError> {
+    let mut values = headers.get_all("dpop").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(dpop_error(state, ProofError::Missing));
+    }
+    let proof = value
+        .to_str()
+        .map_err(|_| dpop_error(state, ProofError::Malformed))?;
+    let target = ProofTarget::new("POST", state.token_endpoint());
+    state
+        .dpop()
+        .check_at(proof, &target, None, state.system_time())
+        .map(Some)
+        .map_err(|err| dpop_error(state, err))
+}
+
+/// A grant bound to the key `bound` (a code's `dpop_jkt`, a bound refresh token) is used only
+/// with a proof signed by that key.
+fn require_key(proof: Option<&VerifiedProof>, bound: Option<&str>) -> Result<(), OAuthError> {
+    match (bound, proof) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(OAuthError::dpop(ProofError::Missing, None)),
+        (Some(jkt), Some(proof)) if proof.thumbprint() == jkt => Ok(()),
+        (Some(_), Some(_)) => Err(OAuthError::dpop(ProofError::KeyMismatch, None)),
+    }
+}
+
+/// Records the proof's `jti` (the replay check): the last check, once the request is otherwise
+/// acceptable, and before the grant's state changes.
+fn record_proof(state: &AppState, proof: Option<&VerifiedProof>) -> Result<(), OAuthError> {
+    if let Some(proof) = proof {
+        state
+            .dpop()
+            .record_at(proof, state.system_time())
+            .map_err(|err| dpop_error(state, err))?;
+    }
+    Ok(())
+}
+
+/// The keys a grant's new tokens are bound to: the access token to the proof's key, and a
+/// public client's refresh token too (RFC 9449 §5; a confidential client's refresh token is
+/// protected by its authentication instead).
+fn bindings<'a>(
+    client: &Client,
+    proof: Option<&'a VerifiedProof>,
+) -> (Option<&'a str>, Option<&'a str>) {
+    let access = proof.map(VerifiedProof::thumbprint);
+    let refresh = if client.is_confidential() {
+        None
+    } else {
+        access
+    };
+    (access, refresh)
 }
 
 /// Adds `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
@@ -43,10 +152,16 @@ pub fn no_store(mut response: Response) -> Response {
     response
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Issued, OAuthError> {
     let ClientForm { params, client } =
         client_auth::authenticated_form(state.storage().as_ref(), headers, body, Accept::Any)
             .await?;
+    let proof = checked_proof(state, headers)?;
+    // RFC 9449 §5.2: such a client always proves its key.
+    if client.dpop_bound_access_tokens && proof.is_none() {
+        return Err(OAuthError::dpop(ProofError::Missing, None));
+    }
+    let proof = proof.as_ref();
     // Checked before the generic repetition rule: RFC 8707 asks for `invalid_target`.
     if params.is_repeated("resource") {
         return Err(OAuthError::invalid_target(
@@ -79,11 +194,15 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
     }
     let resource =
         resource::requested(state, &client, &params).map_err(OAuthError::invalid_target)?;
-    match grant_type {
-        "authorization_code" => authorization_code(state, &client, &params, resource).await,
-        "refresh_token" => refresh_token(state, &client, &params, resource).await,
-        _ => client_credentials(state, &client, &params, resource).await,
-    }
+    let body = match grant_type {
+        "authorization_code" => authorization_code(state, &client, &params, resource, proof).await,
+        "refresh_token" => refresh_token(state, &client, &params, resource, proof).await,
+        _ => client_credentials(state, &client, &params, resource, proof).await,
+    }?;
+    Ok(Issued {
+        body,
+        stale_nonce: proof.is_some_and(VerifiedProof::nonce_is_stale),
+    })
 }
 
 /// The resource a grant is bound to must still be known and allowed, and a `resource` the
@@ -110,6 +229,7 @@ async fn authorization_code(
     client: &Client,
     params: &Params,
     resource: Option<&str>,
+    proof: Option<&VerifiedProof>,
 ) -> Result<Value, OAuthError> {
     let code = required(params, "code")?;
     let redirect_uri = required(params, "redirect_uri")?;
@@ -143,6 +263,9 @@ async fn authorization_code(
         return Err(OAuthError::invalid_grant("PKCE verification failed"));
     }
     check_grant_resource(state, client, record.resource.as_deref(), resource)?;
+    // RFC 9449 §10: the authorization request's `dpop_jkt` names the key.
+    require_key(proof, record.dpop_jkt.as_deref())?;
+    record_proof(state, proof)?;
     if !storage.consume_code(&code_hash, now).await? {
         // Lost a race against a concurrent redemption: that is a replay too.
         revoke_after_replay(
@@ -155,6 +278,7 @@ async fn authorization_code(
             "authorization code was already used",
         ));
     }
+    let (access_jkt, refresh_jkt) = bindings(client, proof);
     let grant = Grant {
         family_id: &record.family_id,
         client_id: &client.client_id,
@@ -163,6 +287,8 @@ async fn authorization_code(
         grant_scope: &record.scope,
         access_scope: &record.scope,
         refresh: client.allows_grant("refresh_token"),
+        access_jkt,
+        refresh_jkt,
     };
     issue(state, &grant, now).await
 }
@@ -172,6 +298,7 @@ async fn refresh_token(
     client: &Client,
     params: &Params,
     resource: Option<&str>,
+    proof: Option<&VerifiedProof>,
 ) -> Result<Value, OAuthError> {
     let presented = required(params, "refresh_token")?;
     let token_hash = hash_secret(presented);
@@ -187,6 +314,9 @@ async fn refresh_token(
             "refresh token was issued to another client",
         ));
     }
+    // RFC 9449 §5: a bound refresh token is used only with its key. Refused before anything
+    // else, and never counted as reuse: without the key a copied token is worth nothing.
+    require_key(proof, record.dpop_jkt.as_deref())?;
     let access_scope = match params.get("scope") {
         None => record.scope.clone(),
         Some(s) => {
@@ -205,6 +335,8 @@ async fn refresh_token(
         }
     };
     check_grant_resource(state, client, record.resource.as_deref(), resource)?;
+    record_proof(state, proof)?;
+    let (access_jkt, refresh_jkt) = bindings(client, proof);
     let grant = Grant {
         family_id: &record.family_id,
         client_id: &client.client_id,
@@ -215,6 +347,8 @@ async fn refresh_token(
         grant_scope: &record.scope,
         access_scope: &access_scope,
         refresh: true,
+        access_jkt,
+        refresh_jkt,
     };
     let (body, successors) = mint(state, &grant, now).await?;
     // Consuming the old token and storing the new pair is one transaction. A token rotated
@@ -243,6 +377,7 @@ async fn client_credentials(
     client: &Client,
     params: &Params,
     resource: Option<&str>,
+    proof: Option<&VerifiedProof>,
 ) -> Result<Value, OAuthError> {
     let supported = scope::join(state.scopes_supported());
     let scope = match params.get("scope") {
@@ -264,7 +399,9 @@ async fn client_credentials(
             scope::join(&requested)
         }
     };
+    record_proof(state, proof)?;
     let family_id = tokens::random_id();
+    let (access_jkt, _) = bindings(client, proof);
     let grant = Grant {
         family_id: &family_id,
         client_id: &client.client_id,
@@ -273,6 +410,8 @@ async fn client_credentials(
         grant_scope: &scope,
         access_scope: &scope,
         refresh: false,
+        access_jkt,
+        refresh_jkt: None,
     };
     issue(state, &grant, state.now()).await
 }
@@ -312,6 +451,10 @@ struct Grant<'a> {
     grant_scope: &'a str,
     access_scope: &'a str,
     refresh: bool,
+    /// The DPoP key the access token is bound to.
+    access_jkt: Option<&'a str>,
+    /// The DPoP key the refresh token is bound to.
+    refresh_jkt: Option<&'a str>,
 }
 
 /// The stored record of a token (its hash only), before the token string exists.
@@ -328,6 +471,11 @@ fn record(grant: &Grant<'_>, kind: TokenKind, scope: &str, now: UnixTime, ttl: i
         issued_at: now,
         expires_at: now + ttl,
         consumed: false,
+        dpop_jkt: match kind {
+            TokenKind::Access => grant.access_jkt,
+            TokenKind::Refresh => grant.refresh_jkt,
+        }
+        .map(str::to_owned),
     }
 }
 
@@ -352,6 +500,7 @@ fn access_token(
         jti: &record.jti,
         client_id: &record.client_id,
         scope: &record.scope,
+        cnf: record.dpop_jkt.as_ref().map(|jkt| json!({ "jkt": jkt })),
     };
     Ok(keys::sign(key, &claims)?)
 }
@@ -387,7 +536,7 @@ async fn mint(
     let mut records = vec![access];
     let mut body = json!({
         "access_token": access_token,
-        "token_type": "Bearer",
+        "token_type": if grant.access_jkt.is_some() { "DPoP" } else { "Bearer" },
         "expires_in": access_ttl,
         "scope": grant.access_scope,
     });

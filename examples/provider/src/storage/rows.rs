@@ -66,6 +66,7 @@ pub(super) fn client(row: &impl Columns) -> StorageResult<Client> {
         issued_at: row.integer("issued_at")?,
         resource_server: row.flag("resource_server")?,
         resources: json_list(row, "resources", "clients.resources")?,
+        dpop_bound_access_tokens: row.flag("dpop_bound_access_tokens")?,
     })
 }
 
@@ -84,6 +85,7 @@ pub(super) fn pending(row: &impl Columns) -> StorageResult<PendingAuthorization>
             .ok_or_else(|| corrupt("pending.stage"))?,
         subject: row.optional_text("subject")?,
         granted_scope: row.optional_text("granted_scope")?,
+        dpop_jkt: row.optional_text("dpop_jkt")?,
         expires_at: row.integer("expires_at")?,
     })
 }
@@ -101,6 +103,7 @@ pub(super) fn code(row: &impl Columns) -> StorageResult<AuthorizationCode> {
         issued_at: row.integer("issued_at")?,
         expires_at: row.integer("expires_at")?,
         consumed: row.flag("consumed")?,
+        dpop_jkt: row.optional_text("dpop_jkt")?,
     })
 }
 
@@ -117,6 +120,7 @@ pub(super) fn token(row: &impl Columns) -> StorageResult<TokenRecord> {
         issued_at: row.integer("issued_at")?,
         expires_at: row.integer("expires_at")?,
         consumed: row.flag("consumed")?,
+        dpop_jkt: row.optional_text("dpop_jkt")?,
     })
 }
 

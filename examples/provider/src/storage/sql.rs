@@ -100,15 +100,17 @@ macro_rules! sql_storage {
                 ) -> StorageResult<()> {
                     sqlx::query(
                         "INSERT INTO clients (client_id, secret_hash, client_name, redirect_uris, \
-                         grant_types, scope, auth_method, issued_at, resource_server, resources) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                         grant_types, scope, auth_method, issued_at, resource_server, resources, \
+                         dpop_bound_access_tokens) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                          ON CONFLICT (client_id) DO UPDATE SET \
                          secret_hash = excluded.secret_hash, client_name = excluded.client_name, \
                          redirect_uris = excluded.redirect_uris, \
                          grant_types = excluded.grant_types, scope = excluded.scope, \
                          auth_method = excluded.auth_method, issued_at = excluded.issued_at, \
                          resource_server = excluded.resource_server, \
-                         resources = excluded.resources",
+                         resources = excluded.resources, \
+                         dpop_bound_access_tokens = excluded.dpop_bound_access_tokens",
                     )
                     .bind(&client.client_id)
                     .bind(&client.secret_hash)
@@ -120,6 +122,7 @@ macro_rules! sql_storage {
                     .bind(client.issued_at)
                     .bind(client.resource_server)
                     .bind(to_json(&client.resources))
+                    .bind(client.dpop_bound_access_tokens)
                     .execute(executor)
                     .await?;
                     Ok(())
@@ -160,7 +163,8 @@ macro_rules! sql_storage {
                     }
                     let mut query = sqlx::QueryBuilder::<Db>::new(
                         "INSERT INTO tokens (token_hash, kind, family_id, client_id, subject, \
-                         scope, resource, jti, issued_at, expires_at, consumed, parent_hash) ",
+                         scope, resource, jti, issued_at, expires_at, consumed, parent_hash, \
+                         dpop_jkt) ",
                     );
                     query.push_values(tokens, |mut row, t| {
                         row.push_bind(t.token_hash.as_str())
@@ -174,7 +178,8 @@ macro_rules! sql_storage {
                             .push_bind(t.issued_at)
                             .push_bind(t.expires_at)
                             .push_bind(t.consumed)
-                            .push_bind(parent_hash);
+                            .push_bind(parent_hash)
+                            .push_bind(t.dpop_jkt.as_deref());
                     });
                     query.build().execute(executor).await?;
                     Ok(())
@@ -263,8 +268,9 @@ macro_rules! sql_storage {
                     sqlx::query(
                         "INSERT INTO pending_authorizations (id_hash, browser_hash, csrf_hash, \
                          client_id, redirect_uri, scope, state, code_challenge, resource, stage, \
-                         subject, granted_scope, expires_at, origin) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                         subject, granted_scope, expires_at, origin, dpop_jkt) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                         $15)",
                     )
                     .bind(&p.id_hash)
                     .bind(&p.browser_hash)
@@ -280,6 +286,7 @@ macro_rules! sql_storage {
                     .bind(&p.granted_scope)
                     .bind(p.expires_at)
                     .bind(address)
+                    .bind(&p.dpop_jkt)
                     .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
@@ -348,8 +355,8 @@ macro_rules! sql_storage {
                     sqlx::query(
                         "INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, \
                          subject, scope, resource, code_challenge, family_id, issued_at, \
-                         expires_at, consumed) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                         expires_at, consumed, dpop_jkt) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     )
                     .bind(&c.code_hash)
                     .bind(&c.client_id)
@@ -362,6 +369,7 @@ macro_rules! sql_storage {
                     .bind(c.issued_at)
                     .bind(c.expires_at)
                     .bind(c.consumed)
+                    .bind(&c.dpop_jkt)
                     .execute(self.pool())
                     .await?;
                     Ok(())
