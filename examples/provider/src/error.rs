@@ -329,6 +329,31 @@ mod tests {
     }
 
     #[test]
+    fn dpop_refusals_are_400_with_their_code_and_a_full_replay_store_503() {
+        use tower_introspect::dpop::ProofError;
+        let response = OAuthError::dpop(ProofError::Replayed, None).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(response.headers().get("dpop-nonce").is_none());
+        let response =
+            OAuthError::dpop(ProofError::UseNonce, Some("the-nonce".into())).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()["dpop-nonce"], "the-nonce");
+        let full = OAuthError::dpop(ProofError::ReplayStoreFull, None);
+        assert_eq!(full.code, ErrorCode::TemporarilyUnavailable);
+        let response = full.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "10");
+        assert_eq!(
+            OAuthError::dpop(ProofError::Replayed, None).code.as_str(),
+            "invalid_dpop_proof"
+        );
+        assert_eq!(
+            OAuthError::dpop(ProofError::UseNonce, None).code.as_str(),
+            "use_dpop_nonce"
+        );
+    }
+
+    #[test]
     fn descriptions_keep_only_the_allowed_characters_and_are_bounded() {
         assert_eq!(safe_description("a\"b\\c\u{e9}\n~"), "a?b?c??~");
         assert_eq!(
