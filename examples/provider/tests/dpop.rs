@@ -651,3 +651,41 @@ async fn bindings_survive_a_restart_on_sqlite() {
     );
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_takes_the_nonce_secret_from_its_environment() {
+    let process = Process::spawn(
+        &[],
+        &[
+            ("OAUTH_STORAGE_BACKEND", "memory"),
+            ("OAUTH_BIND", "127.0.0.1:0"),
+            ("OAUTH_DEMO", "1"),
+            ("OAUTH_DPOP_NONCE_SECRET", NONCE_SECRET),
+        ],
+    )
+    .await;
+    let env = Env::remote(&process.base, &process.base.clone());
+    let key = es256();
+    let basic = Some((
+        oauth_provider::DEMO_RESOURCE_SERVER_ID,
+        oauth_provider::DEMO_RESOURCE_SERVER_SECRET,
+    ));
+    let cc = [("grant_type", "client_credentials")];
+    let refused = token_with(&env, &cc, &[&proof(&env, &key)], basic).await;
+    assert_dpop_error(&refused, "use_dpop_nonce");
+    let nonce = refused.2["dpop-nonce"].to_str().unwrap();
+    let with_nonce = key.proof("POST", &token_url(&env), None, Some(nonce));
+    assert_issued(&token_with(&env, &cc, &[&with_nonce], basic).await, "DPoP");
+    process.stop().await;
+
+    // A secret shorter than 32 bytes stops the binary before it listens.
+    let out = tokio::process::Command::new(BIN)
+        .args(["--storage", "memory", "--bind", "127.0.0.1:0"])
+        .args(["--dpop-nonce-secret", "00112233445566778899aabbccddeeff"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at least 32 random bytes"), "{stderr}");
+}
