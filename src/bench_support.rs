@@ -7,6 +7,7 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Result<Option<&str>, &'static 
         crate::header::Credentials::Missing => Ok(None),
         crate::header::Credentials::Malformed(reason) => Err(reason),
         crate::header::Credentials::Bearer(token) => Ok(Some(token)),
+        crate::header::Credentials::Dpop(_) => unreachable!("the DPoP scheme is not accepted here"),
     }
 }
 

@@ -24,6 +24,7 @@ use std::sync::{Arc, OnceLock};
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 
+use crate::dpop::{DPOP_NONCE, DpopPolicy, NonceSource, ProofError};
 use crate::scope::{OFFLINE_ACCESS, ScopeHierarchy, StepUpScopes};
 use crate::{InvalidToken, Scopes};
 
@@ -51,13 +52,20 @@ pub enum Rejection {
     /// `RESOURCE_EXHAUSTED`); carries the seconds after which to retry. Only that client is
     /// slowed: a flood of garbage tokens cannot make the authorization server throttle everyone.
     TooManyRequests(u32),
+    /// The DPoP proof is not acceptable (RFC 9449 §7.1 `invalid_dpop_proof`, or `use_dpop_nonce`
+    /// with a fresh nonce in `DPoP-Nonce`). [`ProofError::ReplayStoreFull`] is a server problem:
+    /// 503 without a challenge.
+    InvalidDpopProof(ProofError),
 }
 
 impl Rejection {
     /// The HTTP status of this rejection.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::InvalidDpopProof(ProofError::ReplayStoreFull) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MissingToken | Self::InvalidToken(_) | Self::InvalidDpopProof(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::Unavailable | Self::Throttled(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -68,7 +76,11 @@ impl Rejection {
     /// The gRPC status code (`grpc-status`) of this rejection.
     pub fn grpc_status(&self) -> u8 {
         match self {
-            Self::MissingToken | Self::InvalidRequest(_) | Self::InvalidToken(_) => 16,
+            Self::InvalidDpopProof(ProofError::ReplayStoreFull) => 14,
+            Self::MissingToken
+            | Self::InvalidRequest(_)
+            | Self::InvalidToken(_)
+            | Self::InvalidDpopProof(_) => 16,
             Self::InsufficientScope(_) => 7,
             Self::Unavailable | Self::Throttled(_) => 14,
             Self::TooManyRequests(_) => 8,
@@ -80,7 +92,9 @@ impl Rejection {
             Self::MissingToken
             | Self::Unavailable
             | Self::Throttled(_)
-            | Self::TooManyRequests(_) => None,
+            | Self::TooManyRequests(_)
+            | Self::InvalidDpopProof(ProofError::ReplayStoreFull) => None,
+            Self::InvalidDpopProof(error) => Some(error.error_code()),
             Self::InvalidRequest(_) => Some("invalid_request"),
             Self::InvalidToken(_) => Some("invalid_token"),
             Self::InsufficientScope(_) => Some("insufficient_scope"),
@@ -98,8 +112,71 @@ impl Rejection {
                 "The access token could not be verified, try again later"
             }
             Self::TooManyRequests(_) => "Too many new tokens from this client, try again later",
+            Self::InvalidDpopProof(error) => error.description(),
         }
     }
+
+    /// Whether the `DPoP` challenge carries this rejection's error: a proof problem, or a token
+    /// whose binding does not fit the scheme it came with.
+    fn concerns_dpop(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidDpopProof(_)
+                | Self::InvalidToken(
+                    InvalidToken::BoundToKey | InvalidToken::NotBound | InvalidToken::DpopRequired
+                )
+        )
+    }
+
+    /// A server problem rather than a refusal of the client: 503 without a challenge.
+    fn is_server_problem(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable
+                | Self::Throttled(_)
+                | Self::TooManyRequests(_)
+                | Self::InvalidDpopProof(ProofError::ReplayStoreFull)
+        )
+    }
+}
+
+/// An authorization scheme a challenge is issued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+impl Scheme {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::Dpop => "DPoP",
+        }
+    }
+
+    /// The scheme of the request's `Authorization` header, when it is one of ours.
+    fn of_request(headers: &HeaderMap) -> Option<Self> {
+        let value = headers.get(http::header::AUTHORIZATION)?.as_bytes();
+        let scheme = value.split(|&b| b == b' ').next()?;
+        if scheme.eq_ignore_ascii_case(b"dpop") {
+            Some(Self::Dpop)
+        } else if scheme.eq_ignore_ascii_case(b"bearer") {
+            Some(Self::Bearer)
+        } else {
+            None
+        }
+    }
+}
+
+/// What the `DPoP` challenge says, when the layer accepts DPoP.
+#[derive(Debug, Clone)]
+pub(crate) struct DpopChallenge {
+    pub(crate) policy: DpopPolicy,
+    /// The `algs` parameter: the proof algorithms accepted, space-separated.
+    pub(crate) algs: String,
+    /// Where a fresh `DPoP-Nonce` comes from, when nonces are required.
+    pub(crate) nonces: Option<NonceSource>,
 }
 
 /// How rejections are worded: the parameters every challenge carries.
@@ -114,6 +191,8 @@ pub struct Challenger {
     pub(crate) step_up: StepUpScopes,
     /// How granted scopes satisfy required ones, for every check inside the bearer layer.
     pub(crate) hierarchy: Arc<ScopeHierarchy>,
+    /// The DPoP challenge, when the layer accepts DPoP (`None`: bearer only).
+    pub(crate) dpop: Option<DpopChallenge>,
     /// Pre-rendered from the fields above; see [`reconfigure`](Self::reconfigure).
     missing_token: HeaderValue,
 }
@@ -143,15 +222,16 @@ impl Challenger {
             missing_token: HeaderValue::from_static("Bearer"),
             step_up: StepUpScopes::default(),
             hierarchy: Arc::default(),
+            dpop: None,
         };
-        challenger.missing_token = challenger.render(&Rejection::MissingToken);
+        challenger.missing_token = challenger.render(&Rejection::MissingToken, None);
         challenger
     }
 
     /// Applies `change` to the parameters and re-renders the pre-rendered challenge.
     pub(crate) fn reconfigure(&mut self, change: impl FnOnce(&mut Challenger)) {
         change(self);
-        self.missing_token = self.render(&Rejection::MissingToken);
+        self.missing_token = self.render(&Rejection::MissingToken, None);
     }
 
     /// The challenger of the [`BearerAuth`](crate::layer::BearerAuth) that let `request` through, so that
@@ -188,21 +268,81 @@ impl Challenger {
         self.resource_metadata.as_deref()
     }
 
-    /// The `WWW-Authenticate` value for `rejection`, or `None` for a server problem (which is not a
-    /// challenge: the client did nothing wrong).
+    /// The `WWW-Authenticate` value for `rejection` of a request that used the `Bearer` scheme (or
+    /// none), or `None` for a server problem (which is not a challenge: the client did nothing
+    /// wrong). See [`www_authenticate_for`](Self::www_authenticate_for).
     pub fn www_authenticate(&self, rejection: &Rejection) -> Option<HeaderValue> {
-        match rejection {
-            Rejection::MissingToken => Some(self.missing_token.clone()),
-            Rejection::Unavailable | Rejection::Throttled(_) | Rejection::TooManyRequests(_) => {
-                None
-            }
-            _ => Some(self.render(rejection)),
+        self.www_authenticate_for(rejection, &HeaderMap::new())
+    }
+
+    /// The `WWW-Authenticate` value for `rejection` of the request with headers `request`, or
+    /// `None` for a server problem.
+    ///
+    /// One challenge per scheme the layer accepts (`Bearer`, then `DPoP` with its `algs`, RFC 9449
+    /// §7.1), joined as one header value. The error goes with the scheme it concerns: a proof
+    /// problem or a binding mismatch with `DPoP`, anything else with the scheme the request used.
+    pub fn www_authenticate_for(
+        &self,
+        rejection: &Rejection,
+        request: &HeaderMap,
+    ) -> Option<HeaderValue> {
+        if rejection.is_server_problem() {
+            return None;
+        }
+        if *rejection == Rejection::MissingToken {
+            return Some(self.missing_token.clone());
+        }
+        Some(self.render(rejection, Some(request)))
+    }
+
+    /// The schemes challenges are issued for, in order.
+    fn offered(&self) -> &'static [Scheme] {
+        match self.dpop.as_ref().map(|d| d.policy) {
+            None | Some(DpopPolicy::Disabled) => &[Scheme::Bearer],
+            Some(DpopPolicy::Allowed) => &[Scheme::Bearer, Scheme::Dpop],
+            Some(DpopPolicy::Required) => &[Scheme::Dpop],
         }
     }
 
-    fn render(&self, rejection: &Rejection) -> HeaderValue {
-        let mut value = String::from("Bearer");
-        let mut params = Params(&mut value);
+    fn render(&self, rejection: &Rejection, request: Option<&HeaderMap>) -> HeaderValue {
+        let offered = self.offered();
+        let erring = rejection.error_code().map(|_| {
+            let wanted = if rejection.concerns_dpop() {
+                Scheme::Dpop
+            } else {
+                request
+                    .and_then(Scheme::of_request)
+                    .unwrap_or(Scheme::Bearer)
+            };
+            // A scheme the layer does not offer cannot carry it: the first one that is does.
+            if offered.contains(&wanted) {
+                wanted
+            } else {
+                offered[0]
+            }
+        });
+        let mut value = String::new();
+        for &scheme in offered {
+            if !value.is_empty() {
+                value.push_str(", ");
+            }
+            let shown = if erring == Some(scheme) {
+                rejection
+            } else {
+                &Rejection::MissingToken
+            };
+            self.render_one(&mut value, scheme, shown);
+        }
+        HeaderValue::try_from(value).expect("escaped parameters are visible ASCII")
+    }
+
+    /// Appends one scheme's challenge for `rejection` to `value`.
+    fn render_one(&self, value: &mut String, scheme: Scheme, rejection: &Rejection) {
+        value.push_str(scheme.name());
+        let mut params = Params {
+            out: value,
+            first: true,
+        };
         params.push("realm", self.realm.as_deref());
         params.push("error", rejection.error_code());
         if rejection.error_code().is_some() {
@@ -216,30 +356,42 @@ impl Challenger {
             _ => {}
         }
         params.push("resource_metadata", self.resource_metadata.as_deref());
-        HeaderValue::try_from(value).expect("escaped parameters are visible ASCII")
+        if scheme == Scheme::Dpop {
+            params.push("algs", self.dpop.as_ref().map(|d| d.algs.as_str()));
+        }
     }
 
     /// The full response for `rejection`: gRPC-shaped when the request headers say gRPC or
     /// gRPC-Web.
     pub fn response<B: Default>(&self, rejection: &Rejection, request: &HeaderMap) -> Response<B> {
-        match GrpcKind::of(request) {
+        let mut response = match GrpcKind::of(request) {
             None => self.http_response(rejection),
             Some(GrpcKind::Grpc) => {
                 self.grpc_response(rejection, HeaderValue::from_static("application/grpc"))
             }
             Some(GrpcKind::Web(content_type)) => self.grpc_response(rejection, content_type),
+        };
+        let headers = response.headers_mut();
+        if let Some(challenge) = self.www_authenticate_for(rejection, request) {
+            headers.insert(WWW_AUTHENTICATE, challenge);
         }
+        if *rejection == Rejection::InvalidDpopProof(ProofError::UseNonce)
+            && let Some(nonces) = self.dpop.as_ref().and_then(|d| d.nonces.as_ref())
+        {
+            headers.insert(
+                DPOP_NONCE,
+                HeaderValue::try_from(nonces.current()).expect("a nonce is base64url"),
+            );
+        }
+        response
     }
 
     fn http_response<B: Default>(&self, rejection: &Rejection) -> Response<B> {
         let mut response = Response::new(B::default());
         *response.status_mut() = rejection.status();
         let headers = response.headers_mut();
-        if let Some(challenge) = self.www_authenticate(rejection) {
-            headers.insert(WWW_AUTHENTICATE, challenge);
-        }
         match rejection {
-            Rejection::Unavailable => {
+            Rejection::Unavailable | Rejection::InvalidDpopProof(ProofError::ReplayStoreFull) => {
                 headers.insert(RETRY_AFTER, self.retry_after.clone());
             }
             Rejection::Throttled(seconds) | Rejection::TooManyRequests(seconds) => {
@@ -267,9 +419,6 @@ impl Challenger {
         if let Ok(message) = HeaderValue::try_from(grpc_percent_encode(rejection.description())) {
             headers.insert("grpc-message", message);
         }
-        if let Some(challenge) = self.www_authenticate(rejection) {
-            headers.insert(WWW_AUTHENTICATE, challenge);
-        }
         response
     }
 }
@@ -280,30 +429,30 @@ impl Challenger {
 #[derive(Clone)]
 pub(crate) struct ChallengeContext(pub(crate) Arc<Challenger>);
 
-/// Appends `, name="value"` parameters to a challenge.
-struct Params<'a>(&'a mut String);
+/// Appends ` name="value"` (the first) or `, name="value"` parameters to a challenge.
+struct Params<'a> {
+    out: &'a mut String,
+    first: bool,
+}
 
 impl Params<'_> {
     fn push(&mut self, name: &str, value: Option<&str>) {
         let Some(value) = value else { return };
-        let separator = if self.0.len() == "Bearer".len() {
-            " "
-        } else {
-            ", "
-        };
-        let _ = write!(self.0, "{separator}{name}=\"");
+        let separator = if self.first { " " } else { ", " };
+        self.first = false;
+        let _ = write!(self.out, "{separator}{name}=\"");
         for c in value.chars() {
             match c {
                 '"' | '\\' => {
-                    self.0.push('\\');
-                    self.0.push(c);
+                    self.out.push('\\');
+                    self.out.push(c);
                 }
-                ' '..='~' => self.0.push(c),
+                ' '..='~' => self.out.push(c),
                 // Control characters and non-ASCII cannot appear in a header safely: drop them.
                 _ => {}
             }
         }
-        self.0.push('"');
+        self.out.push('"');
     }
 }
 

@@ -63,6 +63,13 @@ pub enum InvalidToken {
     /// A JWT signed with a key (`kid`) the issuer does not publish, even after a refetch of its
     /// key set (at most one per issuer per refetch interval).
     UnknownKey,
+    /// A token bound to a key (`cnf.jkt`, RFC 9449) presented as a bearer token: without the
+    /// proof that the caller holds the key, it is refused (RFC 9449 §7.2).
+    BoundToKey,
+    /// A token sent with the `DPoP` scheme that is not bound to any key.
+    NotBound,
+    /// A bearer token sent to a resource that accepts DPoP-bound tokens only.
+    DpopRequired,
 }
 
 impl InvalidToken {
@@ -80,6 +87,11 @@ impl InvalidToken {
             Self::InvalidSignature => "The access token's signature is invalid",
             Self::UnknownIssuer => "The access token was issued by an untrusted issuer",
             Self::UnknownKey => "The access token was signed with an unknown key",
+            Self::BoundToKey => {
+                "The access token is bound to a key: present it with the DPoP scheme and a proof"
+            }
+            Self::NotBound => "The access token is not bound to a DPoP key",
+            Self::DpopRequired => "This resource accepts DPoP-bound access tokens only",
         }
     }
 
@@ -97,6 +109,9 @@ impl InvalidToken {
             Self::InvalidSignature => "invalid_signature",
             Self::UnknownIssuer => "unknown_issuer",
             Self::UnknownKey => "unknown_key",
+            Self::BoundToKey => "bound_to_key",
+            Self::NotBound => "not_bound",
+            Self::DpopRequired => "dpop_required",
         }
     }
 }

@@ -17,24 +17,62 @@ pub(crate) enum Credentials<'a> {
     /// No `Authorization` header, or one with another scheme (e.g. `Basic`): no bearer token was
     /// offered.
     Missing,
-    /// A bearer token is present but the header breaks RFC 6750: the reason is sent as
-    /// `error_description`.
+    /// A token is present but the header breaks RFC 6750 (or RFC 9449 §7.1 for the `DPoP`
+    /// scheme): the reason is sent as `error_description`.
     Malformed(&'static str),
     /// A syntactically valid bearer token.
     Bearer(&'a str),
+    /// A syntactically valid token sent with the `DPoP` scheme (only when DPoP is accepted).
+    Dpop(&'a str),
 }
 
-/// Extracts the bearer token from `headers`.
+/// An authorization scheme this module reads, with its refusals' wording.
+struct Scheme {
+    /// Lower case, for a case-insensitive match (RFC 7235 §2.1).
+    name: &'static [u8],
+    no_space: &'static str,
+    missing: &'static str,
+    too_long: &'static str,
+    not_b64token: &'static str,
+}
+
+const BEARER: Scheme = Scheme {
+    name: b"bearer",
+    no_space: "The bearer scheme must be followed by a space",
+    missing: "The bearer token is missing",
+    too_long: "The bearer token is too long",
+    not_b64token: "The bearer token is not a valid b64token",
+};
+
+const DPOP: Scheme = Scheme {
+    name: b"dpop",
+    no_space: "The DPoP scheme must be followed by a space",
+    missing: "The DPoP access token is missing",
+    too_long: "The DPoP access token is too long",
+    not_b64token: "The DPoP access token is not a valid token68",
+};
+
+/// Extracts the bearer token from `headers` (the `DPoP` scheme is another scheme here).
+pub(crate) fn bearer_token(headers: &HeaderMap, max_len: usize) -> Credentials<'_> {
+    credentials(headers, max_len, false)
+}
+
+/// Extracts the access token from `headers`: sent with the `Bearer` scheme or, when
+/// `accept_dpop`, the `DPoP` scheme (RFC 9449 §7.1, whose token syntax is the same `token68`).
 ///
 /// The scheme is matched case-insensitively (RFC 7235 §2.1) and must be followed by exactly the
-/// separator RFC 6750 §2.1 allows: one or more SP. A value that starts with `Bearer` but continues
-/// with anything else (`Bearer<TAB>token`, `Bearer\ntoken`, `Bearertoken`) is *malformed*, never
-/// "no token": a client that meant to authenticate must learn that it did not, and a layer that lets
-/// anonymous requests through must not treat it as anonymous.
+/// separator RFC 6750 §2.1 allows: one or more SP. A value that starts with the scheme but
+/// continues with anything else (`Bearer<TAB>token`, `Bearer\ntoken`, `Bearertoken`) is
+/// *malformed*, never "no token": a client that meant to authenticate must learn that it did not,
+/// and a layer that lets anonymous requests through must not treat it as anonymous.
 ///
 /// Another scheme's credentials are none of our business: whatever bytes they hold (a Digest
 /// username in UTF-8, say), such a header means "no bearer token".
-pub(crate) fn bearer_token(headers: &HeaderMap, max_len: usize) -> Credentials<'_> {
+pub(crate) fn credentials(
+    headers: &HeaderMap,
+    max_len: usize,
+    accept_dpop: bool,
+) -> Credentials<'_> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Credentials::Missing;
@@ -43,35 +81,47 @@ pub(crate) fn bearer_token(headers: &HeaderMap, max_len: usize) -> Credentials<'
         return Credentials::Malformed("Multiple Authorization headers");
     }
     let bytes = value.as_bytes();
-    let Some(after_scheme) = strip_bearer_scheme(bytes) else {
-        return Credentials::Missing;
-    };
+    if let Some(rest) = strip_scheme(bytes, BEARER.name) {
+        return token(rest, &BEARER, max_len)
+            .map_or_else(Credentials::Malformed, Credentials::Bearer);
+    }
+    if accept_dpop && let Some(rest) = strip_scheme(bytes, DPOP.name) {
+        return token(rest, &DPOP, max_len).map_or_else(Credentials::Malformed, Credentials::Dpop);
+    }
+    Credentials::Missing
+}
+
+/// The token after a scheme: separated by spaces, present, bounded, a `b64token`.
+fn token<'a>(
+    after_scheme: &'a [u8],
+    scheme: &Scheme,
+    max_len: usize,
+) -> Result<&'a str, &'static str> {
     let Some(separated) = after_scheme.strip_prefix(b" ") else {
-        return Credentials::Malformed(if after_scheme.is_empty() {
-            "The bearer token is missing"
+        return Err(if after_scheme.is_empty() {
+            scheme.missing
         } else {
-            "The bearer scheme must be followed by a space"
+            scheme.no_space
         });
     };
     let token = trim_leading_spaces(separated);
     if token.is_empty() {
-        return Credentials::Malformed("The bearer token is missing");
+        return Err(scheme.missing);
     }
     if token.len() > max_len {
-        return Credentials::Malformed("The bearer token is too long");
+        return Err(scheme.too_long);
     }
     match std::str::from_utf8(token) {
-        Ok(token) if is_b64token(token) => Credentials::Bearer(token),
-        _ => Credentials::Malformed("The bearer token is not a valid b64token"),
+        Ok(token) if is_b64token(token) => Ok(token),
+        _ => Err(scheme.not_b64token),
     }
 }
 
-/// The bytes after a case-insensitive `Bearer` prefix, or `None` when the value does not start
+/// The bytes after a case-insensitive `scheme` prefix, or `None` when the value does not start
 /// with it.
-fn strip_bearer_scheme(value: &[u8]) -> Option<&[u8]> {
-    const SCHEME: &[u8] = b"bearer";
-    let (scheme, rest) = value.split_at_checked(SCHEME.len())?;
-    scheme.eq_ignore_ascii_case(SCHEME).then_some(rest)
+fn strip_scheme<'a>(value: &'a [u8], scheme: &[u8]) -> Option<&'a [u8]> {
+    let (head, rest) = value.split_at_checked(scheme.len())?;
+    head.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
 fn trim_leading_spaces(mut bytes: &[u8]) -> &[u8] {
@@ -190,6 +240,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_dpop_scheme_only_when_accepted() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("DPoP abc.def"));
+        assert_eq!(bearer_token(&headers, 64), Credentials::Missing);
+        assert_eq!(
+            credentials(&headers, 64, true),
+            Credentials::Dpop("abc.def")
+        );
+        for (value, expected) in [
+            ("dpop   abc", Credentials::Dpop("abc")),
+            ("DPOP abc", Credentials::Dpop("abc")),
+            (
+                "DPoP",
+                Credentials::Malformed("The DPoP access token is missing"),
+            ),
+            (
+                "DPoP\tabc",
+                Credentials::Malformed("The DPoP scheme must be followed by a space"),
+            ),
+            (
+                "DPoPabc",
+                Credentials::Malformed("The DPoP scheme must be followed by a space"),
+            ),
+            (
+                "DPoP a b",
+                Credentials::Malformed("The DPoP access token is not a valid token68"),
+            ),
+            (
+                "DPoPs abc",
+                Credentials::Malformed("The DPoP scheme must be followed by a space"),
+            ),
+            ("Bearer abc", Credentials::Bearer("abc")),
+        ] {
+            headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            assert_eq!(credentials(&headers, 64, true), expected, "{value:?}");
+        }
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -227,6 +316,34 @@ mod tests {
                         let spaces = rest.iter().take_while(|&&b| b == b' ').count();
                         prop_assert_eq!(&rest[spaces..], token.as_bytes());
                         prop_assert!(is_b64token(token) && token.len() <= 64);
+                    }
+                    Credentials::Dpop(_) => prop_assert!(false, "DPoP is not accepted here"),
+                }
+            }
+
+            /// With DPoP accepted, a header starting with `DPoP` is judged like one starting with
+            /// `Bearer`, and nothing else changes.
+            #[test]
+            fn the_dpop_scheme_is_judged_like_the_bearer_one(
+                scheme in prop::sample::select(vec!["DPoP", "dpop", "DPOP", ""]),
+                rest in header_bytes(),
+            ) {
+                let value = [scheme.as_bytes(), &rest].concat();
+                let mut headers = HeaderMap::new();
+                headers.insert(AUTHORIZATION, http::HeaderValue::from_bytes(&value).unwrap());
+                let as_dpop = credentials(&headers, 64, true);
+                let starts_with_dpop = value.len() >= 4 && value[..4].eq_ignore_ascii_case(b"dpop");
+                if !starts_with_dpop {
+                    prop_assert_eq!(as_dpop, bearer_token(&headers, 64));
+                } else {
+                    let mut rewritten = b"Bearer".to_vec();
+                    rewritten.extend_from_slice(&value[4..]);
+                    let mut as_bearer = HeaderMap::new();
+                    as_bearer.insert(AUTHORIZATION, http::HeaderValue::from_bytes(&rewritten).unwrap());
+                    match (as_dpop, bearer_token(&as_bearer, 64)) {
+                        (Credentials::Dpop(a), Credentials::Bearer(b)) => prop_assert_eq!(a, b),
+                        (Credentials::Malformed(_), Credentials::Malformed(_)) => {}
+                        (a, b) => prop_assert!(false, "{:?} vs {:?}", a, b),
                     }
                 }
             }

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use tower_service::Service;
 use url::Url;
 
+use crate::dpop::{Dpop, DpopPolicy};
 use crate::{ConfigError, Scopes};
 
 /// The well-known path prefix of RFC 9728 §3.
@@ -64,6 +65,13 @@ pub struct ProtectedResourceMetadata {
     /// URL of the resource's terms of service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_tos_uri: Option<String>,
+    /// The algorithms DPoP proofs may use here (RFC 9728 §2, RFC 9449): present when the layer
+    /// accepts DPoP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dpop_signing_alg_values_supported: Vec<String>,
+    /// Whether this resource accepts DPoP-bound tokens only (RFC 9728 §2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens_required: bool,
 }
 
 impl ProtectedResourceMetadata {
@@ -83,7 +91,30 @@ impl ProtectedResourceMetadata {
             resource_documentation: None,
             resource_policy_uri: None,
             resource_tos_uri: None,
+            dpop_signing_alg_values_supported: Vec::new(),
+            dpop_bound_access_tokens_required: false,
         })
+    }
+
+    /// Advertises what the layer's `dpop` settings accept: the proof algorithms
+    /// (`dpop_signing_alg_values_supported`) unless DPoP is disabled, and
+    /// `dpop_bound_access_tokens_required` when it is required. Give it the same [`Dpop`] as
+    /// [`BearerAuthLayer::dpop`](crate::BearerAuthLayer::dpop), so that the document and the
+    /// layer cannot disagree.
+    #[must_use]
+    pub fn dpop(mut self, dpop: &Dpop) -> Self {
+        let accepted = dpop.policy() != DpopPolicy::Disabled;
+        self.dpop_signing_alg_values_supported = if accepted {
+            dpop.checker()
+                .algorithms()
+                .iter()
+                .map(|alg| alg.name().to_owned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.dpop_bound_access_tokens_required = dpop.policy() == DpopPolicy::Required;
+        self
     }
 
     /// Adds another authorization server.

@@ -12,6 +12,7 @@
 //! | `tower_introspect_introspection_in_flight` | gauge | |
 //! | `tower_introspect_verifications_total` | counter | `verifier`, `outcome` |
 //! | `tower_introspect_keys_fetches_total` | counter | `outcome` |
+//! | `tower_introspect_dpop_proofs_total` | counter | `outcome` |
 //!
 //! Every label value comes from a short fixed set (see `docs/operations.md`): never a token, a
 //! subject, a client id or anything else a caller chooses, so that no series can be created at
@@ -47,6 +48,31 @@ const KEYS_FETCHES: &str = "tower_introspect_keys_fetches_total";
 #[cfg(feature = "metrics")]
 const VERIFICATIONS: &str = "tower_introspect_verifications_total";
 
+/// `tower_introspect_dpop_proofs_total`: DPoP decisions, by `outcome` (`accepted`, or why not).
+#[cfg(feature = "metrics")]
+const DPOP_PROOFS: &str = "tower_introspect_dpop_proofs_total";
+
+/// Counts a DPoP decision: `accepted`, a [`ProofError`](crate::dpop::ProofError)'s identifier,
+/// or a binding refusal's ([`InvalidToken`](crate::InvalidToken) `bound_to_key`, `not_bound`,
+/// `dpop_required`).
+#[inline]
+pub(crate) fn dpop_proof(outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(DPOP_PROOFS, "outcome" => outcome).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = outcome;
+}
+
+/// Counts a request refused after its token verified: its presentation did not fit the token's
+/// binding, or its DPoP proof failed (`reason`).
+#[inline]
+pub(crate) fn refused_after_verification(reason: &'static str) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(REQUESTS, "outcome" => "rejected", "reason" => reason).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = reason;
+}
+
 /// The `reason` of a request refused or left unverified, and of an unavailable verdict.
 fn refusal_reason(error: &VerifyError) -> &'static str {
     match error {
@@ -58,7 +84,7 @@ fn refusal_reason(error: &VerifyError) -> &'static str {
 
 /// Counts a request whose token was verified, by its verdict.
 #[inline]
-pub(crate) fn verified(verdict: &Result<Principal, VerifyError>) {
+pub(crate) fn verified(verdict: Result<&Principal, &VerifyError>) {
     #[cfg(feature = "metrics")]
     match verdict {
         Ok(_) => ::metrics::counter!(REQUESTS, "outcome" => "accepted").increment(1),
@@ -92,6 +118,12 @@ pub(crate) fn unverified(outcome: Unverified) {
         Unverified::OverBudget => {
             ::metrics::counter!(REQUESTS, "outcome" => "rejected", "reason" => "over_budget")
         }
+        Unverified::InvalidDpopProof => {
+            ::metrics::counter!(REQUESTS, "outcome" => "rejected", "reason" => "invalid_dpop_proof")
+        }
+        Unverified::DpopRequired => {
+            ::metrics::counter!(REQUESTS, "outcome" => "rejected", "reason" => "dpop_required")
+        }
     }
     .increment(1);
     #[cfg(not(feature = "metrics"))]
@@ -109,6 +141,10 @@ pub(crate) enum Unverified {
     Malformed,
     /// A new token from a client over its miss budget (429).
     OverBudget,
+    /// A DPoP proof refused before its token was verified.
+    InvalidDpopProof,
+    /// A bearer token where DPoP is required.
+    DpopRequired,
 }
 
 /// What a lookup of the verdict cache found.

@@ -59,7 +59,7 @@ impl VerificationSpan {
     pub(crate) fn finish(
         &self,
         cache: CacheResult,
-        verdict: &Result<Principal, VerifyError>,
+        verdict: Result<&Principal, &VerifyError>,
     ) -> &Span {
         crate::metrics::verified(verdict);
         if let Some(started) = self.started {
@@ -76,6 +76,19 @@ impl VerificationSpan {
                 self.span
                     .record("verifier", principal.verified_by().as_str());
             }
+        }
+        &self.span
+    }
+
+    /// Records a verification whose token verified but whose request is refused all the same
+    /// (`reason`: its presentation does not fit the token's DPoP binding).
+    pub(crate) fn finish_refused(&self, cache: CacheResult, reason: &'static str) -> &Span {
+        crate::metrics::refused_after_verification(reason);
+        if let Some(started) = self.started {
+            let latency = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.span.record("outcome", "rejected");
+            self.span.record("cache", cache.as_str());
+            self.span.record("latency_us", latency);
         }
         &self.span
     }

@@ -65,6 +65,13 @@ impl<'a> ProofOptions<'a> {
             issued_at: None,
         }
     }
+
+    /// The proof's `iat` (for a client whose clock the server corrected, or for tests).
+    #[must_use]
+    pub fn issued_at(mut self, at: SystemTime) -> Self {
+        self.issued_at = Some(at);
+        self
+    }
 }
 
 impl DpopKey {

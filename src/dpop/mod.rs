@@ -90,7 +90,6 @@ pub use self::proof::{
     ProofTarget, VerifiedProof,
 };
 pub use self::replay::DEFAULT_REPLAY_CAPACITY;
-pub(crate) use self::thumbprint::jwk_thumbprint;
 use crate::ConfigError;
 
 /// The name of the proof header (RFC 9449 §4.1) and of the authorization scheme.

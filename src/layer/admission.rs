@@ -3,6 +3,8 @@
 use http::Request;
 
 use super::Settings;
+use super::binding::{Confirmed, Presented, confirm};
+use crate::telemetry::{CacheResult, VerificationSpan};
 use crate::{Principal, Rejection, VerifyError};
 
 /// Lets a verified request in: the principal, carrying the layer's challenger, goes into the
@@ -32,5 +34,45 @@ pub(crate) fn refusal(error: VerifyError) -> Rejection {
                 .unwrap_or(u32::MAX)
                 .max(1),
         ),
+    }
+}
+
+/// What a verdict means for the request that presented the token as `presented`: admitted, with
+/// the principal (and a nonce for the response), or refused. Ends the verification's span.
+pub(crate) fn decide(
+    verdict: Result<Principal, VerifyError>,
+    presented: &Presented,
+    span: &VerificationSpan,
+    cache: CacheResult,
+    settings: &Settings,
+) -> Result<Confirmed, Rejection> {
+    let confirmed = match verdict {
+        Ok(principal) => confirm(principal, presented, settings),
+        Err(error) => {
+            let _entered = span.finish(cache, Err(&error)).enter();
+            return Err(refusal(error));
+        }
+    };
+    match confirmed {
+        Ok(confirmed) => {
+            let _entered = span.finish(cache, Ok(&confirmed.principal)).enter();
+            Ok(confirmed)
+        }
+        Err(rejection) => {
+            let _entered = span
+                .finish_refused(cache, rejection_reason(&rejection))
+                .enter();
+            tracing::debug!(reason = rejection.description(), "bearer token rejected");
+            Err(rejection)
+        }
+    }
+}
+
+/// The metrics `reason` of a refusal after verification.
+fn rejection_reason(rejection: &Rejection) -> &'static str {
+    match rejection {
+        Rejection::InvalidToken(reason) => reason.as_str(),
+        Rejection::InvalidDpopProof(_) => "invalid_dpop_proof",
+        _ => "other",
     }
 }

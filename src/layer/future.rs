@@ -5,12 +5,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::Settings;
-use super::admission::{admit, refusal};
+use super::admission::{admit, decide};
+use super::binding::Presented;
+use crate::dpop::DPOP_NONCE;
 use crate::telemetry::{CacheResult, VerificationSpan};
 use crate::{Principal, VerifyError};
 
@@ -43,11 +45,17 @@ pin_project! {
         Verifying {
             verification: Verification,
             span: VerificationSpan,
+            presented: Presented,
             inner: Option<S>,
             request: Option<Request<ReqBody>>,
             settings: Arc<Settings>,
         },
-        Calling { #[pin] future: S::Future },
+        Calling {
+            #[pin]
+            future: S::Future,
+            // A fresh DPoP nonce for the response, when the client's is about to expire.
+            nonce: Option<HeaderValue>,
+        },
     }
 }
 
@@ -63,15 +71,16 @@ where
         }
     }
 
-    pub(crate) fn calling(future: S::Future) -> Self {
+    pub(crate) fn calling(future: S::Future, nonce: Option<HeaderValue>) -> Self {
         Self {
-            state: State::Calling { future },
+            state: State::Calling { future, nonce },
         }
     }
 
     pub(crate) fn verifying(
         verification: Verification,
         span: VerificationSpan,
+        presented: Presented,
         inner: S,
         request: Request<ReqBody>,
         settings: Arc<Settings>,
@@ -80,6 +89,7 @@ where
             state: State::Verifying {
                 verification,
                 span,
+                presented,
                 inner: Some(inner),
                 request: Some(request),
                 settings,
@@ -105,33 +115,42 @@ where
                         .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Calling { future, nonce } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(nonce) = nonce.take() {
+                        response.headers_mut().insert(DPOP_NONCE, nonce);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
                 StateProj::Verifying {
                     verification,
                     span,
+                    presented,
                     inner,
                     request,
                     settings,
                 } => {
                     let verdict = ready!(verification.as_mut().poll(cx));
-                    let span = span.finish(CacheResult::Miss, &verdict).clone();
-                    let _entered = span.enter();
                     let mut request = request
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    match verdict {
-                        Ok(principal) => {
-                            admit(&mut request, principal, settings);
+                    match decide(verdict, presented, span, CacheResult::Miss, settings) {
+                        Ok(confirmed) => {
+                            let span = span.span().clone();
+                            let _entered = span.enter();
+                            admit(&mut request, confirmed.principal, settings);
                             let mut inner = inner
                                 .take()
                                 .expect("ResponseFuture polled after completion");
                             let future = inner.call(request);
-                            state.set(State::Calling { future });
+                            state.set(State::Calling {
+                                future,
+                                nonce: confirmed.nonce,
+                            });
                         }
-                        Err(error) => {
-                            let response = settings
-                                .challenger
-                                .response(&refusal(error), request.headers());
+                        Err(rejection) => {
+                            let response =
+                                settings.challenger.response(&rejection, request.headers());
                             return Poll::Ready(Ok(response));
                         }
                     }

@@ -11,22 +11,25 @@ use tower_service::Service;
 use tracing::Instrument;
 
 use crate::cache::{CacheConfig, CachedVerifier, token_key};
-use crate::challenge::{ChallengeContext, Challenger, Rejection};
+use crate::challenge::{ChallengeContext, Challenger, DpopChallenge, Rejection};
 use crate::scope::StepUpScopes;
 mod admission;
+mod binding;
 mod future;
 mod miss_budget;
 mod settings;
 
-use self::admission::{admit, refusal};
+use self::admission::{admit, decide};
+use self::binding::{bearer_allowed, check_proof};
 pub use self::future::ResponseFuture;
 pub use self::miss_budget::{
     ClientKey, ClientKeyFn, DEFAULT_MAX_TRACKED_CLIENTS, DEFAULT_MISS_WINDOW,
     DEFAULT_MISSES_PER_WINDOW, MissBudget, peer_address,
 };
 pub(crate) use self::settings::Settings;
+use crate::dpop::{Dpop, DpopPolicy};
 pub use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
-use crate::header::{Credentials, bearer_token};
+use crate::header::{Credentials, credentials};
 use crate::jwt::JwtVerifier;
 use crate::metrics::{self, Unverified};
 use crate::telemetry::{CacheResult, VerificationSpan};
@@ -230,6 +233,27 @@ impl<V> BearerAuthLayer<V> {
         self.configure(|s| s.misses = budget.as_ref().map(MissBudget::tracker))
     }
 
+    /// Accepts DPoP-bound tokens (RFC 9449) as `dpop` says: its policy, the public origins proofs
+    /// are checked against, and its proof checker. Without it, the `DPoP` scheme is not
+    /// recognised, and a token bound to a key is refused as a bearer token all the same. See
+    /// the [`dpop`](crate::dpop) module.
+    #[must_use]
+    pub fn dpop(self, dpop: Dpop) -> Self {
+        let challenge = DpopChallenge {
+            policy: dpop.policy(),
+            algs: dpop
+                .checker()
+                .algorithms()
+                .iter()
+                .map(|alg| alg.name())
+                .collect::<Vec<_>>()
+                .join(" "),
+            nonces: dpop.checker().nonces().cloned(),
+        };
+        self.configure(|s| s.dpop = Some(dpop))
+            .reword(|c| c.dpop = Some(challenge))
+    }
+
     /// Longest token accepted, in bytes (default 4096); longer ones are `invalid_request`.
     #[must_use]
     pub fn max_token_length(self, bytes: usize) -> Self {
@@ -290,63 +314,31 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let settings = &self.settings;
-        let rejection = match bearer_token(request.headers(), settings.max_token_length) {
-            Credentials::Bearer(token) => {
-                // The warm path: a verdict known at once (a cache hit) needs no future, no copy
-                // of the token, and the inner service that was driven to readiness is called now.
-                let span = VerificationSpan::start();
-                if let Some(verdict) = self.verifier.verify_cached(token) {
-                    let verdict = verdict.map(|principal| match principal.token_key() {
-                        Some(_) => principal,
-                        None => principal.with_token_key(token_key(token)),
-                    });
-                    let _entered = span.finish(CacheResult::Hit, &verdict).enter();
-                    return match verdict {
-                        Ok(principal) => {
-                            let mut request = request;
-                            admit(&mut request, principal, settings);
-                            ResponseFuture::calling(self.inner.call(request))
-                        }
-                        Err(error) => ResponseFuture::rejected(
-                            settings
-                                .challenger
-                                .response(&refusal(error), request.headers()),
-                        ),
-                    };
+        let accept_dpop = settings
+            .dpop
+            .as_ref()
+            .is_some_and(|d| d.policy() != DpopPolicy::Disabled);
+        let presented = match credentials(request.headers(), settings.max_token_length, accept_dpop)
+        {
+            Credentials::Bearer(token) => match bearer_allowed(settings) {
+                Ok(presented) => Ok((token, presented)),
+                Err(rejection) => {
+                    metrics::unverified(Unverified::DpopRequired);
+                    Err(rejection)
                 }
-                if let Some(misses) = &settings.misses
-                    && self.verifier.would_call(token)
-                    && let Err(seconds) = misses.charge(request.headers(), request.extensions())
-                {
-                    metrics::unverified(Unverified::OverBudget);
-                    let rejection = Rejection::TooManyRequests(seconds);
-                    tracing::debug!(
-                        retry_after = seconds,
-                        "client over its budget of new tokens"
-                    );
-                    return ResponseFuture::rejected(
-                        settings.challenger.response(&rejection, request.headers()),
-                    );
-                }
-                let token = token.to_owned();
-                let verifier = self.verifier.clone();
-                let verification = Box::pin(
-                    async move {
-                        let principal = verifier.verify(&token).await?;
-                        Ok(principal.with_token_key(token_key(&token)))
+            },
+            Credentials::Dpop(token) => {
+                let dpop = settings
+                    .dpop
+                    .as_ref()
+                    .expect("accepted only when configured");
+                match check_proof(&request, token, dpop) {
+                    Ok(presented) => Ok((token, presented)),
+                    Err(rejection) => {
+                        metrics::unverified(Unverified::InvalidDpopProof);
+                        Err(rejection)
                     }
-                    .instrument(span.span().clone()),
-                );
-                // `self.inner` is the service that was driven to readiness: take it, leave a clone.
-                let clone = self.inner.clone();
-                let inner = mem::replace(&mut self.inner, clone);
-                return ResponseFuture::verifying(
-                    verification,
-                    span,
-                    inner,
-                    request,
-                    settings.clone(),
-                );
+                }
             }
             Credentials::Missing if settings.allow_missing_token => {
                 let mut request = request;
@@ -354,21 +346,82 @@ where
                     .extensions_mut()
                     .insert(ChallengeContext(settings.challenger.clone()));
                 metrics::unverified(Unverified::Anonymous);
-                return ResponseFuture::calling(self.inner.call(request));
+                return ResponseFuture::calling(self.inner.call(request), None);
             }
             Credentials::Missing => {
                 metrics::unverified(Unverified::MissingToken);
-                Rejection::MissingToken
+                Err(Rejection::MissingToken)
             }
             Credentials::Malformed(reason) => {
                 metrics::unverified(Unverified::Malformed);
-                Rejection::InvalidRequest(reason)
+                Err(Rejection::InvalidRequest(reason))
             }
         };
-        tracing::debug!(
-            reason = rejection.description(),
-            "request refused before verification"
+        let (token, presented) = match presented {
+            Ok(verifiable) => verifiable,
+            Err(rejection) => {
+                tracing::debug!(
+                    reason = rejection.description(),
+                    "request refused before verification"
+                );
+                return ResponseFuture::rejected(
+                    settings.challenger.response(&rejection, request.headers()),
+                );
+            }
+        };
+        // The warm path: a verdict known at once (a cache hit) needs no future, no copy of the
+        // token, and the inner service that was driven to readiness is called now.
+        let span = VerificationSpan::start();
+        if let Some(verdict) = self.verifier.verify_cached(token) {
+            let verdict = verdict.map(|principal| match principal.token_key() {
+                Some(_) => principal,
+                None => principal.with_token_key(token_key(token)),
+            });
+            return match decide(verdict, &presented, &span, CacheResult::Hit, settings) {
+                Ok(confirmed) => {
+                    let _entered = span.span().enter();
+                    let mut request = request;
+                    admit(&mut request, confirmed.principal, settings);
+                    ResponseFuture::calling(self.inner.call(request), confirmed.nonce)
+                }
+                Err(rejection) => ResponseFuture::rejected(
+                    settings.challenger.response(&rejection, request.headers()),
+                ),
+            };
+        }
+        if let Some(misses) = &settings.misses
+            && self.verifier.would_call(token)
+            && let Err(seconds) = misses.charge(request.headers(), request.extensions())
+        {
+            metrics::unverified(Unverified::OverBudget);
+            let rejection = Rejection::TooManyRequests(seconds);
+            tracing::debug!(
+                retry_after = seconds,
+                "client over its budget of new tokens"
+            );
+            return ResponseFuture::rejected(
+                settings.challenger.response(&rejection, request.headers()),
+            );
+        }
+        let token = token.to_owned();
+        let verifier = self.verifier.clone();
+        let verification = Box::pin(
+            async move {
+                let principal = verifier.verify(&token).await?;
+                Ok(principal.with_token_key(token_key(&token)))
+            }
+            .instrument(span.span().clone()),
         );
-        ResponseFuture::rejected(settings.challenger.response(&rejection, request.headers()))
+        // `self.inner` is the service that was driven to readiness: take it, leave a clone.
+        let clone = self.inner.clone();
+        let inner = mem::replace(&mut self.inner, clone);
+        ResponseFuture::verifying(
+            verification,
+            span,
+            presented,
+            inner,
+            request,
+            settings.clone(),
+        )
     }
 }

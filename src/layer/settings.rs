@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::miss_budget::{MissBudget, MissTracker};
 use crate::challenge::Challenger;
+use crate::dpop::Dpop;
 use crate::header::DEFAULT_MAX_TOKEN_LENGTH;
 
 /// What every [`BearerAuth`] clone shares besides the verifier.
@@ -14,6 +15,8 @@ pub(crate) struct Settings {
     pub(crate) max_token_length: usize,
     /// Each client's budget of new tokens; `None` when turned off.
     pub(crate) misses: Option<MissTracker>,
+    /// DPoP settings; `None` when not configured (bearer tokens only).
+    pub(crate) dpop: Option<Dpop>,
 }
 
 impl Default for Settings {
@@ -23,6 +26,7 @@ impl Default for Settings {
             allow_missing_token: false,
             max_token_length: DEFAULT_MAX_TOKEN_LENGTH,
             misses: Some(MissBudget::default().tracker()),
+            dpop: None,
         }
     }
 }
