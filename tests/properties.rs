@@ -13,8 +13,8 @@ mod recorder;
 
 use invariants::challenge_renderer::Input;
 use invariants::{
-    authorization_header, challenge_renderer, introspection_response, mcp_body_classifier,
-    session_binding,
+    authorization_header, challenge_renderer, dpop_proof, introspection_response,
+    mcp_body_classifier, session_binding,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -189,6 +189,32 @@ proptest! {
     #[test]
     fn sessions_never_serve_another_principal(ops in session_ops()) {
         session_binding::check(&ops);
+    }
+
+    /// DPoP proofs built from menus of valid and invalid members: accepted exactly when nothing
+    /// is wrong, refused for one of their defects otherwise.
+    #[test]
+    fn dpop_proofs_are_judged_by_their_defects(steer in prop::collection::vec(any::<u8>(), 0..12)) {
+        dpop_proof::check(&[[1].as_slice(), &steer].concat());
+    }
+
+    /// Any bytes as a proof: refused, or valid by an independent reading.
+    #[test]
+    fn any_bytes_as_a_dpop_proof_are_judged_safely(proof in "[A-Za-z0-9_.-]{0,64}|\\PC{0,32}") {
+        dpop_proof::check(&[b"\0".as_slice(), proof.as_bytes()].concat());
+    }
+}
+
+/// The honest proof (every menu's first choice) is accepted, and each defect alone is refused.
+#[test]
+fn the_dpop_oracle_accepts_the_honest_proof_and_each_single_defect_is_refused() {
+    dpop_proof::check(&[1]);
+    for position in 0..9 {
+        for choice in 1..10u8 {
+            let mut steer = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            steer[position + 1] = choice;
+            dpop_proof::check(&steer);
+        }
     }
 }
 

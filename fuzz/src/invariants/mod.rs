@@ -2,6 +2,7 @@
 
 pub mod authorization_header;
 pub mod challenge_renderer;
+pub mod dpop_proof;
 pub mod introspection_response;
 pub mod jwt_access_token;
 pub mod mcp_body_classifier;
