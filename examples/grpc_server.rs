@@ -28,7 +28,9 @@
 //!
 //! Flags fall back to `GRPC_BIND`, `GRPC_RESOURCE`, `OAUTH_ISSUER`, `OAUTH_INTROSPECTION_URL`,
 //! `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`, `HEADER_READ_TIMEOUT_SECS`, `IDLE_TIMEOUT_SECS`,
-//! `MAX_CONNECTIONS`. Tokens must carry the resource as audience.
+//! `MAX_CONNECTIONS`, `MCP_DPOP` (`--dpop disabled|allowed|required`, default `allowed`: DPoP-bound
+//! tokens, RFC 9449, checked against the resource's origin). Tokens must carry the resource as
+//! audience.
 //!
 //! The server speaks HTTP/2 (gRPC) through `tower_introspect_demo::serve`: `TCP_NODELAY`, a bound
 //! on concurrent connections (1,024), and connections silent for 60 s closed (an idle gRPC
@@ -89,7 +91,9 @@ async fn serve(listener: tokio::net::TcpListener, args: &Args) -> anyhow::Result
         "gRPC health service on {addr} (resource {resource}, issuer {})",
         args.auth.issuer
     );
+    // `--dpop`: proofs' `htu` are checked against the resource's origin and the request path.
     let service = BearerAuthLayer::new(CachedVerifier::new(verifier, CacheConfig::default()))
+        .dpop(args.auth.dpop.settings(&resource)?)
         .layer(Routes::new(per_method.layer(health)));
     serve::serve(
         listener,

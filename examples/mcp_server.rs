@@ -38,9 +38,13 @@
 //! introspects every token; `--introspect-jwts` also introspects JWTs after verifying them, so a
 //! revoked JWT is refused at once.
 //!
+//! `--dpop allowed` (the default) accepts DPoP-bound tokens (RFC 9449: `Authorization: DPoP`
+//! with a fresh `DPoP` proof per request) beside bearer tokens; `--dpop required` accepts only
+//! them; `--dpop disabled` only bearer tokens. The protected resource metadata advertises it.
+//!
 //! Every flag has an environment fallback (`MCP_BIND`, `MCP_RESOURCE_URL`, `OAUTH_ISSUER`,
 //! `OAUTH_INTROSPECTION_URL`, `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`, `MCP_TOKENS`,
-//! `OAUTH_JWKS_URI`, `MCP_INTROSPECT_JWTS`, `HEADER_READ_TIMEOUT_SECS`,
+//! `OAUTH_JWKS_URI`, `MCP_INTROSPECT_JWTS`, `MCP_DPOP`, `HEADER_READ_TIMEOUT_SECS`,
 //! `IDLE_TIMEOUT_SECS`, `MAX_CONNECTIONS`, `MCP_METRICS_BIND`). Without
 //! `--introspection-url` the endpoint is discovered from the issuer's RFC 8414 metadata. The
 //! server checks that tokens were issued by `--issuer` for `--resource-url` (the audience).
@@ -126,11 +130,17 @@ async fn main() -> anyhow::Result<()> {
     let auth = args
         .auth
         .settings(CacheConfig::default().max_ttl(Duration::from_secs(args.cache_max_ttl)));
-    let server =
-        McpServer::start_with(listener, Some(resource), &auth, args.serve.options()).await?;
+    let server = McpServer::start_with_dpop(
+        listener,
+        Some(resource),
+        &auth,
+        args.serve.options(),
+        args.auth.dpop,
+    )
+    .await?;
     println!(
-        "MCP server at {} (authorization server {})",
-        server.url, auth.issuer
+        "MCP server at {} (authorization server {}, DPoP {:?})",
+        server.url, auth.issuer, args.auth.dpop
     );
     tokio::select! {
         result = server.wait() => result?,

@@ -1,5 +1,6 @@
 //! The full flow of `cargo run --example full_flow`, same code path, every outcome asserted, for
-//! both registration styles: dynamic registration and a Client ID Metadata Document.
+//! both registration styles: dynamic registration and a Client ID Metadata Document; then the JWT
+//! and DPoP runs.
 
 use tower_introspect_demo::flow::{self, Registration};
 use tower_introspect_demo::mcp_client::Outcome;
@@ -112,9 +113,46 @@ async fn full_flow_behaves_as_documented() {
         "zero introspection calls: the JWT was verified with the provider's published keys",
         "a revoked JWT checked locally still works until its exp (local checks cannot see revocation)",
         "with --introspect-jwts the revoked JWT is refused at once",
+        "the protected resource metadata says DPoP-bound tokens are required",
+        "the token response says token_type DPoP",
+        "introspection: the token's cnf.jkt is the client key's thumbprint",
+        "Authorization: DPoP with a fresh proof per request: alice's tools work, admin's do not",
+        "the same token sent as Bearer is refused",
+        "the token with a proof of another key is refused",
+        "a replayed proof is refused",
+        "the bound refresh token is refused without a proof of the key",
+        "with a proof it refreshes, the new access token bound to the same key",
     ] {
         assert!(names.contains(&required), "missing check {required:?}");
     }
+    // The DPoP run: the token endpoint asked for a nonce first, and the downgrade to Bearer was
+    // answered with the DPoP challenge alone (`--dpop required`).
+    let detail = |name: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.detail.as_str())
+            .unwrap_or_default()
+    };
+    assert!(
+        detail("the token response says token_type DPoP").contains("use_dpop_nonce"),
+        "{}",
+        detail("the token response says token_type DPoP")
+    );
+    let downgrade = detail("the same token sent as Bearer is refused");
+    assert!(
+        downgrade.starts_with("401, WWW-Authenticate: DPoP ")
+            && downgrade.contains(r#"error="invalid_token""#)
+            && !downgrade.contains("Bearer "),
+        "{downgrade}"
+    );
+    assert!(
+        detail("a replayed proof is refused").starts_with("first use allowed, replay 401"),
+        "{}",
+        detail("a replayed proof is refused")
+    );
+
     let failures: Vec<_> = report
         .failures()
         .into_iter()

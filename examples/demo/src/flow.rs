@@ -3,28 +3,34 @@
 //! dynamically registered client (RFC 7591) and once with a Client ID Metadata Document (no
 //! registration: the document's https URL is the `client_id`); then the cache, refresh rotation,
 //! revocation and a provider restart on the same database file; and last a provider issuing JWT
-//! access tokens, checked locally by a second MCP server with no introspection.
+//! access tokens, checked locally by a second MCP server with no introspection; and a provider
+//! issuing DPoP-bound tokens (RFC 9449) to a client holding a key, for an MCP server that
+//! requires them.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, ensure};
 use oauth_provider::cimd::CimdSettings;
 use oauth_provider::{
-    AccessTokenFormat, Config, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET, Server,
-    StorageConfig,
+    AccessTokenFormat, Config, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET, NonceSecret,
+    Server, StorageConfig,
 };
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_introspect::cache::CacheConfig;
+use tower_introspect::dpop::DpopKey;
 use tower_introspect::error::InvalidToken;
+use tower_introspect::jwt::JwsAlgorithm;
 use tower_introspect::{Scopes, TokenVerifier, VerifyError};
 
-use crate::mcp_client::{McpSession, Outcome};
-use crate::mcp_server::{Access, AuthSettings, McpServer, TOOLS, TokenMode};
+use crate::mcp_client::{self, McpSession, Outcome};
+use crate::mcp_server::{Access, AuthSettings, DpopMode, McpServer, TOOLS, TokenMode};
 use crate::metadata_document::MetadataDocumentServer;
-use crate::oauth_client::{self, Discovery, REDIRECT_URI, Tokens};
+use crate::oauth_client::{self, Discovery, REDIRECT_URI, Tokens, challenge_param};
+use crate::serve::ServeOptions;
 
 /// The demo accounts: username, password, scopes the provider grants them.
 pub const USERS: [(&str, &str, &str); 3] = [
@@ -415,6 +421,9 @@ pub async fn run() -> anyhow::Result<Report> {
     say("\n9. JWT access tokens (RFC 9068) checked locally (alice)");
     jwt_run(&mut report).await?;
 
+    say("\n10. DPoP-bound access tokens (RFC 9449), MCP server with --dpop required (alice)");
+    dpop_run(&mut report).await?;
+
     let failures = report.failures().len();
     say(&format!(
         "\n{} checks, {} failed",
@@ -726,6 +735,230 @@ async fn jwt_run(report: &mut Report) -> anyhow::Result<()> {
     );
     provider.shutdown().await?;
     Ok(())
+}
+
+/// A provider binding tokens to the client's key (and asking for a server nonce at its token
+/// endpoint), an MCP server with `--dpop required`: alice's token works only with a fresh proof
+/// of her client's key on every request; the same token as a bearer token, with another key's
+/// proof, or with a replayed proof is refused.
+async fn dpop_run(report: &mut Report) -> anyhow::Result<()> {
+    let mcp_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let resource = mcp_url(&mcp_listener)?;
+    let mut config = Config::demo().with_resource(&resource);
+    // Server nonces at the token endpoint: the first proof is answered `use_dpop_nonce`.
+    config.dpop_nonce_secret = Some(
+        NonceSecret::parse(&random_hex(32)).map_err(|e| anyhow::anyhow!("nonce secret: {e}"))?,
+    );
+    let provider = Server::bind(config, "127.0.0.1:0".parse()?).await?;
+    let auth = AuthSettings {
+        issuer: provider.issuer().to_owned(),
+        tokens: TokenMode::Introspect,
+        jwks_uri: None,
+        introspection_endpoint: None,
+        client_id: DEMO_RESOURCE_SERVER_ID.to_owned(),
+        client_secret: DEMO_RESOURCE_SERVER_SECRET.to_owned(),
+        introspect_jwts: false,
+        cache: CacheConfig::default(),
+    };
+    let mcp = McpServer::start_with_dpop(
+        mcp_listener,
+        None,
+        &auth,
+        ServeOptions::default(),
+        DpopMode::Required,
+    )
+    .await?;
+    say(&format!(
+        "authorization server  {} (DPoP-bound tokens, server nonces at /token)",
+        provider.issuer()
+    ));
+    say(&format!(
+        "MCP server            {} (--dpop required)",
+        mcp.url
+    ));
+
+    let discovery = oauth_client::discover(&mcp.url).await?;
+    let metadata: serde_json::Value = reqwest::get(&discovery.resource_metadata_url)
+        .await?
+        .json()
+        .await?;
+    report.check(
+        "the protected resource metadata says DPoP-bound tokens are required",
+        metadata["dpop_bound_access_tokens_required"] == true
+            && metadata["dpop_signing_alg_values_supported"]
+                .as_array()
+                .is_some_and(|algs| algs.iter().any(|a| a == "ES256")),
+        format!(
+            "dpop_bound_access_tokens_required: {}, dpop_signing_alg_values_supported: {}",
+            metadata["dpop_bound_access_tokens_required"],
+            metadata["dpop_signing_alg_values_supported"]
+        ),
+    );
+    let client_id = oauth_client::register(&discovery, "tower-introspect DPoP demo").await?;
+    let key = Arc::new(DpopKey::generate(JwsAlgorithm::ES256)?);
+    say(&format!(
+        "  client key            ES256, thumbprint {}",
+        key.thumbprint()
+    ));
+    let alice = oauth_client::authorize_with(
+        &discovery,
+        &client_id,
+        "alice",
+        "password123",
+        "read write",
+        Some(&key),
+    )
+    .await
+    .context("authorizing alice (DPoP run)")?;
+    report.check(
+        "the token response says token_type DPoP",
+        alice.token_type == "DPoP",
+        format!(
+            "token_type: {}{}",
+            alice.token_type,
+            if alice.dpop_nonce.is_some() {
+                " (the first proof was answered use_dpop_nonce; retried with the provider's DPoP-Nonce)"
+            } else {
+                ""
+            }
+        ),
+    );
+    // What the MCP server learns by introspection: the key the token is bound to.
+    let principal = auth
+        .introspector(&resource)?
+        .verify(&alice.access_token)
+        .await
+        .map_err(|e| anyhow::anyhow!("introspecting alice's DPoP token: {e}"))?;
+    let jkt = principal.confirmation_thumbprint().unwrap_or("(none)");
+    report.check(
+        "introspection: the token's cnf.jkt is the client key's thumbprint",
+        jkt == key.thumbprint(),
+        format!("cnf.jkt {jkt}"),
+    );
+
+    let mut session =
+        match McpSession::try_connect_with(&mcp.url, Some(&alice.access_token), Some(key.clone()))
+            .await?
+        {
+            Ok(session) => session,
+            Err(refused) => anyhow::bail!("initialize with a DPoP proof refused: {refused}"),
+        };
+    let mut outcomes = Vec::new();
+    for tool in [
+        "get_user_profile",
+        "write_data",
+        "read_data",
+        "admin_operation",
+    ] {
+        outcomes.push(session.call_tool(tool, json!({"value": "bound"})).await?);
+    }
+    report.check(
+        "Authorization: DPoP with a fresh proof per request: alice's tools work, admin's do not",
+        outcomes[..3].iter().all(Outcome::is_allowed)
+            && matches!(outcomes[3], Outcome::InsufficientScope(_)),
+        format!(
+            "{} (6 requests, 6 proofs)",
+            outcomes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+
+    let bearer = mcp_client::raw_call(
+        &mcp.url,
+        &format!("Bearer {}", alice.access_token),
+        None,
+        "get_user_profile",
+    )
+    .await?;
+    report.check(
+        "the same token sent as Bearer is refused",
+        bearer.status == 401 && bearer.challenge.starts_with("DPoP "),
+        format!("{}, WWW-Authenticate: {}", bearer.status, bearer.challenge),
+    );
+
+    let thief = DpopKey::generate(JwsAlgorithm::ES256)?;
+    let stolen = mcp_client::raw_call(
+        &mcp.url,
+        &format!("DPoP {}", alice.access_token),
+        Some(&thief.proof("POST", &mcp.url, Some(&alice.access_token), None)),
+        "get_user_profile",
+    )
+    .await?;
+    report.check(
+        "the token with a proof of another key is refused",
+        stolen.status == 401,
+        format!(
+            "{} {}",
+            stolen.status,
+            challenge_param(&stolen.challenge, "error_description").unwrap_or_default()
+        ),
+    );
+
+    let proof = key.proof("POST", &mcp.url, Some(&alice.access_token), None);
+    let authorization = format!("DPoP {}", alice.access_token);
+    let first =
+        mcp_client::raw_call(&mcp.url, &authorization, Some(&proof), "get_user_profile").await?;
+    let replay =
+        mcp_client::raw_call(&mcp.url, &authorization, Some(&proof), "get_user_profile").await?;
+    report.check(
+        "a replayed proof is refused",
+        first.outcome.is_allowed()
+            && replay.status == 401
+            && challenge_param(&replay.challenge, "error").as_deref() == Some("invalid_dpop_proof"),
+        format!(
+            "first use {}, replay {} {}",
+            first.outcome,
+            replay.status,
+            challenge_param(&replay.challenge, "error_description").unwrap_or_default()
+        ),
+    );
+
+    let refresh_token = alice
+        .refresh_token
+        .as_deref()
+        .context("alice has a refresh token (DPoP run)")?;
+    let unproven = oauth_client::refresh(&discovery, &client_id, refresh_token).await?;
+    report.check(
+        "the bound refresh token is refused without a proof of the key",
+        matches!(&unproven, Err(e) if e.error == "invalid_dpop_proof"),
+        match &unproven {
+            Ok(_) => "accepted".to_owned(),
+            Err(e) => e.error.clone(),
+        },
+    );
+    let refreshed =
+        oauth_client::refresh_with(&discovery, &client_id, refresh_token, Some(&key)).await?;
+    let works = match &refreshed {
+        Ok(new) => {
+            let mut session =
+                McpSession::sessionless(&mcp.url, Some(&new.access_token))?.with_dpop(key.clone());
+            session
+                .call_tool("read_data", json!({}))
+                .await?
+                .is_allowed()
+        }
+        Err(_) => false,
+    };
+    report.check(
+        "with a proof it refreshes, the new access token bound to the same key",
+        works,
+        match &refreshed {
+            Ok(new) => format!("token_type: {}, read_data allowed: {works}", new.token_type),
+            Err(e) => e.error.clone(),
+        },
+    );
+    provider.shutdown().await?;
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore as _;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs the flow and fails if any expectation failed (for `main`s).

@@ -3,10 +3,12 @@
 //! answer.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
+use tower_introspect::dpop::{DPOP, DPOP_NONCE, DpopKey};
 
 use crate::oauth_client::challenge_param;
 
@@ -54,11 +56,15 @@ impl fmt::Display for Outcome {
 /// The protocol version this client speaks without a session.
 pub const SESSIONLESS_VERSION: &str = "2026-07-28";
 
-/// An MCP session with a fixed bearer token (or none).
+/// An MCP session with a fixed bearer token (or none), or a DPoP-bound token and its key.
 pub struct McpSession {
     http: reqwest::Client,
     url: String,
     token: Option<String>,
+    /// With a key, the token is sent as `Authorization: DPoP` with a fresh proof per request.
+    dpop: Option<Arc<DpopKey>>,
+    /// The latest `DPoP-Nonce` the server handed out.
+    dpop_nonce: Option<String>,
     session_id: Option<String>,
     /// MCP 2026-07-28: no handshake; every request names its version, method and tool.
     sessionless: bool,
@@ -77,11 +83,25 @@ impl McpSession {
             http: http_client()?,
             url: url.to_owned(),
             token: token.map(str::to_owned),
+            dpop: None,
+            dpop_nonce: None,
             session_id: None,
             sessionless: true,
             elicitation: true,
             next_id: 1,
         })
+    }
+
+    /// Sends the token as a DPoP-bound token (RFC 9449): `Authorization: DPoP <token>` and a
+    /// fresh proof signed with `key` on every request.
+    pub fn with_dpop(mut self, key: Arc<DpopKey>) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
+    /// The latest `DPoP-Nonce` the server handed out, if any.
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        self.dpop_nonce.as_deref()
     }
 
     /// Whether sessionless requests declare the `elicitation` capability (default: yes).
@@ -104,10 +124,22 @@ impl McpSession {
         url: &str,
         token: Option<&str>,
     ) -> anyhow::Result<Result<Self, Outcome>> {
+        Self::try_connect_with(url, token, None).await
+    }
+
+    /// Like [`try_connect`](Self::try_connect), the token sent with DPoP proofs of `key` when
+    /// given (see [`with_dpop`](Self::with_dpop)).
+    pub async fn try_connect_with(
+        url: &str,
+        token: Option<&str>,
+        dpop: Option<Arc<DpopKey>>,
+    ) -> anyhow::Result<Result<Self, Outcome>> {
         let mut session = Self {
             http: http_client()?,
             url: url.to_owned(),
             token: token.map(str::to_owned),
+            dpop,
+            dpop_nonce: None,
             session_id: None,
             sessionless: false,
             elicitation: false,
@@ -184,16 +216,37 @@ impl McpSession {
         outcome(status, &headers, body)
     }
 
+    /// Posts `message`; with DPoP, retried once with the server's nonce after a 401
+    /// `use_dpop_nonce` (RFC 9449 §9).
     async fn post(
-        &self,
+        &mut self,
         message: Value,
+        tool: Option<&str>,
+    ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, String)> {
+        let first = self.post_once(&message, tool).await?;
+        if self.dpop.is_none()
+            || first.0 != 401
+            || challenge_error(&first.1).as_deref() != Some("use_dpop_nonce")
+        {
+            return Ok(first);
+        }
+        ensure!(
+            first.1.contains_key(DPOP_NONCE),
+            "use_dpop_nonce without a DPoP-Nonce header"
+        );
+        self.post_once(&message, tool).await
+    }
+
+    async fn post_once(
+        &mut self,
+        message: &Value,
         tool: Option<&str>,
     ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, String)> {
         let mut request = self
             .http
             .post(&self.url)
             .header("accept", "application/json, text/event-stream")
-            .json(&message);
+            .json(message);
         if self.sessionless {
             request = request.header("mcp-protocol-version", SESSIONLESS_VERSION);
             if let Some(method) = message["method"].as_str() {
@@ -203,8 +256,15 @@ impl McpSession {
                 request = request.header("mcp-name", tool);
             }
         }
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        match (&self.token, &self.dpop) {
+            (Some(token), Some(key)) => {
+                let proof = key.proof("POST", &self.url, Some(token), self.dpop_nonce.as_deref());
+                request = request
+                    .header("authorization", format!("{DPOP} {token}"))
+                    .header(DPOP, proof);
+            }
+            (Some(token), None) => request = request.bearer_auth(token),
+            (None, _) => {}
         }
         if let Some(session) = &self.session_id {
             request = request.header("mcp-session-id", session);
@@ -212,8 +272,73 @@ impl McpSession {
         let response = request.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        if let Some(nonce) = headers.get(DPOP_NONCE).and_then(|v| v.to_str().ok()) {
+            self.dpop_nonce = Some(nonce.to_owned());
+        }
         Ok((status, headers, response.text().await?))
     }
+}
+
+/// The `error` of a response's `WWW-Authenticate` challenge.
+fn challenge_error(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let challenge = headers.get("www-authenticate")?.to_str().ok()?;
+    challenge_param(challenge, "error")
+}
+
+/// What one hand-made sessionless `tools/call` came to: the status, the `WWW-Authenticate`
+/// challenge (empty when none) and the outcome.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `WWW-Authenticate` header, as sent.
+    pub challenge: String,
+    /// The outcome.
+    pub outcome: Outcome,
+}
+
+/// One sessionless MCP 2026-07-28 `tools/call` of `tool` with exactly the `authorization` and
+/// `dpop` headers given: for showing what the server does with a downgraded token or a replayed
+/// proof.
+pub async fn raw_call(
+    url: &str,
+    authorization: &str,
+    dpop: Option<&str>,
+    tool: &str,
+) -> anyhow::Result<RawAnswer> {
+    let message = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+    "name": tool, "arguments": {},
+    "_meta": {
+        "io.modelcontextprotocol/protocolVersion": SESSIONLESS_VERSION,
+        "io.modelcontextprotocol/clientInfo":
+            {"name": "tower-introspect-demo", "version": "0.1.0"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }}});
+    let mut request = http_client()?
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", SESSIONLESS_VERSION)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .header("authorization", authorization)
+        .json(&message);
+    if let Some(proof) = dpop {
+        request = request.header(DPOP, proof);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let challenge = headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let outcome = outcome(status, &headers, response.text().await?)?;
+    Ok(RawAnswer {
+        status,
+        challenge,
+        outcome,
+    })
 }
 
 /// Classifies an answer.

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_introspect::cache::{CacheConfig, CachedVerifier};
+use tower_introspect::dpop::{Dpop, DpopPolicy};
 use tower_introspect::jwt::{JwtIssuer, JwtVerifier};
 use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer, OwnerKey};
 use tower_introspect::metadata::ProtectedResourceMetadata;
@@ -431,6 +432,42 @@ pub enum TokenMode {
     Auto,
 }
 
+/// Whether the server accepts DPoP-bound tokens (RFC 9449), and whether it accepts anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DpopMode {
+    /// Bearer tokens only; the `DPoP` scheme is not recognised (and bound tokens are refused).
+    Disabled,
+    /// DPoP-bound tokens with a proof per request, and unbound tokens as bearer tokens.
+    #[default]
+    Allowed,
+    /// DPoP-bound tokens with a proof per request only.
+    Required,
+}
+
+impl DpopMode {
+    /// The library's policy for this mode.
+    pub fn policy(self) -> DpopPolicy {
+        match self {
+            Self::Disabled => DpopPolicy::Disabled,
+            Self::Allowed => DpopPolicy::Allowed,
+            Self::Required => DpopPolicy::Required,
+        }
+    }
+
+    /// The layer's DPoP settings for the server whose public URL is `resource`: proofs' `htu`
+    /// are checked against its origin.
+    pub fn settings(self, resource: &str) -> anyhow::Result<Dpop> {
+        let origin = url::Url::parse(resource)
+            .with_context(|| format!("the resource URL {resource}"))?
+            .origin()
+            .ascii_serialization();
+        Ok(Dpop::builder()
+            .origin(origin)
+            .policy(self.policy())
+            .build()?)
+    }
+}
+
 /// Where tokens come from and how they are checked.
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
@@ -591,6 +628,10 @@ pub struct AuthServerArgs {
         hide_default_value = true
     )]
     pub client_secret: String,
+    /// DPoP (RFC 9449): `disabled` (bearer tokens only), `allowed` (DPoP-bound tokens with a
+    /// proof per request, and bearer tokens) or `required` (DPoP-bound tokens only).
+    #[arg(long, env = "MCP_DPOP", value_enum, default_value = "allowed")]
+    pub dpop: DpopMode,
 }
 
 impl AuthServerArgs {
@@ -624,11 +665,24 @@ pub async fn app_with(
     auth: &AuthSettings,
     request_states: RequestStates,
 ) -> anyhow::Result<(Router, CachedVerifier<HybridVerifier>)> {
+    app_full(resource, auth, request_states, DpopMode::default()).await
+}
+
+/// Like [`app_with`], accepting DPoP-bound tokens as `dpop` says (the document advertises it).
+pub async fn app_full(
+    resource: &str,
+    auth: &AuthSettings,
+    request_states: RequestStates,
+    dpop: DpopMode,
+) -> anyhow::Result<(Router, CachedVerifier<HybridVerifier>)> {
     let verifier = auth.verifier(resource).await?;
+    let dpop = dpop.settings(resource)?;
     let metadata = ProtectedResourceMetadata::new(resource, &auth.issuer)?
         .scopes_supported(SCOPES)?
-        .resource_name("tower-introspect demo MCP server");
+        .resource_name("tower-introspect demo MCP server")
+        .dpop(&dpop);
     let bearer = BearerAuthLayer::new(CachedVerifier::new(verifier, auth.cache.clone()))
+        .dpop(dpop)
         .protected_resource(&metadata)
         .challenge_scope(SCOPES.join(" "))?
         .allow_missing_token(true);
@@ -692,6 +746,27 @@ impl McpServer {
             auth,
             options,
             RequestStates::random(),
+            DpopMode::default(),
+        )
+        .await
+    }
+
+    /// Like [`start_with`](Self::start_with), accepting DPoP-bound tokens as `dpop` says (the
+    /// `mcp_server` example's `--dpop`).
+    pub async fn start_with_dpop(
+        listener: TcpListener,
+        resource_url: Option<String>,
+        auth: &AuthSettings,
+        options: ServeOptions,
+        dpop: DpopMode,
+    ) -> anyhow::Result<Self> {
+        Self::start_full(
+            listener,
+            resource_url,
+            auth,
+            options,
+            RequestStates::random(),
+            dpop,
         )
         .await
     }
@@ -709,6 +784,7 @@ impl McpServer {
             auth,
             ServeOptions::default(),
             request_states,
+            DpopMode::default(),
         )
         .await
     }
@@ -719,10 +795,11 @@ impl McpServer {
         auth: &AuthSettings,
         options: ServeOptions,
         request_states: RequestStates,
+        dpop: DpopMode,
     ) -> anyhow::Result<Self> {
         let addr: SocketAddr = listener.local_addr()?;
         let url = resource_url.unwrap_or_else(|| format!("http://{addr}/mcp"));
-        let (router, cache) = app_with(&url, auth, request_states)
+        let (router, cache) = app_full(&url, auth, request_states, dpop)
             .await
             .context("building the MCP server")?;
         let task = tokio::spawn(serve(listener, router, options));

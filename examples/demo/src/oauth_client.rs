@@ -11,6 +11,7 @@ use rand::RngCore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tower_introspect::dpop::{DPOP, DPOP_NONCE, DpopKey};
 use url::Url;
 
 /// The redirect URI the demo client registers (loopback: the port may vary, nothing listens).
@@ -51,6 +52,13 @@ pub struct Tokens {
     pub scope: String,
     /// Lifetime in seconds.
     pub expires_in: Option<u64>,
+    /// `Bearer`, or `DPoP` for a token bound to the key of the request's proof (RFC 9449).
+    #[serde(default)]
+    pub token_type: String,
+    /// The last `DPoP-Nonce` the token endpoint handed out (after a `use_dpop_nonce` answer),
+    /// if any: not part of the response body.
+    #[serde(skip)]
+    pub dpop_nonce: Option<String>,
 }
 
 /// An OAuth error response of the token endpoint.
@@ -215,6 +223,20 @@ pub async fn authorize(
     password: &str,
     scope: &str,
 ) -> anyhow::Result<Tokens> {
+    authorize_with(discovery, client_id, username, password, scope, None).await
+}
+
+/// Like [`authorize`], with DPoP (RFC 9449) when `key` is given: the authorization request
+/// names the key (`dpop_jkt`), the code is redeemed with a proof of it, and the token must come
+/// back as `token_type: DPoP`.
+pub async fn authorize_with(
+    discovery: &Discovery,
+    client_id: &str,
+    username: &str,
+    password: &str,
+    scope: &str,
+    key: Option<&DpopKey>,
+) -> anyhow::Result<Tokens> {
     let browser = http_client(true)?;
     let verifier = random_b64(32);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
@@ -229,6 +251,10 @@ pub async fn authorize(
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .append_pair("resource", &discovery.resource);
+    if let Some(key) = key {
+        url.query_pairs_mut()
+            .append_pair("dpop_jkt", key.thumbprint());
+    }
 
     let login_page = browser.get(url).send().await?;
     ensure!(
@@ -299,6 +325,7 @@ pub async fn authorize(
             ("code_verifier", &verifier),
             ("resource", &discovery.resource),
         ],
+        key,
     )
     .await?
     .map_err(|e| anyhow!("code redemption failed: {}", e.error))
@@ -310,6 +337,17 @@ pub async fn refresh(
     client_id: &str,
     refresh_token: &str,
 ) -> anyhow::Result<Result<Tokens, OAuthError>> {
+    refresh_with(discovery, client_id, refresh_token, None).await
+}
+
+/// Like [`refresh`], with a DPoP proof of `key` when given (a public client's bound refresh
+/// token needs one; the new access token must be `token_type: DPoP`).
+pub async fn refresh_with(
+    discovery: &Discovery,
+    client_id: &str,
+    refresh_token: &str,
+    key: Option<&DpopKey>,
+) -> anyhow::Result<Result<Tokens, OAuthError>> {
     token_request(
         discovery,
         &[
@@ -318,31 +356,70 @@ pub async fn refresh(
             ("client_id", client_id),
             ("resource", &discovery.resource),
         ],
+        key,
     )
     .await
 }
 
+/// A token request; with `key`, it carries a DPoP proof for `POST <token endpoint>`, retried
+/// once with the server's nonce after a `use_dpop_nonce` answer (RFC 9449 §8).
 async fn token_request(
     discovery: &Discovery,
     form: &[(&str, &str)],
+    key: Option<&DpopKey>,
 ) -> anyhow::Result<Result<Tokens, OAuthError>> {
-    let response = http_client(false)?
-        .post(&discovery.token_endpoint)
-        .form(form)
-        .send()
-        .await?;
-    ensure!(
-        response
+    let http = http_client(false)?;
+    let mut nonce: Option<String> = None;
+    let mut retried = false;
+    loop {
+        let mut request = http.post(&discovery.token_endpoint).form(form);
+        if let Some(key) = key {
+            request = request.header(
+                DPOP,
+                key.proof("POST", &discovery.token_endpoint, None, nonce.as_deref()),
+            );
+        }
+        let response = request.send().await?;
+        ensure!(
+            response
+                .headers()
+                .get("cache-control")
+                .is_some_and(|v| v == "no-store"),
+            "token response without Cache-Control: no-store"
+        );
+        let handed_out = response
             .headers()
-            .get("cache-control")
-            .is_some_and(|v| v == "no-store"),
-        "token response without Cache-Control: no-store"
-    );
-    Ok(if response.status().is_success() {
-        Ok(response.json().await?)
-    } else {
-        Err(response.json().await?)
-    })
+            .get(DPOP_NONCE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if handed_out.is_some() {
+            nonce = handed_out;
+        }
+        if response.status().is_success() {
+            let mut tokens: Tokens = response.json().await?;
+            tokens.dpop_nonce = nonce;
+            if key.is_some() {
+                ensure!(
+                    tokens.token_type.eq_ignore_ascii_case("DPoP"),
+                    "the token endpoint was sent a DPoP proof but answered token_type {:?}, \
+                     not DPoP: the token is not bound to the key",
+                    tokens.token_type
+                );
+            }
+            return Ok(Ok(tokens));
+        }
+        let status = response.status();
+        let error: OAuthError = response.json().await?;
+        if key.is_some() && status == 400 && error.error == "use_dpop_nonce" && !retried {
+            ensure!(
+                nonce.is_some(),
+                "use_dpop_nonce without a DPoP-Nonce header"
+            );
+            retried = true;
+            continue;
+        }
+        return Ok(Err(error));
+    }
 }
 
 /// RFC 7009 revocation by a public client.
