@@ -11,6 +11,10 @@
 //!   the header scale with the length, whichever verifier vouched for the token).
 //! - `miss/jwt_es256_verify`: a JWT verified locally (parse, ES256 signature, claims), no cache:
 //!   what a JWT cache miss costs, and what every request costs where nothing is cached.
+//! - `dpop/*`: DPoP. `request/dpop_<alg>_warm_cache` is one request with `Authorization: DPoP`
+//!   and a fresh proof through the layer whose verdict cache already holds the token (the proof
+//!   is checked and recorded on every request): compare with `request/bearer_layer_warm_cache`.
+//!   `dpop/check_and_record_<alg>` is the proof check alone.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -267,5 +271,85 @@ impl CloneForBench for Request<()> {
     }
 }
 
-criterion_group!(benches, pieces, requests);
+/// A request presenting `token` with the DPoP scheme and `proof`.
+fn dpop_request(token: &str, proof: String) -> Request<()> {
+    Request::get("https://mcp.example.com/mcp")
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .body(())
+        .unwrap()
+}
+
+/// DPoP: the proof check alone, and a warm request with a fresh proof, for ES256 and EdDSA.
+fn dpop(c: &mut Criterion) {
+    use tower_introspect::dpop::{Dpop, DpopKey, ProofChecker, ProofTarget};
+    use tower_introspect::jwt::JwsAlgorithm;
+
+    const URL: &str = "https://mcp.example.com/mcp";
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for (name, alg) in [
+        ("es256", JwsAlgorithm::ES256),
+        ("eddsa", JwsAlgorithm::EdDSA),
+    ] {
+        let key = DpopKey::generate(alg).unwrap();
+        let checker = ProofChecker::builder()
+            .replay_capacity(50_000_000)
+            .build()
+            .unwrap();
+        let url = url::Url::parse(URL).unwrap();
+        c.bench_function(&format!("dpop/check_and_record_{name}"), |b| {
+            b.iter_batched(
+                || key.proof("GET", URL, Some(TOKEN), None),
+                |proof| {
+                    let verified = checker
+                        .check(&proof, &ProofTarget::new("GET", &url), Some(TOKEN))
+                        .unwrap();
+                    checker.record(&verified).unwrap();
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+
+        let dpop = Dpop::builder()
+            .origin("https://mcp.example.com")
+            .checker(checker.clone())
+            .build()
+            .unwrap();
+        let layer = BearerAuthLayer::new(CachedVerifier::new(
+            support::BoundVerifier::new(key.thumbprint()),
+            CacheConfig::default(),
+        ))
+        .dpop(dpop);
+        let mut protected = layer.layer(service_fn(ok));
+        runtime.block_on(async {
+            let proof = key.proof("GET", URL, Some(TOKEN), None);
+            let response = protected
+                .ready()
+                .await
+                .unwrap()
+                .call(dpop_request(TOKEN, proof))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        });
+        c.bench_function(&format!("request/dpop_{name}_warm_cache"), |b| {
+            b.to_async(&runtime).iter_batched(
+                || dpop_request(TOKEN, key.proof("GET", URL, Some(TOKEN), None)),
+                |req| {
+                    let fut = protected.call(req);
+                    async move {
+                        let response = fut.await.unwrap();
+                        assert_eq!(response.status(), 200);
+                        response
+                    }
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+}
+
+criterion_group!(benches, pieces, requests, dpop);
 criterion_main!(benches);

@@ -18,6 +18,12 @@
 //! | `port + 4` | `BearerAuthLayer` with a cached `JwtIssuer`: JWT access tokens (ES256), warm once every token was seen |
 //! | `port + 5` | `BearerAuthLayer` over the bare `JwtIssuer`: the signature verified on every request (what uncached JWT middleware does) |
 //! | `port + 6` | `GET /stats` and `GET /jwt-stats`: the caches' counters, to check that the warm loads made no call; `GET /jwts`: the load's JWTs, one per line; with `--metrics`, `GET /metrics` too |
+//! | `port + 7` | `BearerAuthLayer` with its cache and DPoP (`Required`): one DPoP-bound token, warm, and a fresh ES256 proof on every request, checked and recorded by the layer |
+//!
+//! `serve --dpop-proofs FILE --dpop-count N` writes, before it listens, N distinct proofs for
+//! `GET http://127.0.0.1:<port + 7>/` and the bound token, one request per line (`token proof`),
+//! for the generator to send each once: a proof cannot be reused, and a generator that signed
+//! them under load would measure itself.
 //!
 //! `serve --metrics` installs a Prometheus recorder (`metrics-exporter-prometheus`, the one the demo
 //! serves) before anything records, so that every configuration pays what feature `metrics` costs
@@ -63,7 +69,7 @@ fn token_number(token: &str) -> Option<u64> {
 fn usage() -> ! {
     eprintln!(
         "usage: load_server mock-as --port P [--tokens N] [--delay-ms D]\n       \
-         load_server serve --as URL --port P [--tokens N] [--metrics]"
+         load_server serve --as URL --port P [--tokens N] [--metrics] [--dpop-proofs FILE --dpop-count N]"
     );
     std::process::exit(2)
 }
@@ -96,6 +102,7 @@ fn main() {
             number(&args, "--port", 18000) as u16,
             number(&args, "--tokens", 1000),
             args.iter().any(|a| a == "--metrics"),
+            flag(&args, "--dpop-proofs").map(|file| (file, number(&args, "--dpop-count", 100_000))),
         )),
         _ => usage(),
     }
@@ -165,8 +172,52 @@ async fn listen(port: u16, app: Router) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 }
 
-async fn serve(endpoint: String, port: u16, tokens: u64, with_metrics: bool) {
+/// The DPoP configuration: a cached verifier answering for one token bound to a fresh key, with
+/// `count` proofs of that key written to `file` first.
+async fn serve_dpop(port: u16, file: &str, count: u64) {
+    use std::io::Write;
+    use tower_introspect::dpop::{Dpop, DpopKey, DpopPolicy, ProofChecker};
+    use tower_introspect::jwt::JwsAlgorithm;
+
+    const TOKEN: &str = "dpop-bound-token";
+    let key = DpopKey::generate(JwsAlgorithm::ES256).unwrap();
+    let origin = format!("http://127.0.0.1:{port}");
+    let url = format!("{origin}/");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file).unwrap());
+    for _ in 0..count {
+        writeln!(out, "{TOKEN} {}", key.proof("GET", &url, Some(TOKEN), None)).unwrap();
+    }
+    out.flush().unwrap();
+    // Room for every proof of a run (the default store sustains ~1,600 new proofs/s).
+    let checker = ProofChecker::builder()
+        .replay_capacity(usize::try_from(count).unwrap().max(1))
+        .build()
+        .unwrap();
+    let dpop = Dpop::builder()
+        .origin(origin)
+        .policy(DpopPolicy::Required)
+        .checker(checker)
+        .build()
+        .unwrap();
+    let layer = BearerAuthLayer::new(CachedVerifier::new(
+        support::BoundVerifier::new(key.thumbprint()),
+        CacheConfig::default(),
+    ))
+    .dpop(dpop);
+    listen(port, Router::new().route("/", get(hello)).layer(layer)).await;
+}
+
+async fn serve(
+    endpoint: String,
+    port: u16,
+    tokens: u64,
+    with_metrics: bool,
+    dpop: Option<(String, u64)>,
+) {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Some((file, count)) = dpop {
+        serve_dpop(port + 7, &file, count).await;
+    }
     let recorder = with_metrics.then(|| {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
@@ -242,6 +293,6 @@ async fn serve(endpoint: String, port: u16, tokens: u64, with_metrics: bool) {
             }),
         );
     listen(port + 6, stats).await;
-    println!("serving on 127.0.0.1:{port}..{}", port + 6);
+    println!("serving on 127.0.0.1:{port}..{}", port + 7);
     std::future::pending::<()>().await;
 }

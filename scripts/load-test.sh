@@ -7,7 +7,9 @@
 # rotated: no auth (the ceiling), tower-http's static bearer check (the floor), BearerAuthLayer
 # with a warm cache, BearerAuthLayer without a cache (one introspection per request), and for
 # JWT access tokens (ES256): BearerAuthLayer with a warm cache, and without one (the signature
-# verified on every request, as uncached JWT middleware does).
+# verified on every request, as uncached JWT middleware does), and for a DPoP-bound token:
+# BearerAuthLayer with a warm cache and DPoP required, every request with its own fresh ES256
+# proof (pre-signed by the server before the rounds, each sent once).
 # Per configuration: req/s, p50/p99, the server's CPU time per request (from /proc/<pid>/stat),
 # whether the server's core was saturated, the median of per-round throughput ratios to the
 # ceiling, and the server CPU added per request. Then (unless --no-extras) the memory and cold-path
@@ -18,7 +20,7 @@
 #   --metrics       the server records feature `metrics` into a Prometheus recorder (as the demo's
 #                   /metrics does); compare its warm "added server CPU" with a run without it.
 #   --perf CONFIG   after the rounds, profile the server (perf record -e cpu-clock -g) under wrk
-#                   for one configuration (none, static, warm, nocache, jwt or jwt_nocache) and print
+#                   for one configuration (none, static, warm, nocache, jwt, jwt_nocache or dpop) and print
 #                   its top symbols.
 #
 # Needs: a machine with at least 2 cores, wrk (Debian/Ubuntu: `apt-get install wrk`), taskset
@@ -81,27 +83,45 @@ work=$(mktemp -d)
 taskset -c "$generator_core" "$bin/load_server" mock-as --port "$as_port" --tokens "$tokens" \
     >"$work/mock.log" 2>&1 &
 mock=$!
+# Proofs for every DPoP request of the run: at most ~15,000/s (a proof check costs ~70 µs) over
+# the rounds, the warm-up and the profile, plus the requests in flight when each run stops.
+# The proofs are signed at the server's start and fresh for ±5 min: keep the whole run (about
+# 7 × rounds × seconds) within that.
+profile_seconds=0
+[ -n "$perf_config" ] && profile_seconds=$((perf_seconds + 2))
+dpop_count=$(((rounds * seconds + profile_seconds + 2) * 15000))
+if [ $((7 * rounds * seconds)) -gt 240 ]; then
+    echo "warning: a run this long outlives the DPoP proofs' 5-minute window (dpop rounds will fail)" >&2
+fi
 taskset -c "$server_core" "$bin/load_server" serve \
     --as "http://127.0.0.1:$as_port/introspect" --port "$port" --tokens "$tokens" $metrics_flag \
+    --dpop-proofs "$work/dpop.txt" --dpop-count "$dpop_count" \
     >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill "$server" "$mock" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-for _ in $(seq 100); do
+for _ in $(seq 600); do
     curl -fs "http://127.0.0.1:$((port + 6))/stats" >/dev/null &&
         curl -fs "http://127.0.0.1:$as_port/calls" >/dev/null && break
     sleep 0.1
 done
 
-names=(none static warm nocache jwt jwt_nocache)
+names=(none static warm nocache jwt jwt_nocache dpop)
 labels=("no auth (ceiling)" "tower-http static bearer (floor)" "BearerAuthLayer, warm cache"
     "BearerAuthLayer, no cache" "BearerAuthLayer, JWT, warm cache"
-    "BearerAuthLayer, JWT, signature checked on every request")
+    "BearerAuthLayer, JWT, signature checked on every request"
+    "BearerAuthLayer, warm cache, DPoP proof (ES256) checked on every request")
+ports=("$port" "$((port + 1))" "$((port + 2))" "$((port + 3))" "$((port + 4))" "$((port + 5))"
+    "$((port + 7))")
+# The DPoP configuration sends each pre-signed proof once: the next run starts after the proofs
+# the previous ones used (completed requests, plus those in flight when wrk stopped).
+dpop_offset=0
 configs=${#names[@]}
 # The JWT configurations send the server's own signed tokens, read from a file.
 curl -fs "http://127.0.0.1:$((port + 6))/jwts" >"$work/jwts.txt"
-lua_args=("$tokens" "$tokens fixed" "$tokens" "$tokens" "$work/jwts.txt" "$work/jwts.txt")
-scripts=("$lua" "$lua" "$lua" "$lua" "$jwt_lua" "$jwt_lua")
+lua_args=("$tokens" "$tokens fixed" "$tokens" "$tokens" "$work/jwts.txt" "$work/jwts.txt"
+    "$work/dpop.txt")
+scripts=("$lua" "$lua" "$lua" "$lua" "$jwt_lua" "$jwt_lua" "scripts/bench/dpop-requests.lua")
 
 # CPU ticks (utime + stime) of a process; the command name is in parentheses, skip past it.
 process_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
@@ -116,10 +136,17 @@ children_ticks() { awk -v hz="$hz" 'NR == 2 {
 mock_calls() { curl -fs "http://127.0.0.1:$as_port/calls"; }
 
 run_wrk() { # config-index duration -> wrk output
-    local i=$1 duration=$2
+    local i=$1 duration=$2 extra=""
+    [ "${names[$i]}" = dpop ] && extra=$dpop_offset
     # shellcheck disable=SC2086
     taskset -c "$generator_core" wrk -t1 -c"$connections" -d"${duration}s" --latency \
-        -s "${scripts[$i]}" "http://127.0.0.1:$((port + i))/" -- ${lua_args[$i]}
+        -s "${scripts[$i]}" "http://127.0.0.1:${ports[$i]}/" -- ${lua_args[$i]} $extra
+}
+# After a DPoP run (its wrk output on stdin): skip the proofs it used.
+advance_dpop() {
+    local used
+    used=$(awk '/ requests in / { print $1 }')
+    dpop_offset=$((dpop_offset + used + connections))
 }
 
 echo "# saturating load test"
@@ -150,6 +177,7 @@ if [ "$jwt_warm_misses" != "$tokens" ]; then
 fi
 # One unmeasured second per configuration: connections, allocator and caches settle.
 for i in 0 1 3 5; do run_wrk "$i" 1 >/dev/null; done
+advance_dpop < <(run_wrk 6 1)
 
 results="$work/results.tsv"
 echo
@@ -162,6 +190,7 @@ for round in $(seq "$rounds"); do
         s0=$(process_ticks "$server"); m0=$(process_ticks "$mock"); b0=$(busy_ticks)
         out=$(run_wrk "$i" "$seconds")
         s1=$(process_ticks "$server"); m1=$(process_ticks "$mock"); b1=$(busy_ticks)
+        [ "${names[$i]}" = dpop ] && advance_dpop <<<"$out"
         times >"$work/times1"
         calls1=$(mock_calls)
         c0=$(children_ticks "$work/times0"); c1=$(children_ticks "$work/times1")
@@ -222,6 +251,7 @@ awk -F'\t' -v hz="$hz" -v rounds="$rounds" \
             if (c == 2) { warm_ratio = ratio; warm_added = cpu - ceiling_cpu; warm_p99 = m99 }
             if (c == 4) { jwt_added = cpu - ceiling_cpu; jwt_rps = req[c] / dur[c]; jwt_cpu = cpu }
             if (c == 5) { every_rps = req[c] / dur[c]; every_cpu = cpu }
+            if (c == 6) { dpop_cpu = cpu; dpop_added = cpu - ceiling_cpu }
             if (c == 0) ceiling_p99 = m99
         }
         printf "\np50/p99: medians over the %d rounds. Server CPU: utime+stime of the server process over the rounds / requests.\n", rounds
@@ -231,6 +261,8 @@ awk -F'\t' -v hz="$hz" -v rounds="$rounds" \
         printf "JWT warm cache: added server CPU %.2f µs/request (introspected warm: %.2f; target: within 0.1)\n", jwt_added, warm_added
         printf "JWT warm cache vs signature on every request: %.2fx the throughput (target >= 3), %.2f vs %.2f µs server CPU/request\n",
             jwt_rps / every_rps, jwt_cpu, every_cpu
+        printf "DPoP (warm token, fresh ES256 proof per request): %.2f µs server CPU/request, added %.2f (bearer warm: %+.2f); the proof costs %.2f (target <= 60)\n",
+            dpop_cpu, dpop_added, warm_added, dpop_added - warm_added
     }' "$results"
 stats=$(curl -fs "http://127.0.0.1:$((port + 6))/stats")
 echo "cache after the rounds: $stats (warm-up made $warm_calls introspection calls; any more were made under load)"

@@ -52,7 +52,9 @@ const DPOP: Scheme = Scheme {
     not_b64token: "The DPoP access token is not a valid token68",
 };
 
-/// Extracts the bearer token from `headers` (the `DPoP` scheme is another scheme here).
+/// Extracts the bearer token from `headers` (the `DPoP` scheme is another scheme here): what the
+/// benches and fuzz targets measure, and the unit tests' reference.
+#[cfg(any(test, feature = "internals"))]
 pub(crate) fn bearer_token(headers: &HeaderMap, max_len: usize) -> Credentials<'_> {
     credentials(headers, max_len, false)
 }

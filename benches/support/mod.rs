@@ -28,6 +28,32 @@ impl TokenVerifier for ParsingVerifier {
     }
 }
 
+/// Answers, for every token, the claims of [`ACTIVE_BODY`] bound to the DPoP key whose
+/// thumbprint is `jkt` (`cnf.jkt`), parsed on every call.
+pub struct BoundVerifier {
+    body: String,
+}
+
+impl BoundVerifier {
+    pub fn new(jkt: &str) -> Self {
+        let mut body: serde_json::Value = serde_json::from_str(ACTIVE_BODY).unwrap();
+        body["token_type"] = serde_json::json!("DPoP");
+        body["cnf"] = serde_json::json!({ "jkt": jkt });
+        Self {
+            body: body.to_string(),
+        }
+    }
+}
+
+impl TokenVerifier for BoundVerifier {
+    async fn verify(&self, _token: &str) -> Result<Principal, VerifyError> {
+        let claims: IntrospectionResponse = serde_json::from_str(&self.body).map_err(|e| {
+            VerifyError::unavailable(UnavailableCause::InvalidResponse, e.to_string())
+        })?;
+        Ok(Principal::new(claims.into()))
+    }
+}
+
 /// The issuer of the benches' JWT access tokens.
 pub const JWT_ISSUER: &str = "https://auth.example.com";
 /// The audience they are minted for.

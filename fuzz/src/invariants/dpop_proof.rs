@@ -286,10 +286,6 @@ fn generated(steer: &[u8]) {
                 encode(claims.to_string().as_bytes())
             )
         }
-        _ => {
-            defects.insert(ProofError::InvalidSignature.as_str());
-            other.sign_raw(&header, &claims)
-        }
     };
     let (checker, verdict) = checked(&proof);
     match verdict {
