@@ -628,3 +628,27 @@ fn metadata_advertises_the_policy() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_scope_layer_inside_words_its_step_up_challenge_for_the_dpop_scheme() {
+    let server = MockServer::start().await;
+    let key = es256();
+    expect_introspection(&server, "bound-1", bound_to(&key), 1).await;
+    let (listener, origin) = listen().await;
+    let seen = Seen::default();
+    let layer = BearerAuthLayer::introspect(introspector_for(&server).build().unwrap())
+        .dpop(allowed(&origin).unwrap());
+    let router = recording_app(&seen)
+        .layer(tower_introspect::RequireScopeLayer::all(["admin"]).unwrap())
+        .layer(layer);
+    start(listener, router);
+    let reply = get_with_proof(&origin, "bound-1", &key).await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.challenge.unwrap(),
+        format!(
+            r#"Bearer, DPoP error="insufficient_scope", error_description="The access token lacks a scope this request requires", scope="admin", {ALGS}"#
+        )
+    );
+    assert_eq!(seen.calls(), 0);
+}
