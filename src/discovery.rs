@@ -24,20 +24,38 @@ pub(crate) enum Endpoint {
     Introspection,
     /// `jwks_uri` (RFC 8414 §2), where the issuer's signing keys are published.
     Jwks,
+    /// `jwks_uri` of a Shared Signals transmitter (SSF 1.0 §7.1), whose keys sign its events.
+    #[cfg_attr(not(feature = "ssf"), allow(dead_code))]
+    TransmitterJwks,
 }
 
 impl Endpoint {
     fn member(self) -> &'static str {
         match self {
             Self::Introspection => "introspection_endpoint",
-            Self::Jwks => "jwks_uri",
+            Self::Jwks | Self::TransmitterJwks => "jwks_uri",
         }
     }
 
     fn pick(self, metadata: Metadata) -> Option<String> {
         match self {
             Self::Introspection => metadata.introspection_endpoint,
-            Self::Jwks => metadata.jwks_uri,
+            Self::Jwks | Self::TransmitterJwks => metadata.jwks_uri,
+        }
+    }
+
+    /// Where the document naming this endpoint is published for `issuer`.
+    fn metadata_urls(self, issuer: &Url) -> Vec<Url> {
+        match self {
+            Self::Introspection | Self::Jwks => metadata_urls(issuer),
+            Self::TransmitterJwks => {
+                // SSF 1.0 §7.2: the well-known segment goes before the issuer's path, as in
+                // RFC 8414.
+                let mut url = issuer.clone();
+                let path = issuer.path().trim_end_matches('/');
+                url.set_path(&format!("/.well-known/ssf-configuration{path}"));
+                vec![url]
+            }
         }
     }
 }
@@ -81,7 +99,7 @@ pub(crate) async fn find_endpoint(
         });
     }
     let mut failures = Vec::new();
-    for url in metadata_urls(&parsed) {
+    for url in endpoint.metadata_urls(&parsed) {
         match fetch(client, url.clone(), timeout, limit).await {
             Ok(metadata) => {
                 if metadata.issuer != issuer {
@@ -131,6 +149,16 @@ async fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transmitter_metadata_location() {
+        let urls = Endpoint::TransmitterJwks
+            .metadata_urls(&Url::parse("https://tr.example/tenant/1").unwrap());
+        assert_eq!(
+            urls[0].as_str(),
+            "https://tr.example/.well-known/ssf-configuration/tenant/1"
+        );
+    }
 
     #[test]
     fn well_known_locations() {

@@ -297,11 +297,14 @@ pub mod metadata;
 mod metrics;
 mod principal;
 mod remote;
+mod replay;
 #[cfg(feature = "rmcp")]
 mod rmcp_ext;
 pub mod scope;
 mod scopes;
 mod shared_claims;
+#[cfg(feature = "ssf")]
+pub mod ssf;
 mod telemetry;
 mod verifier;
 

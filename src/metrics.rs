@@ -13,6 +13,7 @@
 //! | `tower_introspect_verifications_total` | counter | `verifier`, `outcome` |
 //! | `tower_introspect_keys_fetches_total` | counter | `outcome` |
 //! | `tower_introspect_dpop_proofs_total` | counter | `outcome` |
+//! | `tower_introspect_ssf_events_total` | counter | `event`, `outcome` |
 //!
 //! Every label value comes from a short fixed set (see `docs/operations.md`): never a token, a
 //! subject, a client id or anything else a caller chooses, so that no series can be created at
@@ -51,6 +52,24 @@ const VERIFICATIONS: &str = "tower_introspect_verifications_total";
 /// `tower_introspect_dpop_proofs_total`: DPoP decisions, by `outcome` (`accepted`, or why not).
 #[cfg(feature = "metrics")]
 const DPOP_PROOFS: &str = "tower_introspect_dpop_proofs_total";
+
+/// `tower_introspect_ssf_events_total`: Security Event Tokens received, by `event` (a short
+/// label of a known type, `unknown`, or `none` for a SET refused before its events were read) and
+/// `outcome`.
+#[cfg(all(feature = "metrics", feature = "ssf"))]
+const SSF_EVENTS: &str = "tower_introspect_ssf_events_total";
+
+/// Counts a received security event: `applied`, `unmatched` (subject not matched to principals),
+/// `acknowledged` (control or unknown events), or why its SET was refused (an RFC 8935 error
+/// code, or `unavailable`).
+#[cfg(feature = "ssf")]
+#[inline]
+pub(crate) fn ssf_event(event: &'static str, outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(SSF_EVENTS, "event" => event, "outcome" => outcome).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (event, outcome);
+}
 
 /// Counts a DPoP decision: `accepted`, a [`ProofError`](crate::dpop::ProofError)'s identifier,
 /// or a binding refusal's ([`InvalidToken`](crate::InvalidToken) `bound_to_key`, `not_bound`,

@@ -77,7 +77,6 @@ mod htu;
 mod key;
 mod nonce;
 mod proof;
-mod replay;
 mod thumbprint;
 
 use std::sync::Arc;
@@ -89,8 +88,8 @@ pub use self::proof::{
     DEFAULT_IAT_WINDOW, MAX_PROOF_LENGTH, ProofChecker, ProofCheckerBuilder, ProofError,
     ProofTarget, VerifiedProof,
 };
-pub use self::replay::DEFAULT_REPLAY_CAPACITY;
 use crate::ConfigError;
+pub use crate::replay::DEFAULT_REPLAY_CAPACITY;
 
 /// The name of the proof header (RFC 9449 §4.1) and of the authorization scheme.
 pub const DPOP: &str = "DPoP";

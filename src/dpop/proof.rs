@@ -20,12 +20,12 @@ use url::Url;
 
 use super::htu::{Origins, same_resource};
 use super::nonce::{NonceSource, NonceStatus};
-use super::replay::{DEFAULT_REPLAY_CAPACITY, RecordError, ReplayCache};
 use super::thumbprint::jwk_thumbprint;
 use crate::ConfigError;
 use crate::jwt::JwsAlgorithm;
 use crate::jwt::compact;
 use crate::jwt::keys::parse_jwk;
+use crate::replay::{DEFAULT_REPLAY_CAPACITY, RecordError, ReplayCache};
 
 /// Default window around now in which a proof's `iat` must lie (RFC 9449 §11.1 leaves it to the
 /// server; the MCP DPoP extension uses ±5 minutes).

@@ -1,7 +1,7 @@
 //! One trusted issuer of JWT access tokens: its keys, its algorithms and the claims its tokens
 //! must carry for this resource.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -9,13 +9,12 @@ use url::Url;
 use super::access_token::token_claims;
 use super::algorithm::JwsAlgorithm;
 use super::compact::{self, UnverifiedJwt};
-use super::jwks::{DEFAULT_UNKNOWN_KID_REFETCH, FetchLimits, KeySource, Location, RemoteKeys};
+use super::jwks::{DEFAULT_UNKNOWN_KID_REFETCH, Endpoint, FetchLimits, KeySource, key_source};
 use super::keys::{DEFAULT_MAX_KEYS, KeySet, VerificationKey, parse_jwks};
 use crate::claims::{ClaimChecks, DEFAULT_LEEWAY};
 use crate::introspection::unix_now;
 use crate::remote::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, default_client,
-    require_tls,
 };
 use crate::{
     ConfigError, InvalidToken, Principal, TokenClaims, TokenVerifier, VerifierKind, VerifyError,
@@ -276,7 +275,7 @@ impl JwtIssuerBuilder {
 
     /// Checks the settings and builds the issuer. Nothing is fetched here.
     pub fn build(self) -> Result<JwtIssuer, ConfigError> {
-        let issuer_url = Url::parse(&self.issuer).map_err(|e| ConfigError::InvalidUrl {
+        Url::parse(&self.issuer).map_err(|e| ConfigError::InvalidUrl {
             url: self.issuer.clone(),
             reason: e.to_string(),
         })?;
@@ -292,43 +291,20 @@ impl JwtIssuerBuilder {
                 reason: "at least one algorithm must be allowed".into(),
             });
         }
-        let keys = match (self.fixed, self.jwks_uri) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    setting: "jwks_uri",
-                    reason: "fixed keys and a key set URL exclude each other".into(),
-                });
-            }
-            (Some(fixed), None) => KeySource::Fixed(Arc::new(KeySet::from_keys(fixed?))),
-            (None, location) => {
-                let location = match location {
-                    Some(url) => {
-                        Location::Known(Url::parse(&url).map_err(|e| ConfigError::InvalidUrl {
-                            url: url.clone(),
-                            reason: e.to_string(),
-                        })?)
-                    }
-                    None => {
-                        // Whoever answers discovery picks the keys we trust.
-                        require_tls(&issuer_url, self.allow_insecure_http)?;
-                        Location::Discover(self.issuer.clone(), OnceLock::new())
-                    }
-                };
-                let client = match self.client {
+        let fixed = self.fixed.map(|keys| keys.map(KeySet::from_keys));
+        let keys = key_source(fixed, self.jwks_uri, (&self.issuer, Endpoint::Jwks), || {
+            Ok(FetchLimits {
+                client: match self.client {
                     Some(client) => client,
                     None => default_client(self.connect_timeout)?,
-                };
-                let limits = FetchLimits {
-                    client,
-                    timeout: self.request_timeout,
-                    max_bytes: self.max_jwks_bytes,
-                    max_keys: self.max_keys,
-                    allow_http: self.allow_insecure_http,
-                    unknown_kid_refetch: self.unknown_kid_refetch,
-                };
-                KeySource::Remote(Box::new(RemoteKeys::new(location, limits)?))
-            }
-        };
+                },
+                timeout: self.request_timeout,
+                max_bytes: self.max_jwks_bytes,
+                max_keys: self.max_keys,
+                allow_http: self.allow_insecure_http,
+                unknown_kid_refetch: self.unknown_kid_refetch,
+            })
+        })?;
         Ok(JwtIssuer {
             inner: Arc::new(IssuerInner {
                 checks: ClaimChecks {

@@ -15,7 +15,8 @@ use url::Url;
 
 use super::algorithm::JwsAlgorithm;
 use super::keys::{KeySet, VerificationKey, parse_jwks};
-use crate::discovery::{self, Endpoint};
+use crate::discovery;
+pub(crate) use crate::discovery::Endpoint;
 use crate::remote::{read_capped, request_failed, require_tls};
 use crate::{ConfigError, InvalidToken, UnavailableCause, VerifyError};
 
@@ -58,12 +59,49 @@ impl KeySource {
     }
 }
 
+/// The key source a builder describes: fixed keys, a key set URL, or else discovery of `issuer`'s
+/// metadata document for `endpoint`. `limits` is called only for keys that are fetched.
+pub(crate) fn key_source(
+    fixed: Option<Result<KeySet, ConfigError>>,
+    jwks_uri: Option<String>,
+    (issuer, endpoint): (&str, Endpoint),
+    limits: impl FnOnce() -> Result<FetchLimits, ConfigError>,
+) -> Result<KeySource, ConfigError> {
+    let invalid_url = |url: &str, e: url::ParseError| ConfigError::InvalidUrl {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    };
+    match (fixed, jwks_uri) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid {
+            setting: "jwks_uri",
+            reason: "fixed keys and a key set URL exclude each other".into(),
+        }),
+        (Some(fixed), None) => Ok(KeySource::Fixed(Arc::new(fixed?))),
+        (None, location) => {
+            let limits = limits()?;
+            let location = match location {
+                Some(url) => Location::Known(Url::parse(&url).map_err(|e| invalid_url(&url, e))?),
+                None => {
+                    // Whoever answers discovery picks the keys we trust.
+                    let parsed = Url::parse(issuer).map_err(|e| invalid_url(issuer, e))?;
+                    require_tls(&parsed, limits.allow_http)?;
+                    Location::Discover(issuer.to_owned(), endpoint, OnceLock::new())
+                }
+            };
+            Ok(KeySource::Remote(Box::new(RemoteKeys::new(
+                location, limits,
+            )?)))
+        }
+    }
+}
+
 /// Where the key set is published.
 #[derive(Debug)]
 pub(crate) enum Location {
     Known(Url),
-    /// Found by RFC 8414 / OpenID discovery of the issuer on first use.
-    Discover(String, OnceLock<Url>),
+    /// Found on first use in the issuer's metadata document that names `jwks_uri` for this
+    /// [`Endpoint`] (RFC 8414 / OpenID discovery, or an SSF transmitter's configuration).
+    Discover(String, Endpoint, OnceLock<Url>),
 }
 
 /// What every fetch is bounded by.
@@ -273,11 +311,11 @@ impl RemoteKeys {
         let unavailable = |cause, detail: String| crate::Unavailable::new(cause, detail);
         let url = match &self.location {
             Location::Known(url) => url.clone(),
-            Location::Discover(issuer, found) => match found.get() {
+            Location::Discover(issuer, endpoint, found) => match found.get() {
                 Some(url) => url.clone(),
                 None => {
                     let url = discovery::find_endpoint(
-                        Endpoint::Jwks,
+                        *endpoint,
                         &self.limits.client,
                         issuer,
                         self.limits.timeout,

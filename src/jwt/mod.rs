@@ -37,7 +37,7 @@ pub(crate) mod access_token;
 mod algorithm;
 pub(crate) mod compact;
 mod issuer;
-mod jwks;
+pub(crate) mod jwks;
 pub(crate) mod keys;
 
 use std::collections::HashMap;

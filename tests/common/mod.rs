@@ -14,6 +14,8 @@ use tower_introspect::{BearerAuthLayer, Introspector, IntrospectorBuilder, Princ
 use wiremock::matchers::{method, path};
 use wiremock::{Match, Mock, MockServer, ResponseTemplate};
 
+pub mod signing;
+
 pub const RESOURCE: &str = "https://rs.example/mcp";
 pub const ISSUER: &str = "https://as.example";
 pub const METADATA: &str = "https://rs.example/.well-known/oauth-protected-resource/mcp";

@@ -1,12 +1,15 @@
-//! The bounded store of DPoP proof identifiers (`jti`) seen while their proofs are still fresh.
+//! The bounded store of one-time identifiers (`jti`) seen while their messages are still fresh:
+//! DPoP proofs (RFC 9449 §11.1) and Security Event Tokens (RFC 8417 §4.1.2).
 //!
-//! A proof is fresh while its `iat` is within the checker's window of now, so an identifier must
+//! A message is fresh while its `iat` is within the checker's window of now, so an identifier must
 //! be remembered until `iat + window` and may be forgotten after. The store never forgets one
-//! earlier: when it is full of identifiers that are all still fresh, a new proof is refused
+//! earlier: when it is full of identifiers that are all still fresh, a new message is refused
 //! (503, "try again") rather than an old identifier evicted, because an evicted identifier is a
 //! replay that would pass.
 //!
-//! Each entry is a 128-bit hash of the key thumbprint and the `jti` plus its expiry second, so
+//! Identifiers live in namespaces (a DPoP key's thumbprint, a SET issuer): the same `jti` in two
+//! namespaces is two entries. Each entry is a 128-bit hash of the namespace and the `jti` plus its
+//! expiry second, so
 //! the bound in entries is a bound in bytes whatever the identifiers' length (see
 //! [`ReplayCache::max_bytes`]). Entries sit in shards, each under its own lock, and in per-second
 //! expiry buckets, so expiring them costs no scan.
@@ -16,7 +19,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-/// Default bound on remembered proofs. With the default ±5 min window an identifier is kept
+/// Default bound on remembered DPoP proofs. With the default ±5 min window an identifier is kept
 /// about 5 minutes, so this sustains about 1,600 new proofs per second.
 pub const DEFAULT_REPLAY_CAPACITY: usize = 500_000;
 
@@ -78,16 +81,16 @@ impl ReplayCache {
             .sum()
     }
 
-    /// Records that the key with thumbprint `jkt` used `jti`, to be remembered until the Unix
-    /// second `expires` (after `now`).
+    /// Records that `jti` was used in `namespace` (a DPoP key's thumbprint, a SET issuer), to be
+    /// remembered until the Unix second `expires` (after `now`).
     pub(crate) fn record(
         &self,
-        jkt: &str,
+        namespace: &str,
         jti: &str,
         expires: u64,
         now: u64,
     ) -> Result<(), RecordError> {
-        let key = entry_key(jkt, jti);
+        let key = entry_key(namespace, jti);
         let shard = &self.shards[(key as usize) % SHARDS];
         // A panic while holding the lock leaves the shard consistent (every mutation below is
         // completed before anything can panic), so a poisoned lock is still usable.
@@ -147,12 +150,12 @@ impl Shard {
     }
 }
 
-/// The entry for (`jkt`, `jti`): 128 bits of SHA-256 over both, length-prefixed so that no two
-/// pairs share an encoding.
-fn entry_key(jkt: &str, jti: &str) -> u128 {
+/// The entry for (`namespace`, `jti`): 128 bits of SHA-256 over both, length-prefixed so that no
+/// two pairs share an encoding.
+fn entry_key(namespace: &str, jti: &str) -> u128 {
     let mut hash = Sha256::new();
-    hash.update((jkt.len() as u64).to_be_bytes());
-    hash.update(jkt.as_bytes());
+    hash.update((namespace.len() as u64).to_be_bytes());
+    hash.update(namespace.as_bytes());
     hash.update(jti.as_bytes());
     let digest = hash.finalize();
     u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"))
