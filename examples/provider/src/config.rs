@@ -177,11 +177,26 @@ pub const DEMO_RESOURCE: &str = "http://127.0.0.1:8080/mcp";
 /// The scope that is never registrable: no client obtains it on its own authority.
 pub const PRIVILEGED_SCOPE: &str = "admin";
 
+/// The scope that authorizes SSF stream management and poll delivery.
+pub const SSF_SCOPE: &str = "ssf";
+
+/// The demo confidential client that may manage SSF streams (`client_credentials`, scope
+/// `ssf`), seeded with `--demo`.
+pub const DEMO_SSF_RECEIVER_ID: &str = "ssf-receiver";
+/// Its secret.
+pub const DEMO_SSF_RECEIVER_SECRET: &str = "ssf-receiver-secret";
+/// The demo confidential client that may administer users (`client_credentials`, scope
+/// `admin`), seeded with `--demo`.
+pub const DEMO_ADMIN_CLIENT_ID: &str = "admin-console";
+/// Its secret.
+pub const DEMO_ADMIN_CLIENT_SECRET: &str = "admin-console-secret";
+
 /// The consent page's descriptions of the demo scopes (`--demo` uses them unless configured).
-pub const DEMO_SCOPE_DESCRIPTIONS: [(&str, &str); 3] = [
+pub const DEMO_SCOPE_DESCRIPTIONS: [(&str, &str); 4] = [
     ("read", "Read data and documents"),
     ("write", "Create and modify data"),
     ("admin", "System administration, user management"),
+    ("ssf", "Receive security events (Shared Signals streams)"),
 ];
 
 /// A secret from the configuration; its `Debug` output never shows it, so logging a [`Config`]
@@ -318,6 +333,8 @@ pub struct Config {
     /// [`tower_introspect::dpop::DEFAULT_NONCE_ROTATION`]; instances sharing the secret accept
     /// each other's nonces. `None` (the default): no nonce is required.
     pub dpop_nonce_secret: Option<NonceSecret>,
+    /// The SSF transmitter's bounds and timings.
+    pub ssf: crate::ssf::SsfSettings,
 }
 
 impl Default for Config {
@@ -327,7 +344,9 @@ impl Default for Config {
             issuer: None,
             storage: StorageConfig::Memory,
             lifetimes: Lifetimes::default(),
-            scopes_supported: ["read", "write", "admin"].map(String::from).to_vec(),
+            scopes_supported: ["read", "write", "admin", SSF_SCOPE]
+                .map(String::from)
+                .to_vec(),
             users_file: None,
             clients_file: None,
             demo: false,
@@ -342,6 +361,7 @@ impl Default for Config {
             access_token_format: AccessTokenFormat::Opaque,
             clock: Clock::system(),
             dpop_nonce_secret: None,
+            ssf: crate::ssf::SsfSettings::default(),
         }
     }
 }

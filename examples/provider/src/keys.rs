@@ -141,6 +141,9 @@ pub struct AccessTokenClaims<'a> {
     pub nbf: UnixTime,
     /// Unique token id.
     pub jti: &'a str,
+    /// The grant family (session) the token belongs to: the `session` id of SSF
+    /// `session-revoked` events.
+    pub sid: &'a str,
     /// The client the token was issued to.
     pub client_id: &'a str,
     /// Granted scope, space separated.
@@ -154,6 +157,21 @@ pub struct AccessTokenClaims<'a> {
 pub fn sign(key: &SigningKey, claims: &AccessTokenClaims<'_>) -> Result<String, KeyError> {
     let mut header = Header::new(Algorithm::ES256);
     header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+    header.kid = Some(key.public.kid.clone());
+    Ok(jsonwebtoken::encode(
+        &header,
+        claims,
+        &encoding_key(&key.private)?,
+    )?)
+}
+
+/// The JOSE `typ` of a Security Event Token (RFC 8417 §2.3).
+pub const SET_TYPE: &str = "secevent+jwt";
+
+/// Signs SET claims (RFC 8417) with the signing key: `typ: secevent+jwt`, `alg: ES256`, `kid`.
+pub fn sign_set(key: &SigningKey, claims: &Value) -> Result<String, KeyError> {
+    let mut header = Header::new(Algorithm::ES256);
+    header.typ = Some(SET_TYPE.to_owned());
     header.kid = Some(key.public.kid.clone());
     Ok(jsonwebtoken::encode(
         &header,

@@ -4,7 +4,8 @@
 //! It implements the authorization code grant with mandatory PKCE S256 (login and consent pages),
 //! refresh-token rotation with family revocation on reuse, client credentials, RFC 7662
 //! introspection, RFC 7009 revocation, RFC 7591 dynamic registration, RFC 8414 metadata,
-//! RFC 8707 resource indicators and RFC 9207 `iss`; access tokens are opaque or, with
+//! RFC 8707 resource indicators and RFC 9207 `iss`, and an OpenID Shared Signals Framework 1.0
+//! transmitter (signed security events pushed or polled from a durable outbox, see [`ssf`]); access tokens are opaque or, with
 //! [`AccessTokenFormat::Jwt`], RFC 9068 JWTs signed with a stored ES256 key (public keys at
 //! `/jwks`). State lives in memory, in SQLite, or in
 //! PostgreSQL (which several instances may share).
@@ -47,6 +48,7 @@ pub mod resource;
 pub mod scope;
 pub mod seed;
 pub mod server;
+pub mod ssf;
 pub mod state;
 pub mod storage;
 pub mod tokens;
@@ -58,11 +60,13 @@ use axum::routing::{get, post};
 
 pub use clock::Clock;
 pub use config::{
-    AccessTokenFormat, Config, DEMO_PUBLIC_CLIENT_ID, DEMO_RESOURCE, DEMO_RESOURCE_SERVER_ID,
-    DEMO_RESOURCE_SERVER_SECRET, DatabaseUrl, Lifetimes, NonceSecret, PostgresSettings, Secret,
-    StorageConfig,
+    AccessTokenFormat, Config, DEMO_ADMIN_CLIENT_ID, DEMO_ADMIN_CLIENT_SECRET,
+    DEMO_PUBLIC_CLIENT_ID, DEMO_RESOURCE, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET,
+    DEMO_SSF_RECEIVER_ID, DEMO_SSF_RECEIVER_SECRET, DatabaseUrl, Lifetimes, NonceSecret,
+    PostgresSettings, Secret, StorageConfig,
 };
 pub use server::{Error, Server};
+pub use ssf::SsfSettings;
 pub use state::AppState;
 
 /// The HTTP routes of the authorization server, with request bodies bounded by
@@ -82,6 +86,36 @@ pub fn router(state: AppState) -> Router {
         .route("/introspect", post(introspect::post))
         .route("/revoke", post(revoke::post))
         .route("/register", post(register::post))
+        .route(
+            "/.well-known/ssf-configuration",
+            get(ssf::endpoints::metadata),
+        )
+        .route(
+            "/ssf/stream",
+            get(ssf::endpoints::read)
+                .post(ssf::endpoints::create)
+                .patch(ssf::endpoints::patch)
+                .put(ssf::endpoints::put)
+                .delete(ssf::endpoints::delete),
+        )
+        .route(
+            "/ssf/status",
+            get(ssf::endpoints::get_status).post(ssf::endpoints::set_status),
+        )
+        .route("/ssf/verify", post(ssf::endpoints::verify))
+        .route("/ssf/poll/{stream_id}", post(ssf::endpoints::poll))
+        .route(
+            "/admin/users/{username}/password",
+            post(ssf::endpoints::set_password),
+        )
+        .route(
+            "/admin/users/{username}/disable",
+            post(ssf::endpoints::disable),
+        )
+        .route(
+            "/admin/users/{username}/enable",
+            post(ssf::endpoints::enable),
+        )
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             limit,

@@ -10,6 +10,7 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use oauth_provider::cimd::CimdSettings;
 use oauth_provider::limits::{Limits, WindowLimit};
+use oauth_provider::model::UserChange;
 use oauth_provider::{
     AccessTokenFormat, Config, DatabaseUrl, Lifetimes, NonceSecret, PostgresSettings, Server,
     StorageConfig,
@@ -69,8 +70,9 @@ struct Cli {
     #[arg(long, env = "OAUTH_DEMO", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     demo: bool,
 
-    /// Space-separated supported scopes.
-    #[arg(long, env = "OAUTH_SCOPES", default_value = "read write admin")]
+    /// Space-separated supported scopes (`ssf` authorizes SSF stream management and polling,
+    /// `admin` the user administration endpoints).
+    #[arg(long, env = "OAUTH_SCOPES", default_value = "read write admin ssf")]
     scopes: String,
 
     /// Authorization code lifetime in seconds.
@@ -223,6 +225,45 @@ struct Cli {
     /// Most client metadata document fetches running at once (503 with Retry-After beyond).
     #[arg(long, env = "OAUTH_CIMD_MAX_FETCHES_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..=1024), default_value_t = 16)]
     cimd_max_fetches_in_flight: u64,
+
+    /// Development only: SSF push endpoints may be http:// URLs of a loopback host
+    /// (127.0.0.1, ::1, localhost); otherwise only https://.
+    #[arg(long, env = "OAUTH_SSF_ALLOW_HTTP_LOOPBACK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    ssf_allow_http_loopback: bool,
+
+    /// SSF streams one client may own.
+    #[arg(long, env = "OAUTH_SSF_MAX_STREAMS_PER_CLIENT", value_parser = clap::value_parser!(u64).range(1..=1000), default_value_t = 10)]
+    ssf_max_streams_per_client: u64,
+
+    /// Pending SSF events one stream may hold; further events for it are dropped and logged.
+    #[arg(long, env = "OAUTH_SSF_MAX_PENDING_PER_STREAM", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 10_000)]
+    ssf_max_pending_per_stream: u64,
+
+    /// Milliseconds before the first retry of a failed SSF push (doubled per attempt, with
+    /// jitter).
+    #[arg(long, env = "OAUTH_SSF_RETRY_INITIAL_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 1000)]
+    ssf_retry_initial_ms: u64,
+
+    /// Longest delay between two SSF push attempts, in seconds.
+    #[arg(long, env = "OAUTH_SSF_RETRY_MAX", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 60)]
+    ssf_retry_max: u64,
+
+    /// Seconds after which an undelivered SSF event is given up (marked failed).
+    #[arg(long, env = "OAUTH_SSF_MAX_AGE", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 86_400)]
+    ssf_max_age: u64,
+
+    /// Milliseconds between two looks of the SSF deliverer for due events (other instances'
+    /// events and retries; a local event wakes it at once).
+    #[arg(long, env = "OAUTH_SSF_POLL_INTERVAL_MS", value_parser = clap::value_parser!(u64).range(10..=60_000), default_value_t = 500)]
+    ssf_poll_interval_ms: u64,
+
+    /// SSF pushes in flight at once in this instance.
+    #[arg(long, env = "OAUTH_SSF_PUSH_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..=256), default_value_t = 8)]
+    ssf_push_concurrency: u64,
+
+    /// Do not run an SSF push deliverer in this instance (others sharing the database deliver).
+    #[arg(long, env = "OAUTH_SSF_NO_DELIVERER", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    ssf_no_deliverer: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -237,6 +278,25 @@ enum Command {
     /// next token on; the previous key stays in /jwks for one access-token lifetime
     /// (--access-token-ttl), until its last token has expired.
     RotateSigningKey,
+    /// Disable a user of the users file in the configured storage (SQLite or PostgreSQL; give
+    /// the storage flags, --issuer and --users-file or --demo before the command): no login, no
+    /// refresh, every grant revoked, and an SSF account-disabled event queued, which running
+    /// instances deliver.
+    DisableUser {
+        /// The user.
+        username: String,
+    },
+    /// Let a disabled user log in again (no event).
+    EnableUser {
+        /// The user.
+        username: String,
+    },
+    /// Read a new password from stdin (first line, 8 to 256 characters) for a user of the users
+    /// file: every grant revoked and an SSF credential-change event queued.
+    SetUserPassword {
+        /// The user.
+        username: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -297,6 +357,18 @@ impl Cli {
                 cache_entries: self.cimd_cache_entries,
                 max_fetches_in_flight: usize::try_from(self.cimd_max_fetches_in_flight)
                     .unwrap_or(16),
+            },
+            ssf: oauth_provider::SsfSettings {
+                allow_http_loopback: self.ssf_allow_http_loopback,
+                max_streams_per_client: self.ssf_max_streams_per_client,
+                max_pending_per_stream: self.ssf_max_pending_per_stream,
+                deliver: !self.ssf_no_deliverer,
+                retry_initial: Duration::from_millis(self.ssf_retry_initial_ms),
+                retry_max: Duration::from_secs(self.ssf_retry_max),
+                max_age: Duration::from_secs(self.ssf_max_age),
+                poll_interval: Duration::from_millis(self.ssf_poll_interval_ms),
+                push_concurrency: usize::try_from(self.ssf_push_concurrency).unwrap_or(8),
+                ..oauth_provider::SsfSettings::default()
             },
             ..Config::default()
         })
@@ -406,6 +478,48 @@ fn hash_password() -> ExitCode {
     }
 }
 
+/// Reads a new user password from stdin (first line) and hashes it.
+fn read_new_password() -> Option<String> {
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        eprintln!("cannot read the password from stdin");
+        return None;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if !oauth_provider::ssf::endpoints::PASSWORD_LENGTH.contains(&password.chars().count()) {
+        eprintln!("passwords must have 8 to 256 characters");
+        return None;
+    }
+    match oauth_provider::users::hash_password(password) {
+        Ok(phc) => Some(phc),
+        Err(e) => {
+            eprintln!("hashing failed: {e}");
+            None
+        }
+    }
+}
+
+async fn change_user(config: &Config, username: &str, change: UserChange) -> ExitCode {
+    match oauth_provider::server::change_user(config, username, &change).await {
+        Ok(fanout) => {
+            println!(
+                "user {username}: {}; {} SSF event(s) queued",
+                match change {
+                    UserChange::Password(_) => "password changed, grants revoked",
+                    UserChange::Disable => "disabled, grants revoked",
+                    UserChange::Enable => "enabled",
+                },
+                fanout.queued
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("oauth-provider: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn rotate_signing_key(config: &Config) -> ExitCode {
     match oauth_provider::server::rotate_signing_key(config).await {
         Ok(rotated) => {
@@ -452,7 +566,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Some(Command::HashPassword) => return hash_password(),
         Some(Command::HashClientSecret) => return hash_client_secret(),
-        Some(Command::RotateSigningKey) | None => {}
+        _ => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -469,8 +583,21 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if matches!(cli.command, Some(Command::RotateSigningKey)) {
-        return rotate_signing_key(&config).await;
+    match &cli.command {
+        Some(Command::RotateSigningKey) => return rotate_signing_key(&config).await,
+        Some(Command::DisableUser { username }) => {
+            return change_user(&config, username, UserChange::Disable).await;
+        }
+        Some(Command::EnableUser { username }) => {
+            return change_user(&config, username, UserChange::Enable).await;
+        }
+        Some(Command::SetUserPassword { username }) => {
+            let Some(hash) = read_new_password() else {
+                return ExitCode::FAILURE;
+            };
+            return change_user(&config, username, UserChange::Password(hash)).await;
+        }
+        _ => {}
     }
     if config.demo {
         tracing::warn!("demo accounts and clients are enabled; never use --demo in production");

@@ -310,3 +310,174 @@ pub struct SigningKey {
     /// The private half (never logged, never served).
     pub private: PrivateKey,
 }
+
+/// How an SSF stream delivers its events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// RFC 8935 push: the transmitter POSTs each SET to the receiver's endpoint.
+    Push {
+        /// The receiver's endpoint (https, or http to a loopback host when allowed).
+        endpoint_url: String,
+        /// The `Authorization` header value sent with every push, if the receiver gave one.
+        /// Stored as given (it must be sent back), never logged and never returned.
+        authorization_header: Option<String>,
+    },
+    /// RFC 8936 poll: the receiver fetches SETs from the stream's poll endpoint.
+    Poll,
+}
+
+impl Delivery {
+    /// The stored method name.
+    pub fn method_name(&self) -> &'static str {
+        match self {
+            Delivery::Push { .. } => "push",
+            Delivery::Poll => "poll",
+        }
+    }
+}
+
+/// An SSF stream's status (SSF 1.0 §8.1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamStatus {
+    /// Events are queued and delivered.
+    Enabled,
+    /// Events are queued but not delivered until the stream is enabled again.
+    Paused,
+    /// Nothing is queued (and what was queued is dropped).
+    Disabled,
+}
+
+impl StreamStatus {
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamStatus::Enabled => "enabled",
+            StreamStatus::Paused => "paused",
+            StreamStatus::Disabled => "disabled",
+        }
+    }
+
+    /// Parses a wire or storage name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enabled" => Some(StreamStatus::Enabled),
+            "paused" => Some(StreamStatus::Paused),
+            "disabled" => Some(StreamStatus::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// An SSF event stream (SSF 1.0 §8) owned by one client, the receiver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stream {
+    /// Random identifier.
+    pub stream_id: String,
+    /// The owning client; also the `aud` of every SET of the stream.
+    pub client_id: String,
+    /// Push or poll.
+    pub delivery: Delivery,
+    /// Event types the receiver asked for.
+    pub events_requested: Vec<String>,
+    /// Event types delivered: requested ∩ supported.
+    pub events_delivered: Vec<String>,
+    /// Free text from the receiver.
+    pub description: Option<String>,
+    /// Enabled, paused or disabled.
+    pub status: StreamStatus,
+    /// Creation time.
+    pub created_at: UnixTime,
+}
+
+/// One security event before it is fanned out to streams: the claims of its SET except `aud`
+/// and `jti`, which are the stream's and the outbox row's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SsfEvent {
+    /// The event type URI (the one key of `events`).
+    pub event_type: String,
+    /// `iss`, `iat`, `sub_id` and `events`.
+    pub claims: serde_json::Value,
+}
+
+/// What to tell SSF receivers about a state change. The storage backend writes it to the outbox
+/// in the same transaction as the change.
+#[derive(Clone, Debug)]
+pub struct Announcement<'a> {
+    /// Events to fan out to every enabled or paused stream that delivers their type.
+    pub events: &'a [SsfEvent],
+    /// When set, also one `token-revoked` event (issued by this issuer) per unexpired access
+    /// token of the revoked families, read inside the transaction.
+    pub token_revoked_by: Option<&'a str>,
+    /// The events' `iat` and `event_timestamp`.
+    pub now: UnixTime,
+    /// The outbox clock (Unix milliseconds): rows are due from this moment.
+    pub now_ms: i64,
+    /// Pending rows a stream may hold; events beyond it are dropped and counted.
+    pub max_pending_per_stream: u64,
+}
+
+impl Announcement<'_> {
+    /// Announces nothing.
+    pub const NOTHING: Announcement<'static> = Announcement {
+        events: &[],
+        token_revoked_by: None,
+        now: 0,
+        now_ms: 0,
+        max_pending_per_stream: 0,
+    };
+
+    /// True when nothing can be written.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.token_revoked_by.is_none()
+    }
+}
+
+/// What writing an [`Announcement`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fanout {
+    /// Outbox rows written.
+    pub queued: u64,
+    /// Rows not written because their stream held its maximum of pending rows.
+    pub dropped: u64,
+}
+
+/// An event queued for one stream (an outbox row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Row id (insertion order).
+    pub id: i64,
+    /// The stream it goes to.
+    pub stream_id: String,
+    /// The SET's `jti` (stable across retries: receivers deduplicate by it).
+    pub jti: String,
+    /// The event type URI.
+    pub event_type: String,
+    /// The SET claims except `aud` and `jti` (JSON).
+    pub claims: serde_json::Value,
+    /// Delivery attempts started so far (this one included, for a claimed row).
+    pub attempts: i64,
+    /// When it was queued (Unix milliseconds).
+    pub created_at_ms: i64,
+}
+
+/// Runtime state of a user of the users file, kept in storage and applied over the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserOverride {
+    /// The user.
+    pub username: String,
+    /// Argon2 PHC string replacing the file's password hash, if the password was changed.
+    pub password_hash: Option<String>,
+    /// A disabled user cannot log in, refresh, or redeem codes, and has no active tokens.
+    pub disabled: bool,
+}
+
+/// A runtime change of a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserChange {
+    /// A new password (its argon2 PHC string).
+    Password(String),
+    /// Disable the account.
+    Disable,
+    /// Enable the account again.
+    Enable,
+}

@@ -128,6 +128,61 @@ pub async fn rotate_signing_key(config: &Config) -> Result<crate::keys::KeyRotat
     Ok(rotated?)
 }
 
+/// Changes a user of the configured storage from outside a running server (the `disable-user`,
+/// `enable-user` and `set-user-password` commands), exactly as the admin endpoints do: the
+/// change, the revocation of the user's grants and the SSF event are one transaction, and the
+/// running instances' deliverers push the event (they look for new events every
+/// `--ssf-poll-interval-ms`). The user must be in the users file (or a demo account with
+/// `--demo`); the issuer must be configured, since the events name it. Refused for memory
+/// storage.
+pub async fn change_user(
+    config: &Config,
+    username: &str,
+    change: &crate::model::UserChange,
+) -> Result<crate::model::Fanout, Error> {
+    use crate::model::UserChange;
+    if config.storage == StorageConfig::Memory {
+        return Err(Error::Config(
+            "memory storage lives inside one server process: use the admin endpoints".to_owned(),
+        ));
+    }
+    let Some(issuer) = config.issuer.as_deref() else {
+        return Err(Error::Config(
+            "--issuer is required: the events name the issuer the servers use".to_owned(),
+        ));
+    };
+    let issuer = normalise_issuer(Some(issuer), SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    if load_users(config)?.get(username).is_none() {
+        return Err(Error::Config(format!(
+            "no user {username:?} in the users file"
+        )));
+    }
+    let now = config.clock.now();
+    let events = match change {
+        UserChange::Password(_) => vec![crate::ssf::events::credential_change(
+            &issuer, username, now,
+        )],
+        UserChange::Disable => vec![crate::ssf::events::account_disabled(&issuer, username, now)],
+        UserChange::Enable => Vec::new(),
+    };
+    let announce = crate::model::Announcement {
+        events: &events,
+        token_revoked_by: None,
+        now,
+        now_ms: crate::ssf::now_ms(),
+        max_pending_per_stream: config.ssf.max_pending_per_stream,
+    };
+    let remember_until = now
+        + crate::state::secs(config.lifetimes.refresh_token)
+        + crate::state::secs(config.lifetimes.access_token);
+    let storage = open_storage(&config.storage).await?;
+    let result = storage
+        .change_user(username, change, remember_until, &announce)
+        .await;
+    storage.close().await;
+    Ok(result?)
+}
+
 /// Builds the user directory from the users file and (if enabled) the demo accounts.
 pub fn load_users(config: &Config) -> Result<UserDirectory, UsersError> {
     let mut users = UserDirectory::new();
@@ -150,6 +205,7 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     serve: Option<JoinHandle<std::io::Result<()>>>,
     cleanup: JoinHandle<()>,
+    deliverer: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -211,6 +267,14 @@ impl Server {
                 .await
         });
         let cleanup = crate::cleanup::spawn(storage, config.cleanup_interval, config.clock.clone());
+        let deliverer = if config.ssf.deliver {
+            Some(
+                crate::ssf::deliver::spawn(state.clone())
+                    .map_err(|e| Error::Config(format!("SSF push client: {e}")))?,
+            )
+        } else {
+            None
+        };
         tracing::info!(%addr, issuer = state.issuer(), "authorization server started");
         Ok(Self {
             addr,
@@ -218,6 +282,7 @@ impl Server {
             stop: Some(stop),
             serve: Some(serve),
             cleanup,
+            deliverer,
         })
     }
 
@@ -260,6 +325,9 @@ impl Server {
             let _ = stop.send(());
         }
         self.cleanup.abort();
+        if let Some(deliverer) = self.deliverer.take() {
+            deliverer.abort();
+        }
         let result = match self.serve.take() {
             Some(handle) => match handle.await {
                 Ok(r) => r.map_err(Error::from),
@@ -278,5 +346,8 @@ impl Drop for Server {
             let _ = stop.send(());
         }
         self.cleanup.abort();
+        if let Some(deliverer) = &self.deliverer {
+            deliverer.abort();
+        }
     }
 }

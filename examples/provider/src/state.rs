@@ -47,6 +47,12 @@ struct Inner {
     dpop: ProofChecker,
     /// The token endpoint's URL as the metadata advertises it: what a proof's `htu` must be.
     token_endpoint: Url,
+    /// The SSF transmitter's settings.
+    ssf: crate::ssf::SsfSettings,
+    /// Wakes this instance's deliverer after a local enqueue.
+    ssf_wake: Arc<tokio::sync::Notify>,
+    /// SSF events dropped because their stream's queue was full.
+    ssf_dropped: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -111,6 +117,9 @@ impl AppState {
                 introspection_requests: std::sync::atomic::AtomicU64::new(0),
                 dpop,
                 token_endpoint,
+                ssf: config.ssf.clone(),
+                ssf_wake: Arc::new(tokio::sync::Notify::new()),
+                ssf_dropped: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -263,6 +272,56 @@ impl AppState {
     /// The configured clock.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// The SSF transmitter's settings.
+    pub fn ssf(&self) -> &crate::ssf::SsfSettings {
+        &self.inner.ssf
+    }
+
+    /// What wakes this instance's SSF deliverer.
+    pub fn ssf_wake(&self) -> &Arc<tokio::sync::Notify> {
+        &self.inner.ssf_wake
+    }
+
+    /// SSF events dropped since start because their stream's queue was full.
+    pub fn ssf_dropped(&self) -> u64 {
+        self.inner
+            .ssf_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// An announcement of `events` (and, with `token_revoked`, of the revoked access tokens)
+    /// at the current time, within this server's bounds.
+    pub fn announcement<'a>(
+        &'a self,
+        events: &'a [crate::model::SsfEvent],
+        token_revoked: bool,
+    ) -> crate::model::Announcement<'a> {
+        crate::model::Announcement {
+            events,
+            token_revoked_by: token_revoked.then(|| self.issuer()),
+            now: self.now(),
+            now_ms: crate::ssf::now_ms(),
+            max_pending_per_stream: self.inner.ssf.max_pending_per_stream,
+        }
+    }
+
+    /// After an announcement was committed: wakes the deliverer if rows were queued, and logs
+    /// and counts the dropped ones.
+    pub fn announced(&self, fanout: crate::model::Fanout) {
+        if fanout.queued > 0 {
+            self.inner.ssf_wake.notify_one();
+        }
+        if fanout.dropped > 0 {
+            self.inner
+                .ssf_dropped
+                .fetch_add(fanout.dropped, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                dropped = fanout.dropped,
+                "SSF events dropped: a stream's queue of pending events is full"
+            );
+        }
     }
 
     /// How long a revoked family is remembered: longer than any token of it can live.

@@ -223,13 +223,42 @@ impl UserDirectory {
         password: &str,
         memory: &mut HashMemory,
     ) -> Option<&User> {
+        self.authenticate_over(username, password, None, memory)
+    }
+
+    /// [`authenticate_with`](Self::authenticate_with) with the user's runtime state applied
+    /// over the file: a changed password replaces the file's, and a disabled user is refused
+    /// (after the same hashing work as a wrong password). An override of a user the directory
+    /// does not know changes nothing.
+    pub fn authenticate_over(
+        &self,
+        username: &str,
+        password: &str,
+        runtime: Option<&crate::model::UserOverride>,
+        memory: &mut HashMemory,
+    ) -> Option<&User> {
+        let runtime = runtime.filter(|o| o.username == username);
         match self.users.get(username) {
-            Some(user) => verify_password(password, &user.password_hash, memory).then_some(user),
+            Some(_) if runtime.is_some_and(|o| o.disabled) => {
+                let _ = verify_password(password, DUMMY_HASH, memory);
+                None
+            }
+            Some(user) => {
+                let hash = runtime
+                    .and_then(|o| o.password_hash.as_deref())
+                    .unwrap_or(&user.password_hash);
+                verify_password(password, hash, memory).then_some(user)
+            }
             None => {
                 let _ = verify_password(password, DUMMY_HASH, memory);
                 None
             }
         }
+    }
+
+    /// The user of that name, if the directory knows it.
+    pub fn get(&self, username: &str) -> Option<&User> {
+        self.users.get(username)
     }
 }
 

@@ -53,7 +53,10 @@ async fn metadata_document(backend: Backend) {
     );
     assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(doc["response_types_supported"], json!(["code"]));
-    assert_eq!(doc["scopes_supported"], json!(["read", "write", "admin"]));
+    assert_eq!(
+        doc["scopes_supported"],
+        json!(["read", "write", "admin", "ssf"])
+    );
     assert_eq!(
         doc["authorization_response_iss_parameter_supported"],
         json!(true)

@@ -304,7 +304,7 @@ async fn a_document_client_is_bounded_by_the_supported_scopes_like_an_open_regis
     assert_eq!(status, StatusCode::OK, "{tokens}");
     assert_eq!(tokens["scope"], "admin read write");
     let stored = env.storage().get_client(&client_id).await.unwrap().unwrap();
-    assert_eq!(stored.scope, "read write admin");
+    assert_eq!(stored.scope, "read write admin ssf");
 
     // A user holding fewer scopes gets no more than they hold.
     let code = env.authorize_and_approve(&req, "bob", "secret456").await["code"].clone();

@@ -654,7 +654,7 @@ async fn registration(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["client_secret_expires_at"], json!(0));
-    assert_eq!(body["scope"], json!("read write admin"));
+    assert_eq!(body["scope"], json!("read write admin ssf"));
     assert_eq!(body["grant_types"], json!(["authorization_code"]));
     let secret = body["client_secret"].as_str().unwrap();
     let stored = env

@@ -138,11 +138,29 @@ async fn login(
     }
     // Argon2 takes tens of milliseconds of CPU and ~19 MiB: run it off the async worker threads,
     // a bounded number at a time.
+    // The user's runtime state (a changed password, disabled) from storage, shared by every
+    // instance.
+    let runtime = match state.storage().get_user_override(&username).await {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the user's runtime state failed");
+            state.login_throttle().abandoned(&username, addr);
+            return form.again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                LOGIN_BUSY,
+                Some(crate::storage::UNAVAILABLE_RETRY_AFTER),
+            );
+        }
+    };
     let users = state.users_shared();
     let name = username.clone();
     let verified = state
         .password_gate()
-        .run(move |memory| users.authenticate_with(&name, &password, memory).cloned())
+        .run(move |memory| {
+            users
+                .authenticate_over(&name, &password, runtime.as_ref(), memory)
+                .cloned()
+        })
         .await;
     let user = match verified {
         Ok(user) => user.flatten(),

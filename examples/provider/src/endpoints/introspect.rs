@@ -8,7 +8,7 @@
 //!
 //! An active token answers `active, scope, client_id, sub, username (users only), token_type
 //! (Bearer, or DPoP for a DPoP-bound token), exp, iat, nbf, iss, aud (the RFC 8707 resource, if
-//! any), jti`, and `cnf: {"jkt": …}` for a DPoP-bound token (RFC 9449 §6.2). Refresh tokens are
+//! any), jti, sid (the grant family, named by SSF session-revoked events)`, and `cnf: {"jkt": …}` for a DPoP-bound token (RFC 9449 §6.2). Refresh tokens are
 //! never reported active, to anybody: they are not bearer credentials for a resource server, and
 //! a resource server that forgot to check `token_type` must not accept one. Unknown, expired,
 //! revoked and rotated tokens all answer exactly `{"active":false}` too. `token_type_hint` is
@@ -70,6 +70,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
         "nbf": record.issued_at,
         "iss": state.issuer(),
         "jti": record.jti,
+        // The grant family: what an SSF session-revoked event names as the session.
+        "sid": record.family_id,
     });
     if let Some(user) = &record.subject {
         body["username"] = Value::String(user.clone());

@@ -5,6 +5,9 @@
 //! tokens), as RFC 7009 §2.1 recommends. A client can only revoke its own tokens; for any other
 //! token, unknown or foreign, the answer is the same `200` and nothing changes, so the endpoint
 //! cannot be used to probe for tokens.
+//!
+//! The revocation is announced to SSF receivers: one `token-revoked` event per unexpired access
+//! token of the family, written to the outbox in the revocation's transaction.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -37,10 +40,17 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
     if record.client_id != client.client_id {
         return Ok(());
     }
-    state
+    // One token-revoked event per unexpired access token of the family, in the revocation's
+    // transaction.
+    let fanout = state
         .storage()
-        .revoke_family(&record.family_id, state.revocation_memory(now))
+        .revoke_family_announcing(
+            &record.family_id,
+            state.revocation_memory(now),
+            &state.announcement(&[], true),
+        )
         .await?;
+    state.announced(fanout);
     tracing::info!(client_id = %client.client_id, family = %record.family_id, "grant revoked");
     Ok(())
 }

@@ -249,7 +249,13 @@ async fn authorization_code(
         ));
     }
     if record.consumed {
-        revoke_after_replay(state, &record.family_id, "authorization code replayed").await?;
+        revoke_after_replay(
+            state,
+            &record.family_id,
+            "authorization code replayed",
+            None,
+        )
+        .await?;
         return Err(OAuthError::invalid_grant(
             "authorization code was already used",
         ));
@@ -263,6 +269,7 @@ async fn authorization_code(
         return Err(OAuthError::invalid_grant("PKCE verification failed"));
     }
     check_grant_resource(state, client, record.resource.as_deref(), resource)?;
+    refuse_disabled(state, Some(&record.subject)).await?;
     // RFC 9449 §10: the authorization request's `dpop_jkt` names the key.
     require_key(proof, record.dpop_jkt.as_deref())?;
     record_proof(state, proof)?;
@@ -272,6 +279,7 @@ async fn authorization_code(
             state,
             &record.family_id,
             "authorization code redeemed concurrently",
+            None,
         )
         .await?;
         return Err(OAuthError::invalid_grant(
@@ -335,6 +343,7 @@ async fn refresh_token(
         }
     };
     check_grant_resource(state, client, record.resource.as_deref(), resource)?;
+    refuse_disabled(state, record.subject.as_deref()).await?;
     record_proof(state, proof)?;
     let (access_jkt, refresh_jkt) = bindings(client, proof);
     let grant = Grant {
@@ -364,7 +373,13 @@ async fn refresh_token(
             tracing::info!(client_id = %client.client_id, family = %record.family_id, "refresh retried within the grace; unused successor revoked");
         }
         Rotation::Refused => {
-            revoke_after_replay(state, &record.family_id, "rotated refresh token reused").await?;
+            revoke_after_replay(
+                state,
+                &record.family_id,
+                "rotated refresh token reused",
+                record.subject.as_deref(),
+            )
+            .await?;
             return Err(OAuthError::invalid_grant("refresh token was already used"));
         }
     }
@@ -432,13 +447,39 @@ async fn revoke_after_replay(
     state: &AppState,
     family_id: &str,
     reason: &'static str,
+    reused_refresh_of: Option<&str>,
 ) -> Result<(), OAuthError> {
     tracing::warn!(family = %family_id, reason, "revoking grant family");
     let now = state.now();
-    state
+    // A reused refresh token of a user's grant revokes their session (CAEP session-revoked,
+    // the family being the session); a replayed code revokes the tokens it yielded
+    // (token-revoked per access token). Both are written with the revocation.
+    let events: Vec<_> = reused_refresh_of
+        .map(|user| crate::ssf::events::session_revoked(state.issuer(), user, family_id, now))
+        .into_iter()
+        .collect();
+    let announce = state.announcement(&events, reused_refresh_of.is_none());
+    let fanout = state
         .storage()
-        .revoke_family(family_id, state.revocation_memory(now))
+        .revoke_family_announcing(family_id, state.revocation_memory(now), &announce)
         .await?;
+    state.announced(fanout);
+    Ok(())
+}
+
+/// Refuses grants of a disabled user (whose tokens were revoked when they were disabled).
+async fn refuse_disabled(state: &AppState, subject: Option<&str>) -> Result<(), OAuthError> {
+    let Some(user) = subject else {
+        return Ok(());
+    };
+    let disabled = state
+        .storage()
+        .get_user_override(user)
+        .await?
+        .is_some_and(|o| o.disabled);
+    if disabled {
+        return Err(OAuthError::invalid_grant("the user account is disabled"));
+    }
     Ok(())
 }
 
@@ -498,6 +539,7 @@ fn access_token(
         iat: record.issued_at,
         nbf: record.issued_at,
         jti: &record.jti,
+        sid: &record.family_id,
         client_id: &record.client_id,
         scope: &record.scope,
         cnf: record.dpop_jkt.as_ref().map(|jkt| json!({ "jkt": jkt })),

@@ -4,16 +4,34 @@
 //! serialise the server behind slow I/O; each operation is a short critical section, which is
 //! also what makes the compare-and-set operations atomic.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
 use super::{Admission, PendingCaps, Rotation, Storage, StorageResult};
 use crate::model::{
-    AuthorizationCode, Client, InteractionStage, PendingAuthorization, SigningKey, StorageStats,
-    TokenKind, TokenRecord, UnixTime, VerificationKey,
+    Announcement, AuthorizationCode, Client, Fanout, InteractionStage, OutboxEntry,
+    PendingAuthorization, SigningKey, SsfEvent, StorageStats, Stream, StreamStatus, TokenKind,
+    TokenRecord, UnixTime, UserChange, UserOverride, VerificationKey,
 };
+
+/// Where an outbox row stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowState {
+    Pending,
+    Done,
+}
+
+/// An outbox row.
+#[derive(Clone)]
+struct OutboxRow {
+    entry: OutboxEntry,
+    state: RowState,
+    next_attempt_at: i64,
+    lease_until: i64,
+    done_at: i64,
+}
 
 /// A token with its rotation lineage.
 #[derive(Clone)]
@@ -38,6 +56,14 @@ struct Inner {
     revoked_families: HashMap<String, UnixTime>,
     /// Oldest first; at most one with `retire_at == None`.
     signing_keys: Vec<SigningKey>,
+    /// SSF streams by id.
+    streams: BTreeMap<String, Stream>,
+    /// The outbox by row id.
+    outbox: BTreeMap<i64, OutboxRow>,
+    /// The last outbox row id.
+    outbox_id: i64,
+    /// Runtime user state.
+    user_overrides: HashMap<String, UserOverride>,
 }
 
 impl Inner {
@@ -64,6 +90,84 @@ impl Inner {
         }
     }
 
+    /// The outbox write of an announcement (see the SQL backends' `write_announcement`).
+    fn write_announcement(
+        &mut self,
+        announce: &Announcement<'_>,
+        revoked_jtis: &[String],
+        only_stream: Option<&str>,
+    ) -> Fanout {
+        let mut fanout = Fanout::default();
+        let mut events: Vec<SsfEvent> = announce.events.to_vec();
+        if let Some(issuer) = announce.token_revoked_by {
+            events.extend(
+                revoked_jtis
+                    .iter()
+                    .map(|jti| crate::ssf::events::token_revoked(issuer, jti, announce.now)),
+            );
+        }
+        let streams: Vec<Stream> = self
+            .streams
+            .values()
+            .filter(|s| s.status != StreamStatus::Disabled)
+            .filter(|s| only_stream.is_none_or(|id| id == s.stream_id))
+            .cloned()
+            .collect();
+        for stream in streams {
+            let pending = self
+                .outbox
+                .values()
+                .filter(|r| r.state == RowState::Pending && r.entry.stream_id == stream.stream_id)
+                .count() as u64;
+            let mut room = announce.max_pending_per_stream.saturating_sub(pending);
+            for event in events.iter().filter(|e| {
+                only_stream.is_some() || stream.events_delivered.contains(&e.event_type)
+            }) {
+                if room == 0 {
+                    fanout.dropped += 1;
+                    continue;
+                }
+                room -= 1;
+                self.outbox_id += 1;
+                let entry = OutboxEntry {
+                    id: self.outbox_id,
+                    stream_id: stream.stream_id.clone(),
+                    jti: crate::tokens::random_id(),
+                    event_type: event.event_type.clone(),
+                    claims: event.claims.clone(),
+                    attempts: 0,
+                    created_at_ms: announce.now_ms,
+                };
+                self.outbox.insert(
+                    entry.id,
+                    OutboxRow {
+                        entry,
+                        state: RowState::Pending,
+                        next_attempt_at: announce.now_ms,
+                        lease_until: 0,
+                        done_at: 0,
+                    },
+                );
+                fanout.queued += 1;
+            }
+        }
+        fanout
+    }
+
+    fn revoke(&mut self, family_id: &str, remember_until: UnixTime) {
+        self.tokens.retain(|_, t| t.record.family_id != family_id);
+        let entry = self
+            .revoked_families
+            .entry(family_id.to_owned())
+            .or_insert(remember_until);
+        *entry = (*entry).max(remember_until);
+    }
+
+    fn drop_pending(&mut self, stream_id: &str) {
+        self.outbox
+            .retain(|_, r| !(r.state == RowState::Pending && r.entry.stream_id == stream_id));
+    }
+
     /// Deletes a client and everything that refers to it (the SQLite foreign keys cascade).
     fn delete_client(&mut self, client_id: &str) {
         self.clients.remove(client_id);
@@ -71,6 +175,7 @@ impl Inner {
         self.pending.retain(|_, (p, _)| p.client_id != client_id);
         self.codes.retain(|_, c| c.client_id != client_id);
         self.tokens.retain(|_, t| t.record.client_id != client_id);
+        self.streams.retain(|_, s| s.client_id != client_id);
     }
 }
 
@@ -314,14 +419,268 @@ impl Storage for MemoryStorage {
     }
 
     async fn revoke_family(&self, family_id: &str, remember_until: UnixTime) -> StorageResult<()> {
-        let mut inner = self.lock();
-        inner.tokens.retain(|_, t| t.record.family_id != family_id);
-        let entry = inner
-            .revoked_families
-            .entry(family_id.to_owned())
-            .or_insert(remember_until);
-        *entry = (*entry).max(remember_until);
+        self.lock().revoke(family_id, remember_until);
         Ok(())
+    }
+
+    async fn revoke_family_announcing(
+        &self,
+        family_id: &str,
+        remember_until: UnixTime,
+        announce: &Announcement<'_>,
+    ) -> StorageResult<Fanout> {
+        let mut inner = self.lock();
+        let mut jtis: Vec<String> = if announce.token_revoked_by.is_some() {
+            inner
+                .tokens
+                .values()
+                .map(|t| &t.record)
+                .filter(|t| {
+                    t.family_id == family_id
+                        && t.kind == TokenKind::Access
+                        && t.expires_at > announce.now
+                })
+                .map(|t| t.jti.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        jtis.sort();
+        inner.revoke(family_id, remember_until);
+        Ok(inner.write_announcement(announce, &jtis, None))
+    }
+
+    async fn get_user_override(&self, username: &str) -> StorageResult<Option<UserOverride>> {
+        Ok(self.lock().user_overrides.get(username).cloned())
+    }
+
+    async fn change_user(
+        &self,
+        username: &str,
+        change: &UserChange,
+        remember_until: UnixTime,
+        announce: &Announcement<'_>,
+    ) -> StorageResult<Fanout> {
+        let mut inner = self.lock();
+        let entry = inner
+            .user_overrides
+            .entry(username.to_owned())
+            .or_insert_with(|| UserOverride {
+                username: username.to_owned(),
+                password_hash: None,
+                disabled: false,
+            });
+        match change {
+            UserChange::Password(hash) => entry.password_hash = Some(hash.clone()),
+            UserChange::Disable => entry.disabled = true,
+            UserChange::Enable => entry.disabled = false,
+        }
+        if *change != UserChange::Enable {
+            let mine = |s: &Option<String>| s.as_deref() == Some(username);
+            let mut families: Vec<String> = inner
+                .tokens
+                .values()
+                .filter(|t| mine(&t.record.subject))
+                .map(|t| t.record.family_id.clone())
+                .collect();
+            families.extend(
+                inner
+                    .codes
+                    .values()
+                    .filter(|c| c.subject == username)
+                    .map(|c| c.family_id.clone()),
+            );
+            for family in families {
+                inner.revoke(&family, remember_until);
+            }
+            inner.codes.retain(|_, c| c.subject != username);
+            inner.pending.retain(|_, (p, _)| !mine(&p.subject));
+        }
+        Ok(inner.write_announcement(announce, &[], None))
+    }
+
+    async fn create_stream(&self, stream: &Stream, max_per_client: u64) -> StorageResult<bool> {
+        let mut inner = self.lock();
+        let count = inner
+            .streams
+            .values()
+            .filter(|s| s.client_id == stream.client_id)
+            .count() as u64;
+        if count >= max_per_client {
+            return Ok(false);
+        }
+        inner
+            .streams
+            .insert(stream.stream_id.clone(), stream.clone());
+        Ok(true)
+    }
+
+    async fn get_stream(&self, stream_id: &str) -> StorageResult<Option<Stream>> {
+        Ok(self.lock().streams.get(stream_id).cloned())
+    }
+
+    async fn list_streams(&self, client_id: &str) -> StorageResult<Vec<Stream>> {
+        let mut streams: Vec<Stream> = self
+            .lock()
+            .streams
+            .values()
+            .filter(|s| s.client_id == client_id)
+            .cloned()
+            .collect();
+        streams.sort_by(|a, b| (a.created_at, &a.stream_id).cmp(&(b.created_at, &b.stream_id)));
+        Ok(streams)
+    }
+
+    async fn update_stream(&self, stream: &Stream) -> StorageResult<bool> {
+        let mut inner = self.lock();
+        match inner.streams.get_mut(&stream.stream_id) {
+            Some(s) if s.client_id == stream.client_id => {
+                *s = Stream {
+                    created_at: s.created_at,
+                    ..stream.clone()
+                };
+            }
+            _ => return Ok(false),
+        }
+        if stream.status == StreamStatus::Disabled {
+            inner.drop_pending(&stream.stream_id);
+        }
+        Ok(true)
+    }
+
+    async fn delete_stream(&self, stream_id: &str, client_id: &str) -> StorageResult<bool> {
+        let mut inner = self.lock();
+        if inner
+            .streams
+            .get(stream_id)
+            .is_none_or(|s| s.client_id != client_id)
+        {
+            return Ok(false);
+        }
+        inner.streams.remove(stream_id);
+        inner.outbox.retain(|_, r| r.entry.stream_id != stream_id);
+        Ok(true)
+    }
+
+    async fn set_stream_status(
+        &self,
+        stream_id: &str,
+        client_id: &str,
+        status: StreamStatus,
+    ) -> StorageResult<bool> {
+        let mut inner = self.lock();
+        match inner.streams.get_mut(stream_id) {
+            Some(s) if s.client_id == client_id => s.status = status,
+            _ => return Ok(false),
+        }
+        if status == StreamStatus::Disabled {
+            inner.drop_pending(stream_id);
+        }
+        Ok(true)
+    }
+
+    async fn announce_to_stream(
+        &self,
+        stream_id: &str,
+        announce: &Announcement<'_>,
+    ) -> StorageResult<Fanout> {
+        Ok(self
+            .lock()
+            .write_announcement(announce, &[], Some(stream_id)))
+    }
+
+    async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> StorageResult<Vec<OutboxEntry>> {
+        let mut inner = self.lock();
+        let Inner {
+            outbox, streams, ..
+        } = &mut *inner;
+        let mut claimed = Vec::new();
+        for row in outbox.values_mut() {
+            if claimed.len() >= limit as usize {
+                break;
+            }
+            let pushable = streams.get(&row.entry.stream_id).is_some_and(|s| {
+                s.status == StreamStatus::Enabled
+                    && matches!(s.delivery, crate::model::Delivery::Push { .. })
+            });
+            if row.state == RowState::Pending
+                && row.next_attempt_at <= now_ms
+                && row.lease_until <= now_ms
+                && pushable
+            {
+                row.lease_until = lease_until_ms;
+                row.entry.attempts += 1;
+                claimed.push(row.entry.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn finish_outbox(&self, id: i64, now_ms: i64, _error: Option<&str>) -> StorageResult<()> {
+        if let Some(row) = self.lock().outbox.get_mut(&id)
+            && row.state == RowState::Pending
+        {
+            row.state = RowState::Done;
+            row.done_at = now_ms;
+            row.lease_until = 0;
+        }
+        Ok(())
+    }
+
+    async fn retry_outbox(&self, id: i64, next_attempt_ms: i64, _error: &str) -> StorageResult<()> {
+        if let Some(row) = self.lock().outbox.get_mut(&id)
+            && row.state == RowState::Pending
+        {
+            row.next_attempt_at = next_attempt_ms;
+            row.lease_until = 0;
+        }
+        Ok(())
+    }
+
+    async fn pending_outbox(&self, stream_id: &str, limit: u32) -> StorageResult<Vec<OutboxEntry>> {
+        Ok(self
+            .lock()
+            .outbox
+            .values()
+            .filter(|r| r.state == RowState::Pending && r.entry.stream_id == stream_id)
+            .take(limit as usize)
+            .map(|r| r.entry.clone())
+            .collect())
+    }
+
+    async fn acknowledge_outbox(
+        &self,
+        stream_id: &str,
+        jtis: &[&str],
+        now_ms: i64,
+        _error: Option<&str>,
+    ) -> StorageResult<u64> {
+        let mut changed = 0;
+        for row in self.lock().outbox.values_mut() {
+            if row.state == RowState::Pending
+                && row.entry.stream_id == stream_id
+                && jtis.contains(&row.entry.jti.as_str())
+            {
+                row.state = RowState::Done;
+                row.done_at = now_ms;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn count_pending_outbox(&self, stream_id: &str) -> StorageResult<u64> {
+        Ok(self
+            .lock()
+            .outbox
+            .values()
+            .filter(|r| r.state == RowState::Pending && r.entry.stream_id == stream_id)
+            .count() as u64)
     }
 
     async fn ensure_signing_key(&self, candidate: &SigningKey) -> StorageResult<SigningKey> {
@@ -383,6 +742,14 @@ impl Storage for MemoryStorage {
         inner
             .signing_keys
             .retain(|k| k.public.retire_at.is_none_or(|at| at > now));
+        let cutoff = now * 1000 - crate::storage::OUTBOX_RETENTION_MS;
+        let Inner {
+            outbox, streams, ..
+        } = &mut *inner;
+        outbox.retain(|_, r| {
+            streams.contains_key(&r.entry.stream_id)
+                && !(r.state == RowState::Done && r.done_at <= cutoff)
+        });
         Ok(before - count(&inner) + abandoned.len() as u64)
     }
 
@@ -404,5 +771,6 @@ fn count(inner: &Inner) -> u64 {
         + inner.codes.len()
         + inner.tokens.len()
         + inner.revoked_families.len()
-        + inner.signing_keys.len()) as u64
+        + inner.signing_keys.len()
+        + inner.outbox.len()) as u64
 }

@@ -31,9 +31,14 @@ pub use sqlite::SqliteStorage;
 use async_trait::async_trait;
 
 use crate::model::{
-    AuthorizationCode, Client, InteractionStage, PendingAuthorization, SigningKey, StorageStats,
-    TokenRecord, UnixTime, VerificationKey,
+    Announcement, AuthorizationCode, Client, Fanout, InteractionStage, OutboxEntry,
+    PendingAuthorization, SigningKey, StorageStats, Stream, StreamStatus, TokenRecord, UnixTime,
+    UserChange, UserOverride, VerificationKey,
 };
+
+/// How long delivered and failed outbox rows are kept before the cleanup purges them: one day
+/// (in milliseconds, the outbox's unit).
+pub const OUTBOX_RETENTION_MS: i64 = 24 * 3600 * 1000;
 
 /// How long a caller is told to wait (`Retry-After`) when the database is unavailable
 /// ([`StorageError::Unavailable`]): 5 seconds.
@@ -290,8 +295,89 @@ pub trait Storage: Send + Sync + 'static {
     /// `retire_at` is still ahead, oldest first. Never reads private keys.
     async fn verification_keys(&self, now: UnixTime) -> StorageResult<Vec<VerificationKey>>;
 
+    /// [`revoke_family`](Storage::revoke_family) that also writes `announce` to the SSF outbox
+    /// in the same transaction (with its `token_revoked_by`, one `token-revoked` event per
+    /// access token of the family unexpired at `announce.now`, read before they are deleted).
+    async fn revoke_family_announcing(
+        &self,
+        family_id: &str,
+        remember_until: UnixTime,
+        announce: &Announcement<'_>,
+    ) -> StorageResult<Fanout>;
+
+    /// The runtime state of a user, if any was recorded.
+    async fn get_user_override(&self, username: &str) -> StorageResult<Option<UserOverride>>;
+    /// Applies `change` to a user's runtime state and, in the same transaction, writes
+    /// `announce` to the outbox; a new password or a disabling also revokes every grant of the
+    /// user (families of their tokens and codes are remembered until `remember_until`; their
+    /// tokens, codes and pending sign-ins are deleted).
+    async fn change_user(
+        &self,
+        username: &str,
+        change: &UserChange,
+        remember_until: UnixTime,
+        announce: &Announcement<'_>,
+    ) -> StorageResult<Fanout>;
+
+    /// Stores a new stream unless its client already has `max_per_client` streams (then
+    /// `false`, nothing stored); the count and the insert are one atomic step.
+    async fn create_stream(&self, stream: &Stream, max_per_client: u64) -> StorageResult<bool>;
+    /// Reads a stream.
+    async fn get_stream(&self, stream_id: &str) -> StorageResult<Option<Stream>>;
+    /// The streams of a client, oldest first.
+    async fn list_streams(&self, client_id: &str) -> StorageResult<Vec<Stream>>;
+    /// Replaces the delivery, requested and delivered events, description and status of the
+    /// stream `stream.stream_id` owned by `stream.client_id`; `false` when there is none. A
+    /// stream disabled here loses its pending events.
+    async fn update_stream(&self, stream: &Stream) -> StorageResult<bool>;
+    /// Deletes a client's stream and its queued events; `false` when there is none.
+    async fn delete_stream(&self, stream_id: &str, client_id: &str) -> StorageResult<bool>;
+    /// Sets a client's stream's status (disabling drops its pending events); `false` when
+    /// there is none.
+    async fn set_stream_status(
+        &self,
+        stream_id: &str,
+        client_id: &str,
+        status: StreamStatus,
+    ) -> StorageResult<bool>;
+    /// Writes `announce`'s events for one stream only (verification), whatever its
+    /// `events_delivered`, unless it is disabled.
+    async fn announce_to_stream(
+        &self,
+        stream_id: &str,
+        announce: &Announcement<'_>,
+    ) -> StorageResult<Fanout>;
+
+    /// Claims up to `limit` pending rows of enabled push streams that are due at `now_ms` and
+    /// not leased, leasing them until `lease_until_ms` and counting an attempt. Of deliverers
+    /// claiming at once (processes included) each row goes to one.
+    async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> StorageResult<Vec<OutboxEntry>>;
+    /// Marks a row delivered (`error: None`) or failed for good (`Some(reason)`).
+    async fn finish_outbox(&self, id: i64, now_ms: i64, error: Option<&str>) -> StorageResult<()>;
+    /// Releases a claimed row for another attempt at `next_attempt_ms`, recording why.
+    async fn retry_outbox(&self, id: i64, next_attempt_ms: i64, error: &str) -> StorageResult<()>;
+    /// Up to `limit` pending rows of a stream, oldest first (poll delivery).
+    async fn pending_outbox(&self, stream_id: &str, limit: u32) -> StorageResult<Vec<OutboxEntry>>;
+    /// Marks the stream's pending rows with these `jti`s delivered (`error: None`) or failed;
+    /// returns how many changed.
+    async fn acknowledge_outbox(
+        &self,
+        stream_id: &str,
+        jtis: &[&str],
+        now_ms: i64,
+        error: Option<&str>,
+    ) -> StorageResult<u64>;
+    /// Pending rows of a stream.
+    async fn count_pending_outbox(&self, stream_id: &str) -> StorageResult<u64>;
+
     /// Deletes every row that expired at or before `now` (signing keys retired by then
-    /// included), including anonymous clients never
+    /// included; outbox rows delivered or failed more than [`OUTBOX_RETENTION_MS`] before
+    /// `now`, and rows of deleted streams), including anonymous clients never
     /// used before their deadline. Returns the number of rows deleted. On PostgreSQL, a call
     /// while another instance is purging the same database does nothing and returns 0 (one
     /// instance cleans at a time; reads ignore expired rows anyway).

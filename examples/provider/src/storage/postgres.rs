@@ -52,6 +52,8 @@ pub const UNUSED_CLIENTS_LOCK: i32 = 2;
 pub const PENDING_LOCK: i32 = 3;
 /// Second key: signing-key rotation (two rotations at once would both retire the same key).
 pub const SIGNING_KEYS_LOCK: i32 = 4;
+/// Second key: the cap on SSF streams per client.
+pub const STREAMS_LOCK: i32 = 5;
 /// The first key of a grant family's lock; the second is `hashtext(family_id)` (a collision
 /// only makes two families wait for each other).
 pub const FAMILY_LOCK_CLASS: i32 = 0x4f46;
@@ -106,6 +108,16 @@ impl Dialect for PostgresStorage {
     /// After the family lock: the presented token's row.
     const LOCK_TOKEN_ROW: Option<&'static str> =
         Some("SELECT 1 FROM tokens WHERE token_hash = $1 FOR UPDATE");
+    /// The rows are selected `FOR UPDATE SKIP LOCKED`: a concurrent claimer (another instance)
+    /// skips the rows this statement holds instead of waiting and claiming them again; once it
+    /// commits, their lease keeps everyone else off until the push is done.
+    const CLAIM_OUTBOX: &'static str = "UPDATE ssf_outbox \
+         SET lease_until = $2, attempts = attempts + 1 WHERE id IN \
+         (SELECT o.id FROM ssf_outbox o JOIN ssf_streams s ON s.stream_id = o.stream_id \
+          WHERE o.state = 'pending' AND o.next_attempt_at <= $1 AND o.lease_until <= $1 \
+          AND s.status = 'enabled' AND s.delivery_method = 'push' ORDER BY o.id LIMIT $3 \
+          FOR UPDATE OF o SKIP LOCKED) \
+         RETURNING *";
 
     async fn begin_write(&self) -> StorageResult<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
@@ -134,6 +146,7 @@ impl Dialect for PostgresStorage {
             Lock::UnusedClients => UNUSED_CLIENTS_LOCK,
             Lock::Pending => PENDING_LOCK,
             Lock::SigningKeys => SIGNING_KEYS_LOCK,
+            Lock::Streams => STREAMS_LOCK,
         };
         sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
             .bind(LOCK_CLASS)

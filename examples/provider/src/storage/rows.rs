@@ -6,8 +6,9 @@ use sqlx::Row;
 
 use super::{StorageError, StorageResult};
 use crate::model::{
-    AuthMethod, AuthorizationCode, Client, InteractionStage, PendingAuthorization, PrivateKey,
-    SigningKey, StorageStats, TokenKind, TokenRecord, VerificationKey,
+    AuthMethod, AuthorizationCode, Client, Delivery, InteractionStage, OutboxEntry,
+    PendingAuthorization, PrivateKey, SigningKey, StorageStats, Stream, StreamStatus, TokenKind,
+    TokenRecord, UserOverride, VerificationKey,
 };
 
 /// The column reads the decoders need, for any driver's row type.
@@ -139,6 +140,62 @@ pub(super) fn signing_key(row: &impl Columns) -> StorageResult<SigningKey> {
     Ok(SigningKey {
         public: verification_key(row)?,
         private: PrivateKey::new(row.text("private_key")?),
+    })
+}
+
+pub(super) fn stream(row: &impl Columns) -> StorageResult<Stream> {
+    let delivery = match row.text("delivery_method")?.as_str() {
+        "push" => Delivery::Push {
+            endpoint_url: row
+                .optional_text("endpoint_url")?
+                .ok_or_else(|| corrupt("ssf_streams.endpoint_url"))?,
+            authorization_header: row.optional_text("authorization_header")?,
+        },
+        "poll" => Delivery::Poll,
+        _ => return Err(corrupt("ssf_streams.delivery_method")),
+    };
+    Ok(Stream {
+        stream_id: row.text("stream_id")?,
+        client_id: row.text("client_id")?,
+        delivery,
+        events_requested: json_list(row, "events_requested", "ssf_streams.events_requested")?,
+        events_delivered: json_list(row, "events_delivered", "ssf_streams.events_delivered")?,
+        description: row.optional_text("description")?,
+        status: StreamStatus::parse(&row.text("status")?)
+            .ok_or_else(|| corrupt("ssf_streams.status"))?,
+        created_at: row.integer("created_at")?,
+    })
+}
+
+/// The push endpoint and header columns of a stream's delivery.
+pub(super) fn delivery_columns(delivery: &Delivery) -> (Option<&str>, Option<&str>) {
+    match delivery {
+        Delivery::Push {
+            endpoint_url,
+            authorization_header,
+        } => (Some(endpoint_url), authorization_header.as_deref()),
+        Delivery::Poll => (None, None),
+    }
+}
+
+pub(super) fn outbox_entry(row: &impl Columns) -> StorageResult<OutboxEntry> {
+    Ok(OutboxEntry {
+        id: row.integer("id")?,
+        stream_id: row.text("stream_id")?,
+        jti: row.text("jti")?,
+        event_type: row.text("event_type")?,
+        claims: serde_json::from_str(&row.text("claims")?)
+            .map_err(|_| corrupt("ssf_outbox.claims"))?,
+        attempts: row.integer("attempts")?,
+        created_at_ms: row.integer("created_at")?,
+    })
+}
+
+pub(super) fn user_override(row: &impl Columns) -> StorageResult<UserOverride> {
+    Ok(UserOverride {
+        username: row.text("username")?,
+        password_hash: row.optional_text("password_hash")?,
+        disabled: row.flag("disabled")?,
     })
 }
 

@@ -39,6 +39,8 @@ pub(super) enum Lock<'a> {
     Family(&'a str),
     /// The cleanup: one purger at a time; the only lock that is tried, not waited for.
     Cleanup,
+    /// The cap on streams per client.
+    Streams,
 }
 
 /// What differs between the SQL backends (see the module docs).
@@ -47,6 +49,10 @@ pub(super) trait Dialect {
     type Db: Database;
     /// Locks the row of the refresh token `$1` before it is rotated, if the database needs it.
     const LOCK_TOKEN_ROW: Option<&'static str>;
+    /// Claims due outbox rows (`$1` now, `$2` lease end, `$3` limit) so that concurrent
+    /// claimers never get the same row: one statement under SQLite's write lock; on PostgreSQL
+    /// `FOR UPDATE SKIP LOCKED` in the row selection.
+    const CLAIM_OUTBOX: &'static str;
     /// Starts a transaction that will write.
     async fn begin_write(&self) -> StorageResult<Transaction<'static, Self::Db>>;
     /// Takes `lock` for the rest of the transaction. `false` only for a [`Lock::Cleanup`] held
@@ -64,8 +70,9 @@ macro_rules! sql_storage {
             use async_trait::async_trait;
 
             use $crate::model::{
-                AuthorizationCode, Client, InteractionStage, PendingAuthorization, SigningKey,
-                StorageStats, TokenRecord, UnixTime, VerificationKey,
+                Announcement, AuthorizationCode, Client, Fanout, InteractionStage, OutboxEntry,
+                PendingAuthorization, SigningKey, SsfEvent, StorageStats, Stream, StreamStatus,
+                TokenRecord, UnixTime, UserChange, UserOverride, VerificationKey,
             };
             use $crate::storage::rows::{self, cap, to_json};
             use $crate::storage::sql::{Dialect, Lock};
@@ -149,6 +156,94 @@ macro_rules! sql_storage {
                     .execute(executor)
                     .await?;
                     Ok(done.rows_affected() == 1)
+                }
+
+                /// Writes `events` (and, for `token_revoked_by`, the token-revoked events of
+                /// `revoked_jtis`) to the outbox: one row per event and per stream that is not
+                /// disabled and delivers its type (only `only_stream`, whatever its types, when
+                /// given), within each stream's cap of pending rows.
+                async fn write_announcement(
+                    tx: &mut sqlx::Transaction<'static, Db>,
+                    announce: &Announcement<'_>,
+                    revoked_jtis: &[String],
+                    only_stream: Option<&str>,
+                ) -> StorageResult<Fanout> {
+                    let mut fanout = Fanout::default();
+                    let mut events: Vec<SsfEvent> = announce.events.to_vec();
+                    if let Some(issuer) = announce.token_revoked_by {
+                        events.extend(revoked_jtis.iter().map(|jti| {
+                            $crate::ssf::events::token_revoked(issuer, jti, announce.now)
+                        }));
+                    }
+                    if events.is_empty() {
+                        return Ok(fanout);
+                    }
+                    let streams: Vec<(String, String)> = match only_stream {
+                        Some(id) => sqlx::query_as(
+                            "SELECT stream_id, events_delivered FROM ssf_streams \
+                             WHERE stream_id = $1 AND status <> 'disabled'",
+                        )
+                        .bind(id)
+                        .fetch_all(&mut **tx)
+                        .await?,
+                        None => sqlx::query_as(
+                            "SELECT stream_id, events_delivered FROM ssf_streams \
+                             WHERE status <> 'disabled' ORDER BY stream_id",
+                        )
+                        .fetch_all(&mut **tx)
+                        .await?,
+                    };
+                    for (stream_id, delivered) in streams {
+                        let delivered: Vec<String> =
+                            serde_json::from_str(&delivered).unwrap_or_default();
+                        let wanted: Vec<&SsfEvent> = events
+                            .iter()
+                            .filter(|e| {
+                                only_stream.is_some() || delivered.contains(&e.event_type)
+                            })
+                            .collect();
+                        if wanted.is_empty() {
+                            continue;
+                        }
+                        let pending: i64 = sqlx::query_scalar(
+                            "SELECT count(*) FROM ssf_outbox \
+                             WHERE stream_id = $1 AND state = 'pending'",
+                        )
+                        .bind(&stream_id)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                        let room = cap(announce.max_pending_per_stream).saturating_sub(pending);
+                        let room = usize::try_from(room.max(0)).unwrap_or(usize::MAX);
+                        fanout.dropped += wanted.len().saturating_sub(room) as u64;
+                        for event in wanted.into_iter().take(room) {
+                            sqlx::query(
+                                "INSERT INTO ssf_outbox (stream_id, jti, event_type, claims, \
+                                 state, created_at, next_attempt_at) \
+                                 VALUES ($1, $2, $3, $4, 'pending', $5, $5)",
+                            )
+                            .bind(&stream_id)
+                            .bind($crate::tokens::random_id())
+                            .bind(&event.event_type)
+                            .bind(event.claims.to_string())
+                            .bind(announce.now_ms)
+                            .execute(&mut **tx)
+                            .await?;
+                            fanout.queued += 1;
+                        }
+                    }
+                    Ok(fanout)
+                }
+
+                /// Deletes the pending outbox rows of a stream.
+                async fn drop_pending(
+                    tx: &mut sqlx::Transaction<'static, Db>,
+                    stream_id: &str,
+                ) -> StorageResult<()> {
+                    sqlx::query("DELETE FROM ssf_outbox WHERE stream_id = $1 AND state = 'pending'")
+                        .bind(stream_id)
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(())
                 }
 
                 /// Inserts token rows, each with the given parent, as one statement (atomic on
@@ -539,6 +634,380 @@ macro_rules! sql_storage {
                     Ok(())
                 }
 
+                async fn revoke_family_announcing(
+                    &self,
+                    family_id: &str,
+                    remember_until: UnixTime,
+                    announce: &Announcement<'_>,
+                ) -> StorageResult<Fanout> {
+                    let mut tx = self.begin_write().await?;
+                    Self::lock(&mut tx, Lock::Family(family_id)).await?;
+                    sqlx::query(
+                        "INSERT INTO revoked_families (family_id, expires_at) VALUES ($1, $2) \
+                         ON CONFLICT (family_id) DO UPDATE SET expires_at = excluded.expires_at \
+                         WHERE excluded.expires_at > revoked_families.expires_at",
+                    )
+                    .bind(family_id)
+                    .bind(remember_until)
+                    .execute(&mut *tx)
+                    .await?;
+                    let jtis: Vec<String> = if announce.token_revoked_by.is_some() {
+                        sqlx::query_scalar(
+                            "SELECT jti FROM tokens WHERE family_id = $1 AND kind = 'access' \
+                             AND expires_at > $2 ORDER BY jti",
+                        )
+                        .bind(family_id)
+                        .bind(announce.now)
+                        .fetch_all(&mut *tx)
+                        .await?
+                    } else {
+                        Vec::new()
+                    };
+                    sqlx::query("DELETE FROM tokens WHERE family_id = $1")
+                        .bind(family_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let fanout = Self::write_announcement(&mut tx, announce, &jtis, None).await?;
+                    tx.commit().await?;
+                    Ok(fanout)
+                }
+
+                async fn get_user_override(
+                    &self,
+                    username: &str,
+                ) -> StorageResult<Option<UserOverride>> {
+                    sqlx::query("SELECT * FROM user_overrides WHERE username = $1")
+                        .bind(username)
+                        .fetch_optional(self.pool())
+                        .await?
+                        .as_ref()
+                        .map(rows::user_override)
+                        .transpose()
+                }
+
+                async fn change_user(
+                    &self,
+                    username: &str,
+                    change: &UserChange,
+                    remember_until: UnixTime,
+                    announce: &Announcement<'_>,
+                ) -> StorageResult<Fanout> {
+                    let mut tx = self.begin_write().await?;
+                    let (hash, disabled, revoke) = match change {
+                        UserChange::Password(hash) => (Some(hash.as_str()), None, true),
+                        UserChange::Disable => (None, Some(true), true),
+                        UserChange::Enable => (None, Some(false), false),
+                    };
+                    sqlx::query(
+                        "INSERT INTO user_overrides (username, password_hash, disabled, \
+                         updated_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (username) DO UPDATE SET \
+                         password_hash = COALESCE(excluded.password_hash, \
+                                                  user_overrides.password_hash), \
+                         disabled = CASE WHEN $5 THEN excluded.disabled \
+                                         ELSE user_overrides.disabled END, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(username)
+                    .bind(hash)
+                    .bind(disabled.unwrap_or(false))
+                    .bind(announce.now)
+                    .bind(disabled.is_some())
+                    .execute(&mut *tx)
+                    .await?;
+                    if revoke {
+                        sqlx::query(
+                            "INSERT INTO revoked_families (family_id, expires_at) \
+                             SELECT DISTINCT family_id, $2 FROM \
+                             (SELECT family_id FROM tokens WHERE subject = $1 \
+                              UNION SELECT family_id FROM authorization_codes \
+                              WHERE subject = $1) AS f WHERE true \
+                             ON CONFLICT (family_id) DO UPDATE SET \
+                             expires_at = excluded.expires_at \
+                             WHERE excluded.expires_at > revoked_families.expires_at",
+                        )
+                        .bind(username)
+                        .bind(remember_until)
+                        .execute(&mut *tx)
+                        .await?;
+                        for sql in [
+                            "DELETE FROM tokens WHERE subject = $1",
+                            "DELETE FROM authorization_codes WHERE subject = $1",
+                            "DELETE FROM pending_authorizations WHERE subject = $1",
+                        ] {
+                            sqlx::query(sql).bind(username).execute(&mut *tx).await?;
+                        }
+                    }
+                    let fanout = Self::write_announcement(&mut tx, announce, &[], None).await?;
+                    tx.commit().await?;
+                    Ok(fanout)
+                }
+
+                async fn create_stream(
+                    &self,
+                    stream: &Stream,
+                    max_per_client: u64,
+                ) -> StorageResult<bool> {
+                    let mut tx = self.begin_write().await?;
+                    Self::lock(&mut tx, Lock::Streams).await?;
+                    let count: i64 =
+                        sqlx::query_scalar("SELECT count(*) FROM ssf_streams WHERE client_id = $1")
+                            .bind(&stream.client_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    if count >= cap(max_per_client) {
+                        return Ok(false);
+                    }
+                    let (endpoint_url, authorization_header) =
+                        rows::delivery_columns(&stream.delivery);
+                    sqlx::query(
+                        "INSERT INTO ssf_streams (stream_id, client_id, delivery_method, \
+                         endpoint_url, authorization_header, events_requested, \
+                         events_delivered, description, status, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    )
+                    .bind(&stream.stream_id)
+                    .bind(&stream.client_id)
+                    .bind(stream.delivery.method_name())
+                    .bind(endpoint_url)
+                    .bind(authorization_header)
+                    .bind(to_json(&stream.events_requested))
+                    .bind(to_json(&stream.events_delivered))
+                    .bind(&stream.description)
+                    .bind(stream.status.as_str())
+                    .bind(stream.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
+                async fn get_stream(&self, stream_id: &str) -> StorageResult<Option<Stream>> {
+                    sqlx::query("SELECT * FROM ssf_streams WHERE stream_id = $1")
+                        .bind(stream_id)
+                        .fetch_optional(self.pool())
+                        .await?
+                        .as_ref()
+                        .map(rows::stream)
+                        .transpose()
+                }
+
+                async fn list_streams(&self, client_id: &str) -> StorageResult<Vec<Stream>> {
+                    sqlx::query(
+                        "SELECT * FROM ssf_streams WHERE client_id = $1 \
+                         ORDER BY created_at, stream_id",
+                    )
+                    .bind(client_id)
+                    .fetch_all(self.pool())
+                    .await?
+                    .iter()
+                    .map(rows::stream)
+                    .collect()
+                }
+
+                async fn update_stream(&self, stream: &Stream) -> StorageResult<bool> {
+                    let mut tx = self.begin_write().await?;
+                    let (endpoint_url, authorization_header) =
+                        rows::delivery_columns(&stream.delivery);
+                    let done = sqlx::query(
+                        "UPDATE ssf_streams SET delivery_method = $1, endpoint_url = $2, \
+                         authorization_header = $3, events_requested = $4, \
+                         events_delivered = $5, description = $6, status = $7 \
+                         WHERE stream_id = $8 AND client_id = $9",
+                    )
+                    .bind(stream.delivery.method_name())
+                    .bind(endpoint_url)
+                    .bind(authorization_header)
+                    .bind(to_json(&stream.events_requested))
+                    .bind(to_json(&stream.events_delivered))
+                    .bind(&stream.description)
+                    .bind(stream.status.as_str())
+                    .bind(&stream.stream_id)
+                    .bind(&stream.client_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    if stream.status == StreamStatus::Disabled {
+                        Self::drop_pending(&mut tx, &stream.stream_id).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
+                async fn delete_stream(
+                    &self,
+                    stream_id: &str,
+                    client_id: &str,
+                ) -> StorageResult<bool> {
+                    let mut tx = self.begin_write().await?;
+                    let done = sqlx::query(
+                        "DELETE FROM ssf_streams WHERE stream_id = $1 AND client_id = $2",
+                    )
+                    .bind(stream_id)
+                    .bind(client_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    sqlx::query("DELETE FROM ssf_outbox WHERE stream_id = $1")
+                        .bind(stream_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
+                async fn set_stream_status(
+                    &self,
+                    stream_id: &str,
+                    client_id: &str,
+                    status: StreamStatus,
+                ) -> StorageResult<bool> {
+                    let mut tx = self.begin_write().await?;
+                    let done = sqlx::query(
+                        "UPDATE ssf_streams SET status = $1 WHERE stream_id = $2 AND client_id = $3",
+                    )
+                    .bind(status.as_str())
+                    .bind(stream_id)
+                    .bind(client_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    if status == StreamStatus::Disabled {
+                        Self::drop_pending(&mut tx, stream_id).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
+                async fn announce_to_stream(
+                    &self,
+                    stream_id: &str,
+                    announce: &Announcement<'_>,
+                ) -> StorageResult<Fanout> {
+                    let mut tx = self.begin_write().await?;
+                    let fanout =
+                        Self::write_announcement(&mut tx, announce, &[], Some(stream_id)).await?;
+                    tx.commit().await?;
+                    Ok(fanout)
+                }
+
+                async fn claim_outbox(
+                    &self,
+                    now_ms: i64,
+                    lease_until_ms: i64,
+                    limit: u32,
+                ) -> StorageResult<Vec<OutboxEntry>> {
+                    let mut claimed = sqlx::query(<$backend as Dialect>::CLAIM_OUTBOX)
+                        .bind(now_ms)
+                        .bind(lease_until_ms)
+                        .bind(i64::from(limit))
+                        .fetch_all(self.pool())
+                        .await?
+                        .iter()
+                        .map(rows::outbox_entry)
+                        .collect::<StorageResult<Vec<_>>>()?;
+                    claimed.sort_by_key(|e| e.id);
+                    Ok(claimed)
+                }
+
+                async fn finish_outbox(
+                    &self,
+                    id: i64,
+                    now_ms: i64,
+                    error: Option<&str>,
+                ) -> StorageResult<()> {
+                    sqlx::query(
+                        "UPDATE ssf_outbox SET state = $1, done_at = $2, lease_until = 0, \
+                         last_error = $3 WHERE id = $4 AND state = 'pending'",
+                    )
+                    .bind(if error.is_some() { "failed" } else { "delivered" })
+                    .bind(now_ms)
+                    .bind(error)
+                    .bind(id)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(())
+                }
+
+                async fn retry_outbox(
+                    &self,
+                    id: i64,
+                    next_attempt_ms: i64,
+                    error: &str,
+                ) -> StorageResult<()> {
+                    sqlx::query(
+                        "UPDATE ssf_outbox SET next_attempt_at = $1, lease_until = 0, \
+                         last_error = $2 WHERE id = $3 AND state = 'pending'",
+                    )
+                    .bind(next_attempt_ms)
+                    .bind(error)
+                    .bind(id)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(())
+                }
+
+                async fn pending_outbox(
+                    &self,
+                    stream_id: &str,
+                    limit: u32,
+                ) -> StorageResult<Vec<OutboxEntry>> {
+                    sqlx::query(
+                        "SELECT * FROM ssf_outbox WHERE stream_id = $1 AND state = 'pending' \
+                         ORDER BY id LIMIT $2",
+                    )
+                    .bind(stream_id)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await?
+                    .iter()
+                    .map(rows::outbox_entry)
+                    .collect()
+                }
+
+                async fn acknowledge_outbox(
+                    &self,
+                    stream_id: &str,
+                    jtis: &[&str],
+                    now_ms: i64,
+                    error: Option<&str>,
+                ) -> StorageResult<u64> {
+                    let mut tx = self.begin_write().await?;
+                    let mut changed = 0;
+                    for jti in jtis {
+                        changed += sqlx::query(
+                            "UPDATE ssf_outbox SET state = $1, done_at = $2, last_error = $3 \
+                             WHERE stream_id = $4 AND jti = $5 AND state = 'pending'",
+                        )
+                        .bind(if error.is_some() { "failed" } else { "delivered" })
+                        .bind(now_ms)
+                        .bind(error)
+                        .bind(stream_id)
+                        .bind(*jti)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    }
+                    tx.commit().await?;
+                    Ok(changed)
+                }
+
+                async fn count_pending_outbox(&self, stream_id: &str) -> StorageResult<u64> {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM ssf_outbox WHERE stream_id = $1 AND state = 'pending'",
+                    )
+                    .bind(stream_id)
+                    .fetch_one(self.pool())
+                    .await?;
+                    Ok(u64::try_from(n).unwrap_or(0))
+                }
+
                 async fn ensure_signing_key(
                     &self,
                     candidate: &SigningKey,
@@ -620,6 +1089,10 @@ macro_rules! sql_storage {
                         "DELETE FROM tokens WHERE expires_at <= $1",
                         "DELETE FROM revoked_families WHERE expires_at <= $1",
                         "DELETE FROM signing_keys WHERE retire_at <= $1",
+                        // Delivered and failed events after their retention (outbox times are
+                        // milliseconds).
+                        "DELETE FROM ssf_outbox WHERE state <> 'pending' \
+                         AND done_at <= $1 * 1000 - 86400000",
                     ] {
                         deleted += sqlx::query(sql)
                             .bind(now)
@@ -627,6 +1100,14 @@ macro_rules! sql_storage {
                             .await?
                             .rows_affected();
                     }
+                    // Events of streams that no longer exist (their client was deleted).
+                    deleted += sqlx::query(
+                        "DELETE FROM ssf_outbox WHERE NOT EXISTS \
+                         (SELECT 1 FROM ssf_streams s WHERE s.stream_id = ssf_outbox.stream_id)",
+                    )
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                     tx.commit().await?;
                     Ok(deleted)
                 }

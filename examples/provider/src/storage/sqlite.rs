@@ -127,6 +127,14 @@ impl SqliteStorage {
 impl Dialect for SqliteStorage {
     type Db = sqlx::Sqlite;
     const LOCK_TOKEN_ROW: Option<&'static str> = None;
+    /// One statement: it runs under the database's one write lock, so two claimers (tasks or
+    /// processes) never select the same row.
+    const CLAIM_OUTBOX: &'static str = "UPDATE ssf_outbox \
+         SET lease_until = $2, attempts = attempts + 1 WHERE id IN \
+         (SELECT o.id FROM ssf_outbox o JOIN ssf_streams s ON s.stream_id = o.stream_id \
+          WHERE o.state = 'pending' AND o.next_attempt_at <= $1 AND o.lease_until <= $1 \
+          AND s.status = 'enabled' AND s.delivery_method = 'push' ORDER BY o.id LIMIT $3) \
+         RETURNING *";
 
     async fn begin_write(&self) -> StorageResult<Transaction<'static, sqlx::Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
