@@ -82,6 +82,7 @@ async fn escalation_is_refused(storage: StorageConfig) {
         client_secret: DEMO_RESOURCE_SERVER_SECRET.to_owned(),
         introspect_jwts: false,
         cache: CacheConfig::default(),
+        ssf: None,
     };
     let mcp = McpServer::start(mcp_listener, &auth)
         .await

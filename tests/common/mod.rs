@@ -283,5 +283,6 @@ pub fn demo_auth(server: &MockServer) -> tower_introspect_demo::mcp_server::Auth
         client_secret: "rs-secret".to_owned(),
         introspect_jwts: false,
         cache: CacheConfig::default(),
+        ssf: None,
     }
 }

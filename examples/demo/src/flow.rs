@@ -11,12 +11,13 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use oauth_provider::cimd::CimdSettings;
 use oauth_provider::{
-    AccessTokenFormat, Config, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET, NonceSecret,
-    Server, StorageConfig,
+    AccessTokenFormat, Config, DEMO_RESOURCE_SERVER_ID, DEMO_RESOURCE_SERVER_SECRET,
+    DEMO_SSF_RECEIVER_ID, DEMO_SSF_RECEIVER_SECRET, NonceSecret, Server, StorageConfig,
 };
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -31,6 +32,7 @@ use crate::mcp_server::{Access, AuthSettings, DpopMode, McpServer, TOOLS, TokenM
 use crate::metadata_document::MetadataDocumentServer;
 use crate::oauth_client::{self, Discovery, REDIRECT_URI, Tokens, challenge_param};
 use crate::serve::ServeOptions;
+use crate::ssf_stream::{self, SsfClient};
 
 /// The demo accounts: username, password, scopes the provider grants them.
 pub const USERS: [(&str, &str, &str); 3] = [
@@ -187,6 +189,8 @@ async fn start_provider(
         ca_file: Some(document_ca.to_owned()),
         ..CimdSettings::default()
     };
+    // The MCP servers' security event endpoints are on loopback, over http.
+    config.ssf.allow_http_loopback = true;
     Server::start(config, listener)
         .await
         .context("starting the reference provider")
@@ -221,6 +225,7 @@ pub async fn run() -> anyhow::Result<Report> {
         client_secret: DEMO_RESOURCE_SERVER_SECRET.to_owned(),
         introspect_jwts: false,
         cache: CacheConfig::default(),
+        ssf: Some(demo_ssf_client()),
     };
     let mcp = McpServer::start(mcp_listener, &auth).await?;
     say(&format!(
@@ -373,8 +378,22 @@ pub async fn run() -> anyhow::Result<Report> {
     say("\n6. Refresh with rotation (bob)");
     refresh_rotation(&mut report, &discovery, &client_id, &mcp, token_of("bob")).await?;
 
-    say("\n7. Revocation (alice)");
-    revocation(&mut report, &discovery, &client_id, &mcp, token_of("alice")).await?;
+    say("\n7. Revocation pushed to two MCP servers (alice)");
+    // A second instance of the same resource (a replica behind a balancer), with its own verdict
+    // cache and its own event stream.
+    let replica =
+        McpServer::start_at(TcpListener::bind("127.0.0.1:0").await?, Some(mcp.url.clone()), &auth)
+            .await?;
+    say(&format!("replica               {}", replica.endpoint));
+    revocation(
+        &mut report,
+        &discovery,
+        &client_id,
+        [&mcp, &replica],
+        token_of("alice"),
+    )
+    .await?;
+    drop(replica);
 
     say("\n8. Provider restart on the same SQLite file (admin)");
     provider.shutdown().await?;
@@ -502,8 +521,19 @@ async fn stored_clients(provider: &Server) -> anyhow::Result<u64> {
 }
 
 /// Opens a session with `token` and calls `tool`; a refused session is the outcome.
+/// The demo's SSF client, seeded by the provider's `--demo`.
+fn demo_ssf_client() -> SsfClient {
+    SsfClient {
+        client_id: DEMO_SSF_RECEIVER_ID.to_owned(),
+        client_secret: DEMO_SSF_RECEIVER_SECRET.to_owned(),
+    }
+}
+
+/// How long a pushed revocation may take to reach a server's cache in the demo.
+const REVOCATION_BOUND: Duration = Duration::from_secs(1);
+
 async fn call(mcp: &McpServer, token: &str, tool: &str) -> anyhow::Result<Outcome> {
-    match McpSession::try_connect(&mcp.url, Some(token)).await? {
+    match McpSession::try_connect(&mcp.endpoint, Some(token)).await? {
         Ok(mut session) => session.call_tool(tool, json!({})).await,
         Err(refused) => Ok(refused),
     }
@@ -539,6 +569,7 @@ async fn refresh_rotation(
         .map_err(|e| anyhow::anyhow!("second refresh failed: {}", e.error))?
         .refresh_token
         .unwrap_or_default();
+    let reused_at = tokio::time::Instant::now();
     let reuse = oauth_client::refresh(discovery, client_id, &first).await?;
     report.check(
         "reusing the rotated refresh token is refused",
@@ -557,6 +588,25 @@ async fn refresh_rotation(
             Err(e) => e.error.clone(),
         },
     );
+    // The provider pushes session-revoked for the family (its `sid`): the access token the
+    // rotation issued, cached by the MCP server, is refused too.
+    let refused = ssf_stream::refused_after(
+        &ssf_stream::http_client()?,
+        &mcp.endpoint,
+        &rotated.access_token,
+        reused_at,
+        Duration::from_millis(5),
+        Duration::from_secs(5),
+    )
+    .await?;
+    report.check(
+        "…and the family's cached access token is refused within 1 s (session-revoked pushed)",
+        refused.is_some_and(|d| d <= REVOCATION_BOUND),
+        match refused {
+            Some(d) => format!("refused {} ms after the reuse", d.as_millis()),
+            None => "still accepted after 5 s".to_owned(),
+        },
+    );
     Ok(())
 }
 
@@ -564,23 +614,63 @@ async fn revocation(
     report: &mut Report,
     discovery: &Discovery,
     client_id: &str,
-    mcp: &McpServer,
+    servers: [&McpServer; 2],
     alice: Tokens,
 ) -> anyhow::Result<()> {
+    for server in servers {
+        let cached = call(server, &alice.access_token, "read_data").await?;
+        ensure!(cached.is_allowed(), "alice's token works at {}: {cached}", server.endpoint);
+    }
+    let accepted_before: Vec<u64> = servers.iter().map(|s| events_accepted(s)).collect();
+    let http = ssf_stream::http_client()?;
+    let started = tokio::time::Instant::now();
     oauth_client::revoke(discovery, client_id, &alice.access_token).await?;
-    let cached = call(mcp, &alice.access_token, "read_data").await?;
+    // Nothing is called on the servers: the provider pushes a signed token-revoked event to each
+    // server's stream, and each receiver forgets the verdict.
+    let mut delays = Vec::new();
+    for server in servers {
+        delays.push(
+            ssf_stream::refused_after(
+                &http,
+                &server.endpoint,
+                &alice.access_token,
+                started,
+                Duration::from_millis(5),
+                Duration::from_secs(5),
+            )
+            .await?,
+        );
+    }
+    let within = delays
+        .iter()
+        .all(|d| d.is_some_and(|d| d <= REVOCATION_BOUND));
     report.check(
-        "right after revocation the cached verdict still serves the token",
-        cached.is_allowed(),
-        format!("{cached} (the cache keeps a verdict up to max_ttl = 5 min, never past exp)"),
+        "revoking alice's token at the provider makes both MCP servers refuse it within 1 s, with no hook called",
+        within,
+        delays
+            .iter()
+            .zip(servers)
+            .map(|(delay, server)| match delay {
+                Some(d) => format!("{} after {} ms", server.endpoint, d.as_millis()),
+                None => format!("{} still accepts it after 5 s", server.endpoint),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
     );
-    // The revocation hook: what an admin endpoint or an event consumer calls when the
-    // authorization server reports that alice's access was revoked.
-    mcp.user_revoked("alice");
-    // A refused token cannot even open a session: the 401 comes at `initialize`.
-    let refused = call(mcp, &alice.access_token, "read_data").await?;
+    let received: Vec<u64> = servers
+        .iter()
+        .zip(&accepted_before)
+        .map(|(s, before)| events_accepted(s) - before)
+        .collect();
     report.check(
-        "after the revocation hook forgets alice's cached verdicts the revoked token gets 401 invalid_token",
+        "each server's receiver took the signed event from its own stream",
+        received.iter().all(|n| *n >= 1),
+        format!("security events accepted: {received:?}"),
+    );
+    // A refused token cannot even open a session: the 401 comes at `initialize`.
+    let refused = call(servers[1], &alice.access_token, "read_data").await?;
+    report.check(
+        "the revoked token gets 401 invalid_token",
         refused == Outcome::Unauthorized(Some("invalid_token".to_owned())),
         refused.to_string(),
     );
@@ -602,6 +692,11 @@ async fn revocation(
         },
     );
     Ok(())
+}
+
+/// Security events `server`'s receiver has accepted so far.
+fn events_accepted(server: &McpServer) -> u64 {
+    server.ssf.as_ref().map_or(0, |ssf| ssf.stats().accepted)
 }
 
 fn print_table(report: &Report, registration: Registration) {
@@ -644,6 +739,7 @@ async fn jwt_run(report: &mut Report) -> anyhow::Result<()> {
         client_secret: String::new(),
         introspect_jwts: false,
         cache: CacheConfig::default(),
+        ssf: None,
     };
     let mcp = McpServer::start(mcp_listener, &auth).await?;
     say(&format!(
@@ -759,6 +855,7 @@ async fn dpop_run(report: &mut Report) -> anyhow::Result<()> {
         client_secret: DEMO_RESOURCE_SERVER_SECRET.to_owned(),
         introspect_jwts: false,
         cache: CacheConfig::default(),
+        ssf: None,
     };
     let mcp = McpServer::start_with_dpop(
         mcp_listener,

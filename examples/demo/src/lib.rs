@@ -12,3 +12,4 @@ pub mod metadata_document;
 pub mod metrics_endpoint;
 pub mod oauth_client;
 pub mod serve;
+pub mod ssf_stream;

@@ -24,10 +24,12 @@ use tower_introspect::dpop::{Dpop, DpopPolicy};
 use tower_introspect::jwt::{JwtIssuer, JwtVerifier};
 use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer, OwnerKey};
 use tower_introspect::metadata::ProtectedResourceMetadata;
+use tower_introspect::ssf::SsfReceiver;
 use tower_introspect::{BearerAuthLayer, HybridVerifier, Introspector, Principal, PrincipalExt};
 
 use crate::confirmation::{self, DELETE_NOTE, RequestStates, Step};
 use crate::serve::{ServeOptions, serve};
+use crate::ssf_stream::{self, SsfClient};
 
 /// Who may call a tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -489,6 +491,9 @@ pub struct AuthSettings {
     pub introspect_jwts: bool,
     /// Cache settings.
     pub cache: CacheConfig,
+    /// Subscribe to the issuer's security events (Shared Signals push) with this client, so that
+    /// revocations end cached verdicts at once; `None`: no subscription.
+    pub ssf: Option<SsfClient>,
 }
 
 impl AuthSettings {
@@ -504,7 +509,14 @@ impl AuthSettings {
             client_secret: client_secret.to_owned(),
             introspect_jwts: false,
             cache: CacheConfig::default(),
+            ssf: None,
         }
+    }
+
+    /// The same settings, subscribed to the issuer's security events as `client`.
+    pub fn with_ssf(mut self, client: SsfClient) -> Self {
+        self.ssf = Some(client);
+        self
     }
 
     /// An introspector for tokens issued by this server for `audience` (discovering the
@@ -632,6 +644,22 @@ pub struct AuthServerArgs {
     /// proof per request, and bearer tokens) or `required` (DPoP-bound tokens only).
     #[arg(long, env = "MCP_DPOP", value_enum, default_value = "allowed")]
     pub dpop: DpopMode,
+    /// Subscribe to the issuer's security events (OpenID Shared Signals, push to
+    /// `/ssf/events` on this server's bind address): revocations then end cached verdicts at once
+    /// instead of after `--cache-ttl-secs`.
+    #[arg(long, env = "MCP_SSF")]
+    pub ssf: bool,
+    /// Client id that manages the SSF stream (`client_credentials` with scope `ssf`).
+    #[arg(long, env = "MCP_SSF_CLIENT_ID", default_value = "ssf-receiver")]
+    pub ssf_client_id: String,
+    /// Its secret.
+    #[arg(
+        long,
+        env = "MCP_SSF_CLIENT_SECRET",
+        default_value = "ssf-receiver-secret",
+        hide_default_value = true
+    )]
+    pub ssf_client_secret: String,
 }
 
 impl AuthServerArgs {
@@ -646,6 +674,10 @@ impl AuthServerArgs {
             client_secret: self.client_secret.clone(),
             introspect_jwts: self.introspect_jwts,
             cache,
+            ssf: self.ssf.then(|| SsfClient {
+                client_id: self.ssf_client_id.clone(),
+                client_secret: self.ssf_client_secret.clone(),
+            }),
         }
     }
 }
@@ -707,8 +739,13 @@ pub async fn app_full(
 pub struct McpServer {
     /// The MCP endpoint URL (also the resource identifier).
     pub url: String,
+    /// Where this instance answers: `http://<address><path>`, which differs from
+    /// [`url`](Self::url) when the server runs behind a proxy or as one of several replicas.
+    pub endpoint: String,
     /// The cache handle of its bearer layer.
     pub cache: CachedVerifier<HybridVerifier>,
+    /// Its security event receiver, when subscribed ([`AuthSettings::ssf`]).
+    pub ssf: Option<SsfReceiver>,
     /// The authorization server whose users [`user_revoked`](Self::user_revoked) names.
     issuer: String,
     task: JoinHandle<()>,
@@ -799,13 +836,32 @@ impl McpServer {
     ) -> anyhow::Result<Self> {
         let addr: SocketAddr = listener.local_addr()?;
         let url = resource_url.unwrap_or_else(|| format!("http://{addr}/mcp"));
-        let (router, cache) = app_full(&url, auth, request_states, dpop)
+        let endpoint = format!("http://{addr}{}", url::Url::parse(&url)?.path());
+        let (mut router, cache) = app_full(&url, auth, request_states, dpop)
             .await
             .context("building the MCP server")?;
+        let ssf = match &auth.ssf {
+            Some(client) => {
+                // Each instance has its own stream, pushed to its own address.
+                let push_url = format!("http://{addr}{}", ssf_stream::PUSH_PATH);
+                let stream = ssf_stream::subscribe(&auth.issuer, client, &push_url)
+                    .await
+                    .context("subscribing to the issuer's security events")?;
+                let receiver = ssf_stream::receiver(&auth.issuer, &stream, &cache)?;
+                // Outside the bearer layer: the transmitter authenticates with the stream's
+                // own header.
+                router = router.route_service(ssf_stream::PUSH_PATH, receiver.push_endpoint()?);
+                tracing::info!(stream = %stream.stream_id, %push_url, "subscribed to security events");
+                Some(receiver)
+            }
+            None => None,
+        };
         let task = tokio::spawn(serve(listener, router, options));
         Ok(Self {
             url,
+            endpoint,
             cache,
+            ssf,
             issuer: auth.issuer.clone(),
             task,
         })
