@@ -793,3 +793,94 @@ fn error_codes_are_rfc_8935s() {
     );
     assert!(!SetError::InvalidRequest("x").is_transient());
 }
+
+/// A JWT stays valid by its signature after it is revoked: the cache remembers the revocation,
+/// so the token is refused even when it is verified again, while a later login of the same user
+/// and a merely changed credential are accepted.
+#[tokio::test]
+async fn a_revoked_jwt_stays_refused_though_its_signature_still_verifies() {
+    use tower::ServiceExt;
+    use tower_introspect::BearerAuthLayer;
+    use tower_introspect::jwt::{JwtIssuer, JwtVerifier};
+
+    let key = key_a();
+    let issuer = JwtIssuer::builder(ISSUER)
+        .audience(RESOURCE)
+        .jwks(&jwks(&[&key]))
+        .build()
+        .unwrap();
+    let layer = BearerAuthLayer::jwt(JwtVerifier::new([issuer]).unwrap());
+    let cache = layer.verifier().clone();
+    let seen = Seen::default();
+    let router = recording_app(&seen).layer(layer);
+    let status = |token: String| {
+        let router = router.clone();
+        async move {
+            let request = http::Request::get("/mcp")
+                .header("authorization", bearer(&token))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            router.oneshot(request).await.unwrap().status().as_u16()
+        }
+    };
+    let jwt = |sub: &str, jti: &str, iat: i64| {
+        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": key.kid});
+        sign_raw(
+            &key,
+            &header,
+            &json!({"iss": ISSUER, "sub": sub, "aud": RESOURCE, "iat": iat, "exp": now() + 3600,
+                    "jti": jti, "client_id": "app", "scope": "read"}),
+        )
+    };
+    let receiver = SsfReceiver::builder(TRANSMITTER, AUDIENCE)
+        .jwks(&jwks(&[&key_a()]))
+        .invalidates(&cache)
+        .build()
+        .unwrap();
+    let earlier = now() - 60;
+    let (a1, a2, b1) = (
+        jwt("alice", "a1", earlier),
+        jwt("alice", "a2", earlier),
+        jwt("bob", "b1", earlier),
+    );
+    for token in [&a1, &a2, &b1] {
+        assert_eq!(status(token.clone()).await, 200);
+    }
+
+    // One token revoked: refused now, and again after the cache is emptied.
+    let event = |event: &str, subject: Value| sign_set(&set_claims(event, subject));
+    receiver
+        .receive(&event(
+            event::TOKEN_REVOKED,
+            json!({"format": "jwt_id", "iss": ISSUER, "jti": "a1"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status(a1.clone()).await, 401);
+    cache.invalidate_all();
+    assert_eq!(
+        status(a1.clone()).await,
+        401,
+        "verified again, still revoked"
+    );
+    assert_eq!(status(a2.clone()).await, 200);
+
+    // A changed credential only makes bob's token checked again: it is still valid.
+    receiver
+        .receive(&event(event::CREDENTIAL_CHANGE, iss_sub("bob")))
+        .await
+        .unwrap();
+    assert_eq!(status(b1.clone()).await, 200);
+
+    // alice's account disabled: every token of hers issued by then is refused; a token issued
+    // after (the account re-enabled, a new login) is not.
+    receiver
+        .receive(&event(event::ACCOUNT_DISABLED, iss_sub("alice")))
+        .await
+        .unwrap();
+    assert_eq!(status(a2.clone()).await, 401);
+    let later = jwt("alice", "a3", now() + 2);
+    assert_eq!(status(later).await, 200);
+    assert_eq!(status(b1).await, 200);
+    assert_eq!(cache.revocations_forgotten_early(), 0);
+}

@@ -59,7 +59,7 @@ impl Identifier<'_> {
     /// The hashes to look up for a revocation naming `self`: an identifier issued by a given
     /// issuer also reaches principals that name no issuer (when in doubt, a revocation removes
     /// more, never less).
-    fn lookups(self) -> impl Iterator<Item = IdentifierHash> {
+    pub(crate) fn lookups(self) -> impl Iterator<Item = IdentifierHash> {
         let without_issuer = match self {
             Identifier::Subject(Some(_), sub) => Some(Identifier::Subject(None, sub)),
             Identifier::TokenId(Some(_), jti) => Some(Identifier::TokenId(None, jti)),
@@ -80,7 +80,7 @@ impl Identifier<'_> {
 pub(crate) struct IdentifierHash(u128);
 
 impl IdentifierHash {
-    fn of(identifier: Identifier<'_>) -> Self {
+    pub(crate) fn of(identifier: Identifier<'_>) -> Self {
         fn field(hash: &mut Sha256, text: &str) {
             hash.update((text.len() as u64).to_be_bytes());
             hash.update(text.as_bytes());

@@ -18,10 +18,14 @@ use sha2::{Digest, Sha256};
 
 pub(crate) use self::index::Identifier;
 use self::index::SubjectIndex;
+pub use self::revoked::DEFAULT_REVOCATION_CAPACITY;
+pub(crate) use self::revoked::Reach;
+use self::revoked::Revocations;
 use crate::metrics::{self, Lookup};
 use crate::{InvalidToken, Principal, TokenVerifier, VerifyError};
 
 mod index;
+mod revoked;
 
 /// The SHA-256 of a token: the only form in which a token is kept.
 pub(crate) type TokenKey = [u8; 32];
@@ -117,6 +121,7 @@ pub struct CacheConfig {
     weigh_bytes: bool,
     leeway: Duration,
     stale_if_error: Duration,
+    revocation_capacity: usize,
 }
 
 impl Default for CacheConfig {
@@ -128,6 +133,7 @@ impl Default for CacheConfig {
             weigh_bytes: false,
             leeway: crate::introspection::DEFAULT_LEEWAY,
             stale_if_error: Duration::ZERO,
+            revocation_capacity: DEFAULT_REVOCATION_CAPACITY,
         }
     }
 }
@@ -188,6 +194,15 @@ impl CacheConfig {
     /// for the same traffic.
     pub fn stale_if_error(mut self, grace: Duration) -> Self {
         self.stale_if_error = grace;
+        self
+    }
+
+    /// How many revocations pushed by the authorization server (see `ssf`) the cache remembers
+    /// so that a locally verified JWT they name is not accepted again (default
+    /// [`DEFAULT_REVOCATION_CAPACITY`], about 100 bytes each). When full, the oldest is forgotten
+    /// first, logged and counted.
+    pub fn revocation_capacity(mut self, entries: usize) -> Self {
+        self.revocation_capacity = entries;
         self
     }
 
@@ -340,6 +355,8 @@ struct State<V> {
     epoch: Instant,
     /// The positive verdicts by subject, email, token id, session and client, for revocations.
     index: SubjectIndex,
+    /// Revocations pushed by the authorization server, held against fresh verdicts.
+    revocations: Revocations,
 }
 
 /// The outcome of a call, shared by every request waiting for it: a verdict, or the reason the
@@ -420,9 +437,10 @@ impl<V: TokenVerifier> CachedVerifier<V> {
                 flights: Mutex::default(),
                 next_flight: AtomicU64::new(0),
                 counters: Counters::default(),
-                config,
                 epoch,
                 index: SubjectIndex::default(),
+                revocations: Revocations::new(config.revocation_capacity),
+                config,
             }),
         }
     }
@@ -500,6 +518,35 @@ impl<V> CachedVerifier<V> {
     /// guarantees and costs of [`invalidate_subject`](Self::invalidate_subject).
     pub fn invalidate_email(&self, email: &str) -> usize {
         self.invalidate_identified(Identifier::Email(email), false)
+    }
+
+    #[cfg_attr(not(feature = "ssf"), allow(dead_code))]
+    /// Remembers that the authorization server revoked what `identifier` names (with `reach`)
+    /// for `remember`, so that a freshly verified principal it covers is refused; then forgets
+    /// the cached verdicts it names, as [`invalidate_identified`](Self::invalidate_identified).
+    pub(crate) fn revoke_identified(
+        &self,
+        identifier: Identifier<'_>,
+        reach: Reach,
+        only_without_session: bool,
+        remember: Duration,
+    ) -> usize {
+        let now = crate::introspection::unix_now();
+        let forget_at = now.saturating_add(i64::try_from(remember.as_secs()).unwrap_or(i64::MAX));
+        // Before the verdicts go: a call that ends in between is refused by this, or started
+        // before it and is cancelled below.
+        if !only_without_session {
+            self.state
+                .revocations
+                .record(identifier, reach, now, forget_at);
+        }
+        self.invalidate_identified(identifier, only_without_session)
+    }
+
+    /// Revocations forgotten before their time because the cache's revocation memory was full
+    /// ([`CacheConfig::revocation_capacity`]).
+    pub fn revocations_forgotten_early(&self) -> u64 {
+        self.state.revocations.evicted_early()
     }
 
     /// Forgets the positive verdicts entered under `identifier` (only those whose principal
@@ -678,6 +725,16 @@ impl<V: TokenVerifier> CachedVerifier<V> {
             let state = &*guard.state;
             bump(&state.counters.introspection_calls);
             let outcome = match state.inner.verify(&token).await {
+                // A revocation pushed by the authorization server names it: what a local check
+                // (a JWT's signature) cannot see.
+                Ok(principal)
+                    if state
+                        .revocations
+                        .covers(&principal, crate::introspection::unix_now()) =>
+                {
+                    tracing::info!(token = %fingerprint(&key), "token refused: revoked by a security event");
+                    Ok(Verdict::Invalid(InvalidToken::Inactive))
+                }
                 // The key rides along, so that a hit hands out a principal ready for the request.
                 Ok(principal) => {
                     let fresh_until = (!state.config.stale_if_error.is_zero()).then(|| {

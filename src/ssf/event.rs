@@ -39,8 +39,12 @@ pub const SUPPORTED_EVENTS: [&str; 8] = [
 /// What an event type does here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Effect {
-    /// Forgets the verdicts its subject reaches.
+    /// Ends what its subject names: the verdicts are forgotten, and the revocation remembered so
+    /// that a token it covers is not accepted again by a local check (a JWT).
     Revoke,
+    /// Forgets the verdicts its subject reaches, so that they are checked again (the tokens
+    /// themselves stay valid: new claims, a changed credential).
+    Refresh,
     /// A stream-management event: acknowledged, nothing to act on.
     Control,
     /// Not an event type this receiver knows: acknowledged and counted, never fatal.
@@ -58,8 +62,8 @@ impl EventType {
     pub(crate) fn of(uri: &str) -> Self {
         let (label, effect) = match uri {
             SESSION_REVOKED => ("session-revoked", Effect::Revoke),
-            CREDENTIAL_CHANGE => ("credential-change", Effect::Revoke),
-            TOKEN_CLAIMS_CHANGE => ("token-claims-change", Effect::Revoke),
+            CREDENTIAL_CHANGE => ("credential-change", Effect::Refresh),
+            TOKEN_CLAIMS_CHANGE => ("token-claims-change", Effect::Refresh),
             ACCOUNT_DISABLED => ("account-disabled", Effect::Revoke),
             ACCOUNT_PURGED => ("account-purged", Effect::Revoke),
             TOKEN_REVOKED => ("token-revoked", Effect::Revoke),

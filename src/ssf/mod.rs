@@ -28,13 +28,21 @@
 //!
 //! | event | effect on every cache given to [`SsfReceiverBuilder::invalidates`] |
 //! |---|---|
-//! | CAEP `session-revoked` | forgets the session's verdicts (a `complex` subject with `session`), or the subject's |
-//! | CAEP `credential-change` | forgets the subject's verdicts |
-//! | CAEP `token-claims-change` | forgets the subject's verdicts, so new claims are fetched |
-//! | RISC `account-disabled`, `account-purged` | forgets the subject's verdicts |
-//! | OAuth `token-revoked` | forgets the token's verdict (a `jwt_id` subject: `iss` + `jti`) |
+//! | OAuth `token-revoked` | revokes the token (a `jwt_id` subject: `iss` + `jti`) |
+//! | CAEP `session-revoked` | revokes the session's tokens (a `complex` subject with `session`), or the subject's |
+//! | RISC `account-disabled`, `account-purged` | revokes the subject's tokens |
+//! | CAEP `credential-change`, `token-claims-change` | forgets the subject's verdicts, so they are checked again |
 //! | SSF `verification`, `stream-updated` | acknowledged |
 //! | anything else | acknowledged and counted as `unknown`, never an error |
+//!
+//! *Revoking* forgets the cached verdicts the subject names, so the next request asks the
+//! authorization server again and is refused, and remembers the revocation for
+//! [`remember_revocations`](SsfReceiverBuilder::remember_revocations): a JWT access token, whose
+//! signature stays valid after it is revoked, would otherwise be verified and cached again at
+//! once. A remembered token revocation refuses that token; a subject or session revocation
+//! refuses their tokens issued (`iat`) at or before it, not later logins. *Forgetting* only drops
+//! the verdicts: the tokens are checked again and, if still valid, accepted with their new
+//! claims.
 //!
 //! Subjects (RFC 9493): `iss_sub` and `opaque` (read as `sub`) reach the verdicts of that
 //! subject, `email` those whose `email` claim matches, `jwt_id` one token, `complex` its `user`
@@ -43,13 +51,6 @@
 //! The cache keeps an index of its verdicts by these identifiers, so an event costs what its
 //! verdicts cost, never a walk of the cache. Other formats are acknowledged and counted as
 //! `unmatched`.
-//!
-//! Forgetting a verdict is all an event does: the next request with that token asks the
-//! authorization server (or checks the JWT) again. For JWT access tokens, which a local check
-//! would accept again, pair the receiver with
-//! [`HybridVerifierBuilder::introspect_jwts`](crate::hybrid::HybridVerifierBuilder::introspect_jwts)
-//! or keep their lifetime short: an event can only end a verdict, not make a valid signature
-//! invalid.
 //!
 //! ```
 //! use tower_introspect::ssf::SsfReceiver;
@@ -99,7 +100,7 @@ pub use self::poll::{
 pub use self::push::PushEndpoint;
 use self::set::SetChecks;
 use self::subject::{Subject, Target};
-use crate::cache::CachedVerifier;
+use crate::cache::{CachedVerifier, Identifier, Reach};
 use crate::introspection::unix_now;
 use crate::jwt::JwsAlgorithm;
 use crate::jwt::jwks::{Endpoint, FetchLimits, key_source};
@@ -115,6 +116,9 @@ use crate::{ConfigError, TokenVerifier};
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60 * 60);
 /// Default bound on remembered SET identifiers: with the default hour, 50 events a second.
 pub const DEFAULT_SET_REPLAY_CAPACITY: usize = 180_000;
+/// Default time a revocation is remembered against locally verified tokens: longer than the
+/// access token lifetimes of common issuers (minutes to a few hours).
+pub const DEFAULT_REMEMBER_REVOCATIONS: Duration = Duration::from_secs(24 * 60 * 60);
 /// Default cap on a pushed body (a SET is typically under 1 KiB).
 pub const DEFAULT_MAX_SET_BYTES: usize = 16 * 1024;
 
@@ -134,6 +138,7 @@ struct Receiver {
     max_body: usize,
     http: HttpSettings,
     counters: Counters,
+    remember_revocations: Duration,
 }
 
 /// How the receiver reaches the transmitter (keys, polling).
@@ -216,12 +221,28 @@ pub struct Receipt {
 
 /// A verdict cache an event can act on.
 trait Revocable: Send + Sync {
-    fn revoke(&self, target: Target<'_>) -> usize;
+    /// Forgets the verdicts `target` names; with `remember`, also remembers the revocation that
+    /// long against fresh verdicts.
+    fn revoke(&self, target: Target<'_>, remember: Option<Duration>) -> usize;
 }
 
 impl<V: TokenVerifier> Revocable for CachedVerifier<V> {
-    fn revoke(&self, target: Target<'_>) -> usize {
-        self.invalidate_identified(target.identifier, target.only_without_session)
+    fn revoke(&self, target: Target<'_>, remember: Option<Duration>) -> usize {
+        match remember {
+            None => self.invalidate_identified(target.identifier, target.only_without_session),
+            Some(remember) => {
+                let reach = match target.identifier {
+                    Identifier::TokenId(..) => Reach::Always,
+                    _ => Reach::IssuedBy(unix_now()),
+                };
+                self.revoke_identified(
+                    target.identifier,
+                    reach,
+                    target.only_without_session,
+                    remember,
+                )
+            }
+        }
     }
 }
 
@@ -243,6 +264,7 @@ impl SsfReceiver {
             max_body: DEFAULT_MAX_SET_BYTES,
             client: None,
             allow_http: false,
+            remember_revocations: DEFAULT_REMEMBER_REVOCATIONS,
         }
     }
 
@@ -274,7 +296,9 @@ impl SsfReceiver {
                     add(&inner.counters.unknown_events, 1);
                     "acknowledged"
                 }
-                Effect::Revoke => {
+                Effect::Revoke | Effect::Refresh => {
+                    let remember =
+                        (event.effect == Effect::Revoke).then_some(inner.remember_revocations);
                     // CAEP drafts put the subject in the event; SSF 1.0 at the top level.
                     let subject = payload.get("subject").or(verified.sub_id.as_ref());
                     match subject.map(Subject::parse) {
@@ -288,7 +312,10 @@ impl SsfReceiver {
                                 let n: usize = targets
                                     .iter()
                                     .flat_map(|target| {
-                                        inner.targets.iter().map(|cache| cache.revoke(*target))
+                                        inner
+                                            .targets
+                                            .iter()
+                                            .map(|cache| cache.revoke(*target, remember))
                                     })
                                     .sum();
                                 forgotten += n;
@@ -384,6 +411,7 @@ pub struct SsfReceiverBuilder {
     max_body: usize,
     client: Option<reqwest::Client>,
     allow_http: bool,
+    remember_revocations: Duration,
 }
 
 impl fmt::Debug for SsfReceiverBuilder {
@@ -463,6 +491,15 @@ impl SsfReceiverBuilder {
     /// unread.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
+        self
+    }
+
+    /// How long each cache remembers a revocation (default [`DEFAULT_REMEMBER_REVOCATIONS`]), so
+    /// that a token it names, verified again locally (a JWT, whose signature stays valid), is
+    /// refused. Set it to at least the longest access token lifetime of the issuer; after it, a
+    /// revoked JWT would be accepted again until its `exp`.
+    pub fn remember_revocations(mut self, duration: Duration) -> Self {
+        self.remember_revocations = duration;
         self
     }
 
@@ -554,6 +591,7 @@ impl SsfReceiverBuilder {
                 max_body: self.max_body,
                 http,
                 counters: Counters::default(),
+                remember_revocations: self.remember_revocations,
             }),
         })
     }

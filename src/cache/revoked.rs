@@ -1,0 +1,212 @@
+//! What revocation events said, remembered so that a verifier that cannot see revocation (a JWT
+//! checked locally) does not accept a revoked token again once its verdict is forgotten.
+//!
+//! Forgetting a verdict is enough for introspection: the next call asks the authorization server,
+//! which knows. A JWT's signature stays valid until `exp`, so a local check would cache it again
+//! at once. The cache therefore remembers, for a bounded time, each revoked token (`iss` + `jti`)
+//! and each revoked subject or session with the time of its revocation, and refuses a freshly
+//! verified principal that one of them names: a revoked token always, a token of a revoked
+//! subject or session when it was issued at or before the revocation (or names no `iat`).
+//!
+//! Bounded in entries; each is kept for the configured memory (it only matters while a token
+//! issued before it can still be unexpired). When full, the oldest entry goes first, counted and
+//! logged.
+
+// Recorded only by the `ssf` receiver; consulted always (empty without it).
+#![cfg_attr(not(feature = "ssf"), allow(dead_code))]
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::index::{Identifier, IdentifierHash};
+use crate::Principal;
+
+/// Default bound on remembered revocations.
+pub const DEFAULT_REVOCATION_CAPACITY: usize = 100_000;
+
+/// What a revocation covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Every token the identifier names (a token identifier: one token).
+    Always,
+    /// Tokens issued at or before this Unix second (a subject or a session: later logins are
+    /// new grants).
+    IssuedBy(i64),
+}
+
+#[derive(Debug)]
+pub(crate) struct Revocations {
+    state: Mutex<State>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<IdentifierHash, (Reach, i64)>,
+    /// (forget at, identifier), in the order they were recorded.
+    order: VecDeque<(i64, IdentifierHash)>,
+    evicted_early: u64,
+}
+
+impl Revocations {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the maps consistent before anything can panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers that `identifier` was revoked with `reach`, until the Unix second `forget_at`.
+    pub(crate) fn record(
+        &self,
+        identifier: Identifier<'_>,
+        reach: Reach,
+        now: i64,
+        forget_at: i64,
+    ) {
+        let mut state = self.state();
+        state.expire(now);
+        for hash in identifier.lookups() {
+            if state.entries.len() >= self.capacity
+                && !state.entries.contains_key(&hash)
+                && let Some((_, oldest)) = state.order.pop_front()
+            {
+                state.entries.remove(&oldest);
+                state.evicted_early += 1;
+                tracing::error!(
+                    capacity = self.capacity,
+                    "revocation memory full: the oldest revocation is forgotten early"
+                );
+            }
+            let merged = match state.entries.get(&hash) {
+                // The wider reach and the later forgetting win.
+                Some((old, until)) => (wider(*old, reach), (*until).max(forget_at)),
+                None => (reach, forget_at),
+            };
+            state.entries.insert(hash, merged);
+            state.order.push_back((forget_at, hash));
+        }
+    }
+
+    /// Whether a revocation remembered at `now` covers `principal`.
+    pub(crate) fn covers(&self, principal: &Principal, now: i64) -> bool {
+        let mut state = self.state();
+        state.expire(now);
+        if state.entries.is_empty() {
+            return false;
+        }
+        let issued_at = principal
+            .issued_at()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok());
+        Identifier::of(principal)
+            .filter(|identifier| !matches!(identifier, Identifier::Client(_)))
+            .filter_map(|identifier| state.entries.get(&IdentifierHash::of(identifier)))
+            .any(|(reach, _)| match reach {
+                Reach::Always => true,
+                Reach::IssuedBy(at) => issued_at.is_none_or(|iat| iat <= *at),
+            })
+    }
+
+    /// Revocations forgotten before their time because the memory was full.
+    pub(crate) fn evicted_early(&self) -> u64 {
+        self.state().evicted_early
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.state().entries.len()
+    }
+}
+
+impl State {
+    fn expire(&mut self, now: i64) {
+        while let Some(&(forget_at, hash)) = self.order.front() {
+            if forget_at > now {
+                break;
+            }
+            self.order.pop_front();
+            // A later record of the same identifier extends it.
+            if self
+                .entries
+                .get(&hash)
+                .is_some_and(|(_, until)| *until <= now)
+            {
+                self.entries.remove(&hash);
+            }
+        }
+    }
+}
+
+fn wider(a: Reach, b: Reach) -> Reach {
+    match (a, b) {
+        (Reach::Always, _) | (_, Reach::Always) => Reach::Always,
+        (Reach::IssuedBy(x), Reach::IssuedBy(y)) => Reach::IssuedBy(x.max(y)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TokenClaims;
+
+    fn principal(sub: &str, jti: &str, iat: i64) -> Principal {
+        Principal::new(TokenClaims {
+            issuer: Some("https://as".into()),
+            subject: Some(sub.into()),
+            token_id: Some(jti.into()),
+            issued_at: Some(iat),
+            ..TokenClaims::default()
+        })
+    }
+
+    #[test]
+    fn a_revoked_token_is_covered_and_a_subjects_later_tokens_are_not() {
+        let revoked = Revocations::new(100);
+        revoked.record(
+            Identifier::TokenId(Some("https://as"), "t1"),
+            Reach::Always,
+            1000,
+            2000,
+        );
+        revoked.record(
+            Identifier::Subject(Some("https://as"), "bob"),
+            Reach::IssuedBy(1000),
+            1000,
+            2000,
+        );
+        assert!(revoked.covers(&principal("alice", "t1", 900), 1001));
+        assert!(!revoked.covers(&principal("alice", "t2", 900), 1001));
+        assert!(revoked.covers(&principal("bob", "t3", 1000), 1001));
+        assert!(
+            !revoked.covers(&principal("bob", "t4", 1001), 1002),
+            "a later login"
+        );
+        // Forgotten after its time.
+        assert!(!revoked.covers(&principal("alice", "t1", 900), 2000));
+        assert_eq!(revoked.len(), 0);
+    }
+
+    #[test]
+    fn the_memory_is_bounded_and_forgets_the_oldest_first() {
+        let revoked = Revocations::new(10);
+        for n in 0..20 {
+            let jti = format!("t{n}");
+            revoked.record(
+                Identifier::TokenId(Some("https://as"), &jti),
+                Reach::Always,
+                0,
+                100,
+            );
+        }
+        assert_eq!(revoked.len(), 10);
+        assert!(revoked.evicted_early() > 0);
+        assert!(revoked.covers(&principal("a", "t19", 0), 1));
+        assert!(!revoked.covers(&principal("a", "t0", 0), 1));
+    }
+}
