@@ -8,8 +8,9 @@
 //! registration at all: the client serves a Client ID Metadata Document over https (a throwaway
 //! certificate made in-process, trusted by the provider, which fetches loopback documents in this
 //! development setup) and presents its URL as `client_id`. Then it shows the verdict cache at
-//! work, refresh token rotation with reuse detection, revocation (and what the cache does with
-//! it), and a restart of the provider on the same database file; then JWT access tokens checked
+//! work, refresh token rotation with reuse detection, revocation pushed by the provider as signed
+//! security events (OpenID Shared Signals) to two MCP server instances that each refuse the token
+//! within a second with no hook called, and a restart of the provider on the same database file; then JWT access tokens checked
 //! locally, and DPoP-bound tokens (RFC 9449) for an MCP server started with `--dpop required`: a
 //! fresh proof per request, the same token refused as `Bearer`, a replayed proof refused. It exits
 //! non-zero if anything does not behave as expected.

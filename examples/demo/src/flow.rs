@@ -2,7 +2,8 @@
 //! on free loopback ports, driven as an MCP client would for alice, bob and admin, once with a
 //! dynamically registered client (RFC 7591) and once with a Client ID Metadata Document (no
 //! registration: the document's https URL is the `client_id`); then the cache, refresh rotation,
-//! revocation and a provider restart on the same database file; and last a provider issuing JWT
+//! revocation pushed as security events (SSF) to two MCP server instances, and a provider restart
+//! on the same database file; and last a provider issuing JWT
 //! access tokens, checked locally by a second MCP server with no introspection; and a provider
 //! issuing DPoP-bound tokens (RFC 9449) to a client holding a key, for an MCP server that
 //! requires them.
@@ -381,9 +382,12 @@ pub async fn run() -> anyhow::Result<Report> {
     say("\n7. Revocation pushed to two MCP servers (alice)");
     // A second instance of the same resource (a replica behind a balancer), with its own verdict
     // cache and its own event stream.
-    let replica =
-        McpServer::start_at(TcpListener::bind("127.0.0.1:0").await?, Some(mcp.url.clone()), &auth)
-            .await?;
+    let replica = McpServer::start_at(
+        TcpListener::bind("127.0.0.1:0").await?,
+        Some(mcp.url.clone()),
+        &auth,
+    )
+    .await?;
     say(&format!("replica               {}", replica.endpoint));
     revocation(
         &mut report,
@@ -619,7 +623,11 @@ async fn revocation(
 ) -> anyhow::Result<()> {
     for server in servers {
         let cached = call(server, &alice.access_token, "read_data").await?;
-        ensure!(cached.is_allowed(), "alice's token works at {}: {cached}", server.endpoint);
+        ensure!(
+            cached.is_allowed(),
+            "alice's token works at {}: {cached}",
+            server.endpoint
+        );
     }
     let accepted_before: Vec<u64> = servers.iter().map(|s| events_accepted(s)).collect();
     let http = ssf_stream::http_client()?;

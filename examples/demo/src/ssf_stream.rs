@@ -117,11 +117,7 @@ pub async fn subscribe(issuer: &str, client: &SsfClient, push_url: &str) -> anyh
         {
             let mut url = url::Url::parse(&streams)?;
             url.query_pairs_mut().append_pair("stream_id", id);
-            let response = http
-                .delete(url)
-                .bearer_auth(&token)
-                .send()
-                .await?;
+            let response = http.delete(url).bearer_auth(&token).send().await?;
             ensure!(
                 response.status().is_success(),
                 "deleting the old stream answered {}",
