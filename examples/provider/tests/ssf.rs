@@ -39,6 +39,7 @@ backend_tests!(
     password_change_and_disabling_announce_and_revoke,
     poll_delivery_offers_unacknowledged_sets_again,
     paused_streams_queue_within_their_bound,
+    the_outbox_leases_retries_settles_and_purges,
 );
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -1426,4 +1427,141 @@ async fn the_user_commands_change_users_and_running_instances_deliver_the_events
     env.authorize_and_approve(&AuthRequest::new(&client_id), "alice", "password123")
         .await;
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The outbox contract, on the storage directly.
+
+async fn the_outbox_leases_retries_settles_and_purges(backend: Backend) {
+    use oauth_provider::model::{Announcement, Delivery, Stream, StreamStatus};
+    use oauth_provider::ssf::events::verification;
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _database) = open_storage(backend, &dir).await;
+    oauth_provider::seed::seed_demo_clients(storage.as_ref(), 0)
+        .await
+        .unwrap();
+    let stream = Stream {
+        stream_id: "stream-1".to_owned(),
+        client_id: DEMO_SSF_RECEIVER_ID.to_owned(),
+        delivery: Delivery::Push {
+            endpoint_url: "https://receiver.example/ssf".to_owned(),
+            authorization_header: Some("Bearer x".to_owned()),
+        },
+        events_requested: Vec::new(),
+        events_delivered: Vec::new(),
+        description: None,
+        status: StreamStatus::Enabled,
+        created_at: 0,
+    };
+    assert!(storage.create_stream(&stream, 1).await.unwrap());
+    let second = Stream {
+        stream_id: "stream-2".to_owned(),
+        ..stream.clone()
+    };
+    assert!(!storage.create_stream(&second, 1).await.unwrap(), "capped");
+    assert_eq!(storage.get_stream("stream-1").await.unwrap(), Some(stream));
+
+    let (now, now_ms) = (1_700_000_000_i64, 1_700_000_000_000_i64);
+    let events = [
+        verification("https://as.example", "stream-1", Some("a"), now),
+        verification("https://as.example", "stream-1", Some("b"), now),
+        verification("https://as.example", "stream-1", Some("c"), now),
+    ];
+    let announce = Announcement {
+        events: &events,
+        token_revoked_by: None,
+        now,
+        now_ms,
+        max_pending_per_stream: 2,
+    };
+    let fanout = storage
+        .announce_to_stream("stream-1", &announce)
+        .await
+        .unwrap();
+    assert_eq!((fanout.queued, fanout.dropped), (2, 1));
+
+    // Claimed once, with a lease; nobody else gets them meanwhile.
+    let lease = now_ms + 30_000;
+    let rows = storage.claim_outbox(now_ms, lease, 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.attempts == 1 && r.stream_id == "stream-1")
+    );
+    assert!(rows[0].id < rows[1].id);
+    assert_eq!(rows[0].claims, events[0].claims);
+    assert!(
+        storage
+            .claim_outbox(now_ms + 1, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // One delivered; one released for a retry in a second.
+    storage
+        .finish_outbox(rows[0].id, now_ms, None)
+        .await
+        .unwrap();
+    storage
+        .retry_outbox(rows[1].id, now_ms + 1000, "HTTP 503")
+        .await
+        .unwrap();
+    assert!(
+        storage
+            .claim_outbox(now_ms + 500, now_ms + 30_500, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let retried = storage
+        .claim_outbox(now_ms + 1000, now_ms + 31_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!((retried[0].id, retried[0].attempts), (rows[1].id, 2));
+    assert_eq!(retried[0].jti, rows[1].jti, "the same jti on every attempt");
+    assert_eq!(storage.count_pending_outbox("stream-1").await.unwrap(), 1);
+    storage
+        .finish_outbox(retried[0].id, now_ms + 1000, Some("invalid_key"))
+        .await
+        .unwrap();
+    assert_eq!(storage.count_pending_outbox("stream-1").await.unwrap(), 0);
+
+    // Settled rows stay a day, then the cleanup purges them.
+    assert_eq!(storage.purge_expired(now + 3600).await.unwrap(), 0);
+    assert_eq!(storage.purge_expired(now + 86_402).await.unwrap(), 2);
+
+    // Paused: claimed by nobody; deleting the stream drops its rows.
+    assert!(
+        storage
+            .set_stream_status("stream-1", DEMO_SSF_RECEIVER_ID, StreamStatus::Paused)
+            .await
+            .unwrap()
+    );
+    storage
+        .announce_to_stream("stream-1", &announce)
+        .await
+        .unwrap();
+    assert!(
+        storage
+            .claim_outbox(now_ms, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !storage
+            .delete_stream("stream-1", "someone-else")
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .delete_stream("stream-1", DEMO_SSF_RECEIVER_ID)
+            .await
+            .unwrap()
+    );
+    assert_eq!(storage.count_pending_outbox("stream-1").await.unwrap(), 0);
+    storage.close().await;
 }
