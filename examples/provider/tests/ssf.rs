@@ -53,6 +53,8 @@ fn ssf_config() -> Config {
     config.ssf.poll_interval = Duration::from_millis(100);
     config.ssf.long_poll = Duration::from_secs(1);
     config.ssf.max_streams_per_client = 3;
+    // Registered client_credentials clients may manage streams too.
+    config.registrable_scopes = Some(["read", "write", "ssf"].map(String::from).to_vec());
     config
 }
 
@@ -339,6 +341,29 @@ async fn the_configuration_document_names_every_endpoint() {
             "default_subjects": "ALL",
         })
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssf_is_registrable_only_when_configured() {
+    let env = Env::start(Backend::Memory).await;
+    let (status, body) = env
+        .register_with_token(
+            REGISTRATION_TOKEN,
+            json!({"token_endpoint_auth_method": "client_secret_basic",
+                   "grant_types": ["client_credentials"], "scope": "ssf"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], json!("invalid_client_metadata"));
+    let (status, body) = env
+        .register_with_token(
+            REGISTRATION_TOKEN,
+            json!({"token_endpoint_auth_method": "client_secret_basic",
+                   "grant_types": ["client_credentials"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["scope"], json!("read write"), "not by default");
 }
 
 // ---------------------------------------------------------------------------------------------
