@@ -1265,7 +1265,17 @@ async fn an_event_committed_before_kill_9_is_delivered_after_restart() {
     drop(reserved);
     let endpoint = format!("http://{receiver_addr}/events");
 
-    let first = Process::spawn(&args, &[]).await;
+    // Every run logs at trace level into one file, checked at the end.
+    let log_path = dir.path().join("stderr.log");
+    let log = || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        std::process::Stdio::from(file)
+    };
+    let first = Process::spawn_logging(&args, &[], "trace", log()).await;
     let env = Env::remote(&first.base, ISSUER);
     let token = ssf_token(&env).await;
     push_stream(&env, &token, &endpoint, &[TOKEN_REVOKED]).await;
@@ -1292,7 +1302,7 @@ async fn an_event_committed_before_kill_9_is_delivered_after_restart() {
 
     let listener = TcpListener::bind(receiver_addr).await.unwrap();
     let (receiver, _) = Receiver::serve(listener).await;
-    let second = Process::spawn(&args, &[]).await;
+    let second = Process::spawn_logging(&args, &[], "trace", log()).await;
     let env = Env::remote(&second.base, ISSUER);
     let claims = accepted_claims(&env, &receiver, 1, DEMO_SSF_RECEIVER_ID).await;
     assert_eq!(
@@ -1302,6 +1312,22 @@ async fn an_event_committed_before_kill_9_is_delivered_after_restart() {
     assert_eq!(event_type(&claims[0]), TOKEN_REVOKED);
     env.assert_active(&access, false).await;
     second.stop().await;
+
+    // The logs name the stream and the jti, never a SET, a token or the push Authorization
+    // header.
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains(&jti), "the logs were captured");
+    let set = &receiver.accepted()[0];
+    let signature = set.rsplit('.').next().unwrap();
+    for secret in [
+        set.as_str(),
+        signature,
+        token.as_str(),
+        access.as_str(),
+        "receiver-secret",
+    ] {
+        assert!(!logs.contains(secret), "{secret} is in the logs");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
