@@ -1339,13 +1339,35 @@ async fn two_instances_on_postgres_deliver_each_event_exactly_once() {
     if server_url("two_instances_on_postgres_deliver_each_event_exactly_once").is_none() {
         return;
     }
-    const EVENTS: usize = 50;
     let database = TestDatabase::create().await;
+    let storages: [Arc<dyn oauth_provider::storage::Storage>; 2] = [
+        Arc::new(database.open().await),
+        Arc::new(database.open().await),
+    ];
+    two_instances_deliver_each_event_exactly_once(storages).await;
+    drop(database);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_sqlite_file_deliver_each_event_exactly_once() {
+    use oauth_provider::storage::SqliteStorage;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("oauth.db");
+    let first = SqliteStorage::open(&db).await.unwrap();
+    let second = SqliteStorage::open(&db).await.unwrap();
+    two_instances_deliver_each_event_exactly_once([Arc::new(first), Arc::new(second)]).await;
+}
+
+/// Two servers on one database (two pools, as two processes would have): 50 events queued
+/// through both at once, each pushed once, whichever deliverer claimed it.
+async fn two_instances_deliver_each_event_exactly_once(
+    storages: [Arc<dyn oauth_provider::storage::Storage>; 2],
+) {
+    const EVENTS: usize = 50;
     let mut servers = Vec::new();
-    for _ in 0..2 {
+    for storage in storages {
         let mut config = ssf_config();
         config.issuer = Some("http://auth.test".to_owned());
-        let storage: Arc<dyn oauth_provider::storage::Storage> = Arc::new(database.open().await);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         servers.push(
             Server::start_with_storage(config, listener, storage)
@@ -1373,7 +1395,6 @@ async fn two_instances_on_postgres_deliver_each_event_exactly_once() {
         task.await.unwrap();
     }
     wait_until("every event", || receiver.accepted().len() >= EVENTS).await;
-    // Each was pushed once, whichever instance claimed it.
     let storage = servers[0].state().storage().clone();
     let start = Instant::now();
     while storage.count_pending_outbox(&stream_id).await.unwrap() != 0 {
@@ -1393,7 +1414,6 @@ async fn two_instances_on_postgres_deliver_each_event_exactly_once() {
     for server in servers {
         server.shutdown().await.unwrap();
     }
-    drop(database);
 }
 
 // ---------------------------------------------------------------------------------------------
