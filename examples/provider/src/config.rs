@@ -309,7 +309,8 @@ pub struct Config {
     pub resources: Vec<String>,
     /// Scopes a dynamically registered client may obtain on its own authority (the
     /// `client_credentials` grant). `None` (the default) means every supported scope except
-    /// [`PRIVILEGED_SCOPE`], which is refused here in any case.
+    /// [`PRIVILEGED_SCOPE`], which is refused here in any case, and [`SSF_SCOPE`], which
+    /// receives security events about every user and so must be listed here to be registrable.
     pub registrable_scopes: Option<Vec<String>>,
     /// The initial access token (RFC 7591 §3) that allows registering `client_credentials`
     /// clients. `None` (the default): only configured clients may use that grant.
@@ -397,7 +398,7 @@ impl Config {
             None => self
                 .scopes_supported
                 .iter()
-                .filter(|s| *s != PRIVILEGED_SCOPE)
+                .filter(|s| *s != PRIVILEGED_SCOPE && *s != SSF_SCOPE)
                 .cloned()
                 .collect(),
         }

@@ -102,7 +102,8 @@ struct Cli {
     resources: Vec<String>,
 
     /// Space-separated scopes a registered client may obtain on its own authority
-    /// (client_credentials); default: the supported scopes except admin.
+    /// (client_credentials); default: the supported scopes except admin (never registrable)
+    /// and ssf (list it here to let registered clients manage SSF streams).
     #[arg(long, env = "OAUTH_REGISTRABLE_SCOPES")]
     registrable_scopes: Option<String>,
 

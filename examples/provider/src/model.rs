@@ -311,8 +311,9 @@ pub struct SigningKey {
     pub private: PrivateKey,
 }
 
-/// How an SSF stream delivers its events.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How an SSF stream delivers its events. Its `Debug` output never shows the push
+/// `authorization_header`.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Delivery {
     /// RFC 8935 push: the transmitter POSTs each SET to the receiver's endpoint.
     Push {
@@ -324,6 +325,25 @@ pub enum Delivery {
     },
     /// RFC 8936 poll: the receiver fetches SETs from the stream's poll endpoint.
     Poll,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Delivery::Push {
+                endpoint_url,
+                authorization_header,
+            } => f
+                .debug_struct("Push")
+                .field("endpoint_url", endpoint_url)
+                .field(
+                    "authorization_header",
+                    &authorization_header.as_ref().map(|_| "<redacted>"),
+                )
+                .finish(),
+            Delivery::Poll => f.write_str("Poll"),
+        }
+    }
 }
 
 impl Delivery {
@@ -480,4 +500,20 @@ pub enum UserChange {
     Disable,
     /// Enable the account again.
     Enable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_push_authorization_header() {
+        let delivery = Delivery::Push {
+            endpoint_url: "https://receiver.example/ssf".to_owned(),
+            authorization_header: Some("Bearer s3cr3t".to_owned()),
+        };
+        let printed = format!("{delivery:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(printed.contains("<redacted>") && printed.contains("receiver.example"));
+    }
 }

@@ -129,6 +129,8 @@ fn assert_claims(claims: &Value, issuer: &str, sub: &str, client_id: &str, scope
     assert_eq!(claims["exp"].as_i64().unwrap() - iat, ACCESS_TTL as i64);
     assert_eq!(claims["nbf"].as_i64(), Some(iat));
     assert!(!text(claims, "jti").is_empty());
+    // The grant family, named by SSF session-revoked events.
+    assert!(!text(claims, "sid").is_empty());
 }
 
 /// The token introspects active with the JWT's own claims.
@@ -145,6 +147,7 @@ async fn assert_introspects_as(env: &Env, token: &str, claims: &Value) {
         "iat",
         "nbf",
         "jti",
+        "sid",
     ] {
         assert_eq!(body[name], claims[name], "{name}: {body} vs {claims}");
     }

@@ -77,7 +77,7 @@ async fn client_credentials_registration_needs_the_right_initial_access_token(ba
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["grant_types"], json!(["client_credentials"]));
     // The default scope of a self-granting client is the registrable set, never `admin`.
-    assert_eq!(body["scope"], json!("read write ssf"));
+    assert_eq!(body["scope"], json!("read write"));
     let (id, secret) = (
         body["client_id"].as_str().unwrap(),
         body["client_secret"].as_str().unwrap(),
@@ -90,7 +90,7 @@ async fn client_credentials_registration_needs_the_right_initial_access_token(ba
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{token}");
-    assert_eq!(token["scope"], json!("read write ssf"));
+    assert_eq!(token["scope"], json!("read write"));
     // Even with the token, a public client cannot hold client_credentials.
     let mut public = client_credentials_metadata(None);
     public["token_endpoint_auth_method"] = json!("none");

@@ -39,6 +39,7 @@ backend_tests!(
     password_change_and_disabling_announce_and_revoke,
     poll_delivery_offers_unacknowledged_sets_again,
     paused_streams_queue_within_their_bound,
+    the_outbox_leases_retries_settles_and_purges,
 );
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -52,6 +53,8 @@ fn ssf_config() -> Config {
     config.ssf.poll_interval = Duration::from_millis(100);
     config.ssf.long_poll = Duration::from_secs(1);
     config.ssf.max_streams_per_client = 3;
+    // Registered client_credentials clients may manage streams too.
+    config.registrable_scopes = Some(["read", "write", "ssf"].map(String::from).to_vec());
     config
 }
 
@@ -338,6 +341,29 @@ async fn the_configuration_document_names_every_endpoint() {
             "default_subjects": "ALL",
         })
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssf_is_registrable_only_when_configured() {
+    let env = Env::start(Backend::Memory).await;
+    let (status, body) = env
+        .register_with_token(
+            REGISTRATION_TOKEN,
+            json!({"token_endpoint_auth_method": "client_secret_basic",
+                   "grant_types": ["client_credentials"], "scope": "ssf"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], json!("invalid_client_metadata"));
+    let (status, body) = env
+        .register_with_token(
+            REGISTRATION_TOKEN,
+            json!({"token_endpoint_auth_method": "client_secret_basic",
+                   "grant_types": ["client_credentials"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["scope"], json!("read write"), "not by default");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1239,7 +1265,17 @@ async fn an_event_committed_before_kill_9_is_delivered_after_restart() {
     drop(reserved);
     let endpoint = format!("http://{receiver_addr}/events");
 
-    let first = Process::spawn(&args, &[]).await;
+    // Every run logs at trace level into one file, checked at the end.
+    let log_path = dir.path().join("stderr.log");
+    let log = || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        std::process::Stdio::from(file)
+    };
+    let first = Process::spawn_logging(&args, &[], "trace", log()).await;
     let env = Env::remote(&first.base, ISSUER);
     let token = ssf_token(&env).await;
     push_stream(&env, &token, &endpoint, &[TOKEN_REVOKED]).await;
@@ -1266,7 +1302,7 @@ async fn an_event_committed_before_kill_9_is_delivered_after_restart() {
 
     let listener = TcpListener::bind(receiver_addr).await.unwrap();
     let (receiver, _) = Receiver::serve(listener).await;
-    let second = Process::spawn(&args, &[]).await;
+    let second = Process::spawn_logging(&args, &[], "trace", log()).await;
     let env = Env::remote(&second.base, ISSUER);
     let claims = accepted_claims(&env, &receiver, 1, DEMO_SSF_RECEIVER_ID).await;
     assert_eq!(
@@ -1276,6 +1312,22 @@ async fn an_event_committed_before_kill_9_is_delivered_after_restart() {
     assert_eq!(event_type(&claims[0]), TOKEN_REVOKED);
     env.assert_active(&access, false).await;
     second.stop().await;
+
+    // The logs name the stream and the jti, never a SET, a token or the push Authorization
+    // header.
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains(&jti), "the logs were captured");
+    let set = &receiver.accepted()[0];
+    let signature = set.rsplit('.').next().unwrap();
+    for secret in [
+        set.as_str(),
+        signature,
+        token.as_str(),
+        access.as_str(),
+        "receiver-secret",
+    ] {
+        assert!(!logs.contains(secret), "{secret} is in the logs");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1287,13 +1339,35 @@ async fn two_instances_on_postgres_deliver_each_event_exactly_once() {
     if server_url("two_instances_on_postgres_deliver_each_event_exactly_once").is_none() {
         return;
     }
-    const EVENTS: usize = 50;
     let database = TestDatabase::create().await;
+    let storages: [Arc<dyn oauth_provider::storage::Storage>; 2] = [
+        Arc::new(database.open().await),
+        Arc::new(database.open().await),
+    ];
+    two_instances_deliver_each_event_exactly_once(storages).await;
+    drop(database);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_sqlite_file_deliver_each_event_exactly_once() {
+    use oauth_provider::storage::SqliteStorage;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("oauth.db");
+    let first = SqliteStorage::open(&db).await.unwrap();
+    let second = SqliteStorage::open(&db).await.unwrap();
+    two_instances_deliver_each_event_exactly_once([Arc::new(first), Arc::new(second)]).await;
+}
+
+/// Two servers on one database (two pools, as two processes would have): 50 events queued
+/// through both at once, each pushed once, whichever deliverer claimed it.
+async fn two_instances_deliver_each_event_exactly_once(
+    storages: [Arc<dyn oauth_provider::storage::Storage>; 2],
+) {
+    const EVENTS: usize = 50;
     let mut servers = Vec::new();
-    for _ in 0..2 {
+    for storage in storages {
         let mut config = ssf_config();
         config.issuer = Some("http://auth.test".to_owned());
-        let storage: Arc<dyn oauth_provider::storage::Storage> = Arc::new(database.open().await);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         servers.push(
             Server::start_with_storage(config, listener, storage)
@@ -1321,7 +1395,6 @@ async fn two_instances_on_postgres_deliver_each_event_exactly_once() {
         task.await.unwrap();
     }
     wait_until("every event", || receiver.accepted().len() >= EVENTS).await;
-    // Each was pushed once, whichever instance claimed it.
     let storage = servers[0].state().storage().clone();
     let start = Instant::now();
     while storage.count_pending_outbox(&stream_id).await.unwrap() != 0 {
@@ -1341,7 +1414,6 @@ async fn two_instances_on_postgres_deliver_each_event_exactly_once() {
     for server in servers {
         server.shutdown().await.unwrap();
     }
-    drop(database);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1426,4 +1498,141 @@ async fn the_user_commands_change_users_and_running_instances_deliver_the_events
     env.authorize_and_approve(&AuthRequest::new(&client_id), "alice", "password123")
         .await;
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The outbox contract, on the storage directly.
+
+async fn the_outbox_leases_retries_settles_and_purges(backend: Backend) {
+    use oauth_provider::model::{Announcement, Delivery, Stream, StreamStatus};
+    use oauth_provider::ssf::events::verification;
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _database) = open_storage(backend, &dir).await;
+    oauth_provider::seed::seed_demo_clients(storage.as_ref(), 0)
+        .await
+        .unwrap();
+    let stream = Stream {
+        stream_id: "stream-1".to_owned(),
+        client_id: DEMO_SSF_RECEIVER_ID.to_owned(),
+        delivery: Delivery::Push {
+            endpoint_url: "https://receiver.example/ssf".to_owned(),
+            authorization_header: Some("Bearer x".to_owned()),
+        },
+        events_requested: Vec::new(),
+        events_delivered: Vec::new(),
+        description: None,
+        status: StreamStatus::Enabled,
+        created_at: 0,
+    };
+    assert!(storage.create_stream(&stream, 1).await.unwrap());
+    let second = Stream {
+        stream_id: "stream-2".to_owned(),
+        ..stream.clone()
+    };
+    assert!(!storage.create_stream(&second, 1).await.unwrap(), "capped");
+    assert_eq!(storage.get_stream("stream-1").await.unwrap(), Some(stream));
+
+    let (now, now_ms) = (1_700_000_000_i64, 1_700_000_000_000_i64);
+    let events = [
+        verification("https://as.example", "stream-1", Some("a"), now),
+        verification("https://as.example", "stream-1", Some("b"), now),
+        verification("https://as.example", "stream-1", Some("c"), now),
+    ];
+    let announce = Announcement {
+        events: &events,
+        token_revoked_by: None,
+        now,
+        now_ms,
+        max_pending_per_stream: 2,
+    };
+    let fanout = storage
+        .announce_to_stream("stream-1", &announce)
+        .await
+        .unwrap();
+    assert_eq!((fanout.queued, fanout.dropped), (2, 1));
+
+    // Claimed once, with a lease; nobody else gets them meanwhile.
+    let lease = now_ms + 30_000;
+    let rows = storage.claim_outbox(now_ms, lease, 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.attempts == 1 && r.stream_id == "stream-1")
+    );
+    assert!(rows[0].id < rows[1].id);
+    assert_eq!(rows[0].claims, events[0].claims);
+    assert!(
+        storage
+            .claim_outbox(now_ms + 1, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // One delivered; one released for a retry in a second.
+    storage
+        .finish_outbox(rows[0].id, now_ms, None)
+        .await
+        .unwrap();
+    storage
+        .retry_outbox(rows[1].id, now_ms + 1000, "HTTP 503")
+        .await
+        .unwrap();
+    assert!(
+        storage
+            .claim_outbox(now_ms + 500, now_ms + 30_500, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let retried = storage
+        .claim_outbox(now_ms + 1000, now_ms + 31_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!((retried[0].id, retried[0].attempts), (rows[1].id, 2));
+    assert_eq!(retried[0].jti, rows[1].jti, "the same jti on every attempt");
+    assert_eq!(storage.count_pending_outbox("stream-1").await.unwrap(), 1);
+    storage
+        .finish_outbox(retried[0].id, now_ms + 1000, Some("invalid_key"))
+        .await
+        .unwrap();
+    assert_eq!(storage.count_pending_outbox("stream-1").await.unwrap(), 0);
+
+    // Settled rows stay a day, then the cleanup purges them.
+    assert_eq!(storage.purge_expired(now + 3600).await.unwrap(), 0);
+    assert_eq!(storage.purge_expired(now + 86_402).await.unwrap(), 2);
+
+    // Paused: claimed by nobody; deleting the stream drops its rows.
+    assert!(
+        storage
+            .set_stream_status("stream-1", DEMO_SSF_RECEIVER_ID, StreamStatus::Paused)
+            .await
+            .unwrap()
+    );
+    storage
+        .announce_to_stream("stream-1", &announce)
+        .await
+        .unwrap();
+    assert!(
+        storage
+            .claim_outbox(now_ms, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !storage
+            .delete_stream("stream-1", "someone-else")
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .delete_stream("stream-1", DEMO_SSF_RECEIVER_ID)
+            .await
+            .unwrap()
+    );
+    assert_eq!(storage.count_pending_outbox("stream-1").await.unwrap(), 0);
+    storage.close().await;
 }

@@ -14,15 +14,14 @@
 //! - **Latency.** A local enqueue wakes the deliverer at once; it also looks for due rows every
 //!   [`SsfSettings::poll_interval`] (rows of other instances, retries).
 //! - **Bounds.** At most [`SsfSettings::push_concurrency`] pushes in flight, each with a connect
-//!   and a whole-request timeout; the receiver's answer is read up to 4 KiB.
+//!   and a whole-request timeout; the receiver's answer is read up to 4 KiB. Pushes in flight
+//!   stop with the server (their rows are claimed again when the lease ends).
 //! - **Secrecy.** Neither a SET nor a stream's `Authorization` header is ever logged.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, header};
-use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::model::{Delivery, OutboxEntry, StreamStatus};
 use crate::ssf::{SsfSettings, millis, now_ms};
@@ -46,10 +45,13 @@ pub fn spawn(state: AppState) -> Result<JoinHandle<()>, reqwest::Error> {
 }
 
 async fn run(state: AppState, client: reqwest::Client, settings: SsfSettings) {
-    let permits = Arc::new(Semaphore::new(settings.push_concurrency.max(1)));
+    let limit = settings.push_concurrency.max(1);
     let wake = state.ssf_wake().clone();
+    // The pushes in flight; aborted with this task when the server stops.
+    let mut pushes = JoinSet::new();
     loop {
-        let available = permits.available_permits();
+        while pushes.try_join_next().is_some() {}
+        let available = limit.saturating_sub(pushes.len());
         let mut full_batch = false;
         if available > 0 {
             let now = now_ms();
@@ -65,23 +67,20 @@ async fn run(state: AppState, client: reqwest::Client, settings: SsfSettings) {
                 Ok(rows) => {
                     full_batch = rows.len() == available;
                     for row in rows {
-                        let Ok(permit) = permits.clone().acquire_owned().await else {
-                            return;
-                        };
                         let (state, client, settings) =
                             (state.clone(), client.clone(), settings.clone());
-                        tokio::spawn(async move {
-                            push(&state, &client, &settings, row).await;
-                            drop(permit);
-                        });
+                        pushes.spawn(async move { push(&state, &client, &settings, row).await });
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "claiming SSF events failed"),
             }
         }
-        if full_batch {
-            // More may be due: claim again once a push finishes.
-            let _ = permits.acquire().await;
+        if full_batch || pushes.len() >= limit {
+            // More may be due: claim again as soon as a push finishes.
+            tokio::select! {
+                _ = pushes.join_next() => {}
+                _ = tokio::time::sleep(settings.poll_interval) => {}
+            }
             continue;
         }
         tokio::select! {
