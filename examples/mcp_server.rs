@@ -42,9 +42,17 @@
 //! with a fresh `DPoP` proof per request) beside bearer tokens; `--dpop required` accepts only
 //! them; `--dpop disabled` only bearer tokens. The protected resource metadata advertises it.
 //!
+//! `--ssf` subscribes the server to the issuer's security events (OpenID Shared Signals 1.0): at
+//! start it creates a push stream to `http://<bind address>/ssf/events` as the client
+//! `--ssf-client-id` (scope `ssf`; the demo provider's `ssf-receiver`), replacing its stream of an
+//! earlier run, and a revoked token, session or account is then refused within milliseconds
+//! instead of after `--cache-max-ttl`. A separately started provider must allow http push URLs on
+//! loopback (`--ssf-allow-http-loopback`).
+//!
 //! Every flag has an environment fallback (`MCP_BIND`, `MCP_RESOURCE_URL`, `OAUTH_ISSUER`,
 //! `OAUTH_INTROSPECTION_URL`, `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`, `MCP_TOKENS`,
-//! `OAUTH_JWKS_URI`, `MCP_INTROSPECT_JWTS`, `MCP_DPOP`, `HEADER_READ_TIMEOUT_SECS`,
+//! `OAUTH_JWKS_URI`, `MCP_INTROSPECT_JWTS`, `MCP_DPOP`, `MCP_SSF`, `MCP_SSF_CLIENT_ID`,
+//! `MCP_SSF_CLIENT_SECRET`, `HEADER_READ_TIMEOUT_SECS`,
 //! `IDLE_TIMEOUT_SECS`, `MAX_CONNECTIONS`, `MCP_METRICS_BIND`). Without
 //! `--introspection-url` the endpoint is discovered from the issuer's RFC 8414 metadata. The
 //! server checks that tokens were issued by `--issuer` for `--resource-url` (the audience).
@@ -117,8 +125,10 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or(format!("http://{}/mcp", listener.local_addr()?));
     let provider = if args.with_provider {
-        // The provider issues tokens only for resources it knows: this server's URL.
-        let config = oauth_provider::Config::demo().with_resource(&resource);
+        // The provider issues tokens only for resources it knows: this server's URL. It pushes
+        // security events (`--ssf`) to this server on loopback, over http.
+        let mut config = oauth_provider::Config::demo().with_resource(&resource);
+        config.ssf.allow_http_loopback = true;
         let server = oauth_provider::Server::bind(config, "127.0.0.1:0".parse()?).await?;
         args.auth.issuer = server.issuer().to_owned();
         println!("reference provider (demo accounts) at {}", server.issuer());

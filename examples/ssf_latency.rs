@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use clap::Parser;
-use oauth_provider::{Config, DEMO_SSF_RECEIVER_ID, DEMO_SSF_RECEIVER_SECRET, Server, StorageConfig};
+use oauth_provider::{
+    Config, DEMO_SSF_RECEIVER_ID, DEMO_SSF_RECEIVER_SECRET, Server, StorageConfig,
+};
 use tokio::net::TcpListener;
 use tower_introspect_demo::mcp_server::{AuthSettings, McpServer};
 use tower_introspect_demo::oauth_client;
@@ -75,8 +77,7 @@ async fn main() -> anyhow::Result<()> {
     let mut each = Vec::with_capacity(args.revocations * 2);
     for round in 0..args.revocations {
         let tokens =
-            oauth_client::authorize(&discovery, &client_id, "alice", "password123", "read")
-                .await?;
+            oauth_client::authorize(&discovery, &client_id, "alice", "password123", "read").await?;
         let token = tokens.access_token;
         for server in &servers {
             ensure!(

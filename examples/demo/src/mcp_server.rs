@@ -646,7 +646,7 @@ pub struct AuthServerArgs {
     pub dpop: DpopMode,
     /// Subscribe to the issuer's security events (OpenID Shared Signals, push to
     /// `/ssf/events` on this server's bind address): revocations then end cached verdicts at once
-    /// instead of after `--cache-ttl-secs`.
+    /// instead of after `--cache-max-ttl`.
     #[arg(long, env = "MCP_SSF")]
     pub ssf: bool,
     /// Client id that manages the SSF stream (`client_credentials` with scope `ssf`).

@@ -167,7 +167,8 @@ pub async fn change_user(
     };
     let announce = crate::model::Announcement {
         events: &events,
-        token_revoked_by: None,
+        // A password change ends the user's grants: their access tokens are announced too.
+        token_revoked_by: matches!(change, UserChange::Password(_)).then_some(issuer.as_str()),
         now,
         now_ms: crate::ssf::now_ms(),
         max_pending_per_stream: config.ssf.max_pending_per_stream,

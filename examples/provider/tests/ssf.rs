@@ -804,7 +804,7 @@ async fn password_change_and_disabling_announce_and_revoke(backend: Backend) {
         &env,
         &token,
         &endpoint,
-        &[CREDENTIAL_CHANGE, ACCOUNT_DISABLED],
+        &[CREDENTIAL_CHANGE, ACCOUNT_DISABLED, TOKEN_REVOKED],
     )
     .await;
     let admin = admin_token(&env).await;
@@ -864,7 +864,8 @@ async fn password_change_and_disabling_announce_and_revoke(backend: Backend) {
     }
     env.assert_active(text(&grant, "access_token"), true).await;
 
-    // A new password: the event, the user's tokens inactive, the old password refused.
+    // A new password: the events, the user's tokens inactive, the old password refused.
+    let grant_jti = env.introspect(text(&grant, "access_token")).await["jti"].clone();
     let (status, body, _) = call(
         &env,
         post.clone(),
@@ -874,12 +875,28 @@ async fn password_change_and_disabling_announce_and_revoke(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    let claims = accepted_claims(&env, &receiver, 1, DEMO_SSF_RECEIVER_ID).await;
+    // credential-change for alice, and token-revoked for her one unexpired access token (for
+    // receivers that check JWTs locally); pushes may arrive in either order.
+    let claims = accepted_claims(&env, &receiver, 2, DEMO_SSF_RECEIVER_ID).await;
+    let of_type = |event: &str| -> Vec<&Value> {
+        claims
+            .iter()
+            .filter(|c| c["events"].get(event).is_some())
+            .collect()
+    };
+    let revoked = of_type(TOKEN_REVOKED);
+    assert_eq!(revoked.len(), 1, "{claims:?}");
     assert_eq!(
-        claims[0]["sub_id"],
+        revoked[0]["sub_id"],
+        json!({"format": "jwt_id", "iss": env.issuer, "jti": grant_jti})
+    );
+    let change = of_type(CREDENTIAL_CHANGE);
+    assert_eq!(change.len(), 1, "{claims:?}");
+    assert_eq!(
+        change[0]["sub_id"],
         json!({"format": "iss_sub", "iss": env.issuer, "sub": "alice"})
     );
-    let payload = &claims[0]["events"][CREDENTIAL_CHANGE];
+    let payload = &change[0]["events"][CREDENTIAL_CHANGE];
     assert_eq!(payload["credential_type"], json!("password"));
     assert_eq!(payload["change_type"], json!("update"));
     assert!(payload["event_timestamp"].is_i64());
@@ -914,13 +931,13 @@ async fn password_change_and_disabling_announce_and_revoke(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    let claims = accepted_claims(&env, &receiver, 2, DEMO_SSF_RECEIVER_ID).await;
+    let claims = accepted_claims(&env, &receiver, 3, DEMO_SSF_RECEIVER_ID).await;
     assert_eq!(
-        claims[1]["events"],
-        json!({ ACCOUNT_DISABLED: {"event_timestamp": claims[1]["iat"]} })
+        claims[2]["events"],
+        json!({ ACCOUNT_DISABLED: {"event_timestamp": claims[2]["iat"]} })
     );
     assert_eq!(
-        claims[1]["sub_id"],
+        claims[2]["sub_id"],
         json!({"format": "iss_sub", "iss": env.issuer, "sub": "alice"})
     );
     env.assert_active(text(&grant, "access_token"), false).await;
@@ -949,7 +966,7 @@ async fn password_change_and_disabling_announce_and_revoke(backend: Backend) {
     assert_eq!(status, StatusCode::NO_CONTENT);
     env.authorize_and_approve(&AuthRequest::new(&client_id), "alice", "new-password-1")
         .await;
-    assert_eq!(receiver.accepted().len(), 2);
+    assert_eq!(receiver.accepted().len(), 3);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -796,7 +796,8 @@ pub fn receiver_error(err: &str, description: &str) -> String {
 }
 
 /// `POST /admin/users/{username}/password {"password": …}`: sets a new password for a user of
-/// the users file, revokes all of the user's grants and announces a CAEP credential change.
+/// the users file, revokes all of the user's grants and announces a CAEP credential change and a token-revoked
+/// event per unexpired access token.
 pub async fn set_password(
     State(state): State<AppState>,
     Path(username): Path<String>,
@@ -908,7 +909,10 @@ async fn change(
             username,
             change,
             state.revocation_memory(now),
-            &state.announcement(events, false),
+            // A password change ends the user's grants: their access tokens are announced one
+            // by one too, so that receivers checking JWTs locally refuse them (credential-change
+            // alone only asks receivers to check again).
+            &state.announcement(events, matches!(change, UserChange::Password(_))),
         )
         .await?;
     state.announced(fanout);

@@ -475,8 +475,24 @@ impl Storage for MemoryStorage {
             UserChange::Disable => entry.disabled = true,
             UserChange::Enable => entry.disabled = false,
         }
+        let mut jtis = Vec::new();
         if *change != UserChange::Enable {
             let mine = |s: &Option<String>| s.as_deref() == Some(username);
+            if announce.token_revoked_by.is_some() {
+                // The unexpired access tokens the change ends, for token-revoked events.
+                jtis = inner
+                    .tokens
+                    .values()
+                    .map(|t| &t.record)
+                    .filter(|t| {
+                        mine(&t.subject)
+                            && t.kind == TokenKind::Access
+                            && t.expires_at > announce.now
+                    })
+                    .map(|t| t.jti.clone())
+                    .collect();
+                jtis.sort();
+            }
             let mut families: Vec<String> = inner
                 .tokens
                 .values()
@@ -496,7 +512,7 @@ impl Storage for MemoryStorage {
             inner.codes.retain(|_, c| c.subject != username);
             inner.pending.retain(|_, (p, _)| !mine(&p.subject));
         }
-        Ok(inner.write_announcement(announce, &[], None))
+        Ok(inner.write_announcement(announce, &jtis, None))
     }
 
     async fn create_stream(&self, stream: &Stream, max_per_client: u64) -> StorageResult<bool> {

@@ -715,6 +715,20 @@ macro_rules! sql_storage {
                     .bind(disabled.is_some())
                     .execute(&mut *tx)
                     .await?;
+                    // The unexpired access tokens the change ends, for token-revoked events: what
+                    // receivers that check JWTs locally need to refuse them.
+                    let jtis: Vec<String> = if revoke && announce.token_revoked_by.is_some() {
+                        sqlx::query_scalar(
+                            "SELECT jti FROM tokens WHERE subject = $1 AND kind = 'access' \
+                             AND expires_at > $2 ORDER BY jti",
+                        )
+                        .bind(username)
+                        .bind(announce.now)
+                        .fetch_all(&mut *tx)
+                        .await?
+                    } else {
+                        Vec::new()
+                    };
                     if revoke {
                         sqlx::query(
                             "INSERT INTO revoked_families (family_id, expires_at) \
@@ -738,7 +752,7 @@ macro_rules! sql_storage {
                             sqlx::query(sql).bind(username).execute(&mut *tx).await?;
                         }
                     }
-                    let fanout = Self::write_announcement(&mut tx, announce, &[], None).await?;
+                    let fanout = Self::write_announcement(&mut tx, announce, &jtis, None).await?;
                     tx.commit().await?;
                     Ok(fanout)
                 }
