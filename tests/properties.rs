@@ -14,7 +14,7 @@ mod recorder;
 use invariants::challenge_renderer::Input;
 use invariants::{
     authorization_header, challenge_renderer, dpop_proof, introspection_response,
-    mcp_body_classifier, session_binding,
+    mcp_body_classifier, security_event_token, session_binding,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -249,4 +249,34 @@ fn the_oracles_are_not_vacuous() {
 #[test]
 fn an_anonymous_session_is_not_claimed_by_the_next_signed_in_caller() {
     session_binding::check(&[(0, 0, 0, Vec::new()), (1, 1, 0, Vec::new())]);
+}
+
+proptest! {
+    #[test]
+    fn security_event_tokens_are_judged_by_their_defects(
+        steer in prop::collection::vec(any::<u8>(), 0..16)
+    ) {
+        security_event_token::check(&[[1].as_slice(), &steer].concat());
+    }
+
+    #[test]
+    fn any_bytes_as_a_security_event_token_are_judged_safely(
+        set in "[A-Za-z0-9_.-]{0,64}|\\PC{0,32}"
+    ) {
+        security_event_token::check(&[b"\0".as_slice(), set.as_bytes()].concat());
+    }
+}
+
+/// The honest SET is accepted, and each single defect of the generator's menus is refused for it.
+#[test]
+fn the_set_oracle_accepts_the_honest_set_and_each_single_defect_is_refused() {
+    security_event_token::check(&[1]);
+    for position in 0..11 {
+        for choice in 1..=8_u8 {
+            let mut steer = vec![0_u8; 12];
+            steer[0] = 1;
+            steer[position + 1] = choice;
+            security_event_token::check(&steer);
+        }
+    }
 }

@@ -113,7 +113,7 @@ impl Signer {
 
 /// Whether `signature` is key `a`'s ES256 signature of `signing_input`, checked with the key from
 /// its PEM file (not from the JWK set the verifier reads).
-fn signed_by_a(signing_input: &str, signature: &str) -> bool {
+pub fn signed_by_a(signing_input: &str, signature: &str) -> bool {
     static KEY: OnceLock<DecodingKey> = OnceLock::new();
     let key = KEY.get_or_init(|| DecodingKey::from_ec_pem(KEY_A_PUBLIC).expect("key a"));
     jsonwebtoken::crypto::verify(signature, signing_input.as_bytes(), key, Algorithm::ES256)

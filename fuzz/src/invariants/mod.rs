@@ -6,4 +6,5 @@ pub mod dpop_proof;
 pub mod introspection_response;
 pub mod jwt_access_token;
 pub mod mcp_body_classifier;
+pub mod security_event_token;
 pub mod session_binding;
