@@ -92,10 +92,27 @@ fn large_claims() -> Value {
 /// Fills a byte-bounded cache with `entries` distinct principals parsed from `body`; returns the
 /// bytes the cache really holds per entry and what it believes each entry weighs.
 fn measure(runtime: &tokio::runtime::Runtime, body: &Value, entries: usize) -> (f64, f64) {
+    measure_with(runtime, body, entries, false)
+}
+
+/// [`measure`], with the revocation index an event receiver makes when `indexed`.
+fn measure_with(
+    runtime: &tokio::runtime::Runtime,
+    body: &Value,
+    entries: usize,
+    indexed: bool,
+) -> (f64, f64) {
     let body = serde_json::to_vec(body).unwrap();
     let tokens: Vec<String> = (0..entries).map(|i| format!("token-{i:06}")).collect();
     runtime.block_on(async {
         let cache = CachedVerifier::new(Claims(body), CacheConfig::default().max_bytes(1 << 34));
+        let _receiver = indexed.then(|| {
+            tower_introspect::ssf::SsfReceiver::builder("https://as.example", "rs")
+                .jwks(r#"{"keys": []}"#)
+                .invalidates(&cache)
+                .build()
+                .unwrap()
+        });
         // Warm up once so that lazily allocated structures are not charged to the entries.
         cache.verify("warm-up").await.unwrap();
         cache.invalidate_all();
@@ -126,11 +143,14 @@ fn max_bytes_weighs_what_an_entry_really_holds() {
     eprintln!("realistic response: {held:.0} bytes held per entry");
     assert!(held <= 512.0, "a cached principal holds {held:.0} bytes");
 
-    for (shape, body, entries) in [
-        ("large claims", large_claims(), 200),
-        ("small claims", small_claims(), 2000),
+    for (shape, body, entries, indexed) in [
+        ("large claims", large_claims(), 200, false),
+        ("small claims", small_claims(), 2000, false),
+        // With an SSF receiver acting on the cache: its index by subject and token id.
+        ("small claims, indexed", small_claims(), 2000, true),
+        ("realistic, indexed", realistic.clone(), 2000, true),
     ] {
-        let (held, weight) = measure(&runtime, &body, entries);
+        let (held, weight) = measure_with(&runtime, &body, entries, indexed);
         let ratio = weight / held;
         eprintln!("{shape}: {held:.0} bytes held per entry, weighed {weight:.0} (×{ratio:.2})");
         assert!(

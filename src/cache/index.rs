@@ -1,5 +1,5 @@
-//! Which cached verdicts belong to a subject, an email address, a token identifier, a session or a
-//! client: the lookup that lets a revocation event reach its verdicts without walking the cache.
+//! Which cached verdicts belong to a subject, an email address, a token identifier or a session:
+//! the lookup that lets a revocation event reach its verdicts without walking the cache.
 //!
 //! Every positive verdict is entered under each identifier its principal carries when it is
 //! cached. An entry is never removed when its verdict leaves the cache (moka's removal order is not
@@ -34,8 +34,6 @@ pub(crate) enum Identifier<'a> {
     TokenId(Option<&'a str>, &'a str),
     /// The `sid` claim (the authorization server's session, or grant) as issued by `iss`.
     Session(Option<&'a str>, &'a str),
-    /// The `client_id` the token was issued to.
-    Client(&'a str),
 }
 
 impl Identifier<'_> {
@@ -50,10 +48,26 @@ impl Identifier<'_> {
                 .token_id()
                 .map(|jti| Identifier::TokenId(iss, jti)),
             text("sid").map(|sid| Identifier::Session(iss, sid)),
-            principal.client_id().map(Identifier::Client),
         ]
         .into_iter()
         .flatten()
+    }
+
+    /// Whether a revocation naming `self` reaches `principal`: what the index finds, read from
+    /// the principal itself (for caches that keep no index).
+    pub(crate) fn names(self, principal: &Principal) -> bool {
+        let issuer_fits = |iss: Option<&str>| {
+            iss.is_none_or(|iss| principal.issuer().is_none_or(|own| own == iss))
+        };
+        let text = |name| principal.claim(name).and_then(serde_json::Value::as_str);
+        match self {
+            Identifier::Subject(iss, sub) => principal.subject() == Some(sub) && issuer_fits(iss),
+            Identifier::Email(email) => {
+                text("email").is_some_and(|own| own.eq_ignore_ascii_case(email))
+            }
+            Identifier::TokenId(iss, jti) => principal.token_id() == Some(jti) && issuer_fits(iss),
+            Identifier::Session(iss, sid) => text("sid") == Some(sid) && issuer_fits(iss),
+        }
     }
 
     /// The hashes to look up for a revocation naming `self`: an identifier issued by a given
@@ -91,7 +105,6 @@ impl IdentifierHash {
             Identifier::Email(email) => ("email", None, email),
             Identifier::TokenId(iss, jti) => ("jti", iss, jti),
             Identifier::Session(iss, sid) => ("sid", iss, sid),
-            Identifier::Client(client_id) => ("client_id", None, client_id),
         };
         field(&mut hash, kind);
         match issuer {
@@ -119,20 +132,52 @@ pub(crate) struct SubjectIndex {
 
 #[derive(Debug, Default)]
 struct Table {
-    keys: HashMap<IdentifierHash, HashSet<TokenKey>>,
+    keys: HashMap<IdentifierHash, Keys>,
     /// Sum of the sets' lengths.
     references: usize,
+}
+
+/// The keys under one identifier. Most identifiers (a token id, a session) name one token: it is
+/// kept inline, with no allocation of its own.
+#[derive(Debug)]
+enum Keys {
+    One(TokenKey),
+    Many(HashSet<TokenKey>),
+}
+
+impl Keys {
+    /// Adds `key`; false when it was there.
+    fn insert(&mut self, key: TokenKey) -> bool {
+        match self {
+            Keys::One(one) if *one == key => false,
+            Keys::One(one) => {
+                *self = Keys::Many(HashSet::from([*one, key]));
+                true
+            }
+            Keys::Many(many) => many.insert(key),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &TokenKey> {
+        let (one, many) = match self {
+            Keys::One(one) => (Some(one), None),
+            Keys::Many(many) => (None, Some(many.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 impl Table {
     fn enter(&mut self, key: TokenKey, principal: &Principal) {
         for identifier in Identifier::of(principal) {
-            if self
-                .keys
-                .entry(IdentifierHash::of(identifier))
-                .or_default()
-                .insert(key)
-            {
+            let added = match self.keys.entry(IdentifierHash::of(identifier)) {
+                std::collections::hash_map::Entry::Occupied(mut keys) => keys.get_mut().insert(key),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(Keys::One(key));
+                    true
+                }
+            };
+            if added {
                 self.references += 1;
             }
         }
@@ -172,6 +217,15 @@ impl SubjectIndex {
         }
     }
 
+    /// Replaces the table with one built from `cached` (what the cache holds).
+    pub(crate) fn rebuild(&self, cached: impl Iterator<Item = (TokenKey, Principal)>) {
+        let mut rebuilt = Table::default();
+        for (key, principal) in cached {
+            rebuilt.enter(key, &principal);
+        }
+        *self.table() = rebuilt;
+    }
+
     /// The keys of the verdicts cached under `identifier` (and possibly of a few that have left
     /// the cache since).
     pub(crate) fn keys(&self, identifier: Identifier<'_>) -> Vec<TokenKey> {
@@ -179,7 +233,7 @@ impl SubjectIndex {
         identifier
             .lookups()
             .filter_map(|hash| table.keys.get(&hash))
-            .flatten()
+            .flat_map(Keys::iter)
             .copied()
             .collect()
     }
@@ -196,8 +250,21 @@ impl SubjectIndex {
     }
 }
 
-/// Most identifiers one principal is entered under (one per [`Identifier`] kind).
-const MAX_IDENTIFIERS: usize = 5;
+/// Most identifiers one principal is entered under (subject, email, token id, session).
+const MAX_IDENTIFIERS: usize = 4;
+
+/// Heap bytes the index holds for `principal`'s verdict, for byte-bounded caches: an identifier
+/// that usually names one token (its id, its session) takes a table slot of its own; one that
+/// names many (a subject, an email) mostly a slot in a shared set. Measured with a counting
+/// allocator (`tests/cache_weight.rs`).
+pub(crate) fn weight(principal: &Principal) -> usize {
+    Identifier::of(principal)
+        .map(|identifier| match identifier {
+            Identifier::TokenId(..) | Identifier::Session(..) => 120,
+            _ => 64,
+        })
+        .sum()
+}
 
 #[cfg(test)]
 mod tests {
@@ -254,8 +321,6 @@ mod tests {
             [key(1)]
         );
         assert_eq!(found(Identifier::Email("alice@EXAMPLE.com")), [key(1)]);
-        assert_eq!(found(Identifier::Client("c1")), [key(1)]);
-        assert!(found(Identifier::Client("c2")).is_empty());
         // Fields do not run into each other.
         assert!(found(Identifier::Subject(Some("https://asalice"), "")).is_empty());
     }

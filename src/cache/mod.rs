@@ -6,8 +6,8 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
@@ -162,7 +162,9 @@ impl CacheConfig {
 
     /// Bounds the cache by the approximate memory of its entries instead of their number: useful
     /// when principals carry large or varying claims. Each entry weighs its key and bookkeeping
-    /// (about 320 bytes) plus what its parsed claims occupy in memory (see
+    /// (about 320 bytes), its slots in the revocation index when an event receiver made one (64
+    /// bytes per subject or email, 120 per token id or session) and what its parsed claims occupy
+    /// in memory (see
     /// [`Principal::approximate_size`]), within a small factor of the real heap use: a response
     /// of many tiny JSON values weighs several times its wire size, as it costs.
     pub fn max_bytes(mut self, bytes: u64) -> Self {
@@ -353,8 +355,12 @@ struct State<V> {
     config: CacheConfig,
     /// What [`FreshUntil`] counts from.
     epoch: Instant,
-    /// The positive verdicts by subject, email, token id, session and client, for revocations.
-    index: SubjectIndex,
+    /// The positive verdicts by subject, email, token id and session, for revocation events: made
+    /// when an event receiver first acts on this cache (see `index_identifiers`), absent before
+    /// (invalidations then walk the cache, and entries cost nothing more).
+    index: OnceLock<SubjectIndex>,
+    /// Whether `index` exists, for the weigher of byte-bounded caches.
+    indexed: Arc<AtomicBool>,
     /// Revocations pushed by the authorization server, held against fresh verdicts.
     revocations: Revocations,
 }
@@ -421,8 +427,12 @@ impl<V: TokenVerifier> CachedVerifier<V> {
     /// Caches the verdicts of `inner` as configured.
     pub fn new(inner: V, config: CacheConfig) -> Self {
         let builder = Cache::builder().max_capacity(config.max_capacity);
+        let indexed = Arc::new(AtomicBool::new(false));
         let builder = if config.weigh_bytes {
-            builder.weigher(|_key: &TokenKey, verdict: &Verdict| verdict.weight())
+            let indexed = indexed.clone();
+            builder.weigher(move |_key: &TokenKey, verdict: &Verdict| {
+                verdict.weight(indexed.load(Ordering::Relaxed))
+            })
         } else {
             builder
         };
@@ -438,7 +448,8 @@ impl<V: TokenVerifier> CachedVerifier<V> {
                 next_flight: AtomicU64::new(0),
                 counters: Counters::default(),
                 epoch,
-                index: SubjectIndex::default(),
+                index: OnceLock::new(),
+                indexed,
                 revocations: Revocations::new(config.revocation_capacity),
                 config,
             }),
@@ -471,7 +482,9 @@ impl<V> CachedVerifier<V> {
         let mut flights = state.flights();
         flights.clear();
         state.cache.invalidate_all();
-        state.index.clear();
+        if let Some(index) = state.index.get() {
+            index.clear();
+        }
     }
 
     /// Forgets every positive verdict for the subject `sub` of the issuer `iss` (e.g. when that
@@ -484,18 +497,37 @@ impl<V> CachedVerifier<V> {
     /// answers reach the requests already waiting but are not cached, and later requests ask
     /// again. Negative verdicts grant nothing and stay.
     ///
-    /// When it returns, no matching verdict is served any more. It looks the subject up in an
-    /// index kept beside the cache, so it costs what the matching verdicts cost, not a walk of
-    /// the cache; the index adds nothing to hits.
+    /// When it returns, no matching verdict is served any more. It walks every entry once
+    /// (milliseconds for 100,000), which suits revocation events and adds nothing to lookups;
+    /// once an event receiver (`ssf::SsfReceiver`) acts on this cache, the cache keeps an index by
+    /// subject, email, token id and session instead, and this costs what the matching verdicts
+    /// cost.
     pub fn invalidate_subject(&self, iss: &str, sub: &str) -> usize {
         self.invalidate_identified(Identifier::Subject(Some(iss), sub), false)
     }
 
     /// Forgets every positive verdict for tokens issued to the client `client_id` (e.g. when that
-    /// client is compromised), with the guarantees and costs of
-    /// [`invalidate_subject`](Self::invalidate_subject).
+    /// client is compromised), with the guarantees of
+    /// [`invalidate_subject`](Self::invalidate_subject). Returns how many verdicts were forgotten.
+    ///
+    /// Clients are not indexed (one client's tokens are often most of the cache, and clients are
+    /// rarely revoked): this walks every entry once, milliseconds for 100,000 entries, and adds
+    /// nothing to lookups.
     pub fn invalidate_client(&self, client_id: &str) -> usize {
-        self.invalidate_identified(Identifier::Client(client_id), false)
+        let state = &*self.state;
+        // As in `invalidate_identified`: once the table is cleared, no call that started before
+        // can cache its verdict, so the walk sees every verdict that could match.
+        state.flights().clear();
+        let mut forgotten = 0;
+        for (key, verdict) in &state.cache {
+            if let Verdict::Valid(principal, _) = &verdict
+                && principal.client_id() == Some(client_id)
+            {
+                state.cache.invalidate(&*key);
+                forgotten += 1;
+            }
+        }
+        forgotten
     }
 
     /// Forgets the positive verdict for the token whose `jti` is `jti` as issued by `iss` (e.g. a
@@ -549,33 +581,76 @@ impl<V> CachedVerifier<V> {
         self.state.revocations.evicted_early()
     }
 
-    /// Forgets the positive verdicts entered under `identifier` (only those whose principal
-    /// names no session, `sid`, when `only_without_session`), and every call in flight.
+    /// Forgets the positive verdicts `identifier` names (only those whose principal names no
+    /// session, `sid`, when `only_without_session`), and every call in flight.
     pub(crate) fn invalidate_identified(
         &self,
         identifier: Identifier<'_>,
         only_without_session: bool,
     ) -> usize {
         let state = &*self.state;
+        let spared =
+            |principal: &Principal| only_without_session && principal.claim("sid").is_some();
         // Verdicts enter the cache (and then the index) only from a current flight, under this
         // lock. Once the table is cleared, every call that started before this point is no
-        // longer current and never caches its verdict, so the lookup below sees every verdict
-        // that could match.
+        // longer current and never caches its verdict, so the lookup or walk below sees every
+        // verdict that could match.
         state.flights().clear();
-        state
-            .index
+        let Some(index) = state.index.get() else {
+            let mut forgotten = 0;
+            for (key, verdict) in &state.cache {
+                if let Verdict::Valid(principal, _) = &verdict
+                    && identifier.names(principal)
+                    && !spared(principal)
+                {
+                    state.cache.invalidate(&*key);
+                    forgotten += 1;
+                }
+            }
+            return forgotten;
+        };
+        index
             .keys(identifier)
             .into_iter()
             .filter(|key| {
-                if only_without_session
-                    && let Some(Verdict::Valid(principal, _)) = state.cache.get(key)
-                    && principal.claim("sid").is_some()
+                if let Some(Verdict::Valid(principal, _)) = state.cache.get(key)
+                    && spared(&principal)
                 {
                     return false;
                 }
                 matches!(state.cache.remove(key), Some(Verdict::Valid(..)))
             })
             .count()
+    }
+
+    /// Keeps an index of the positive verdicts by subject, email, token id and session from now
+    /// on (built from what the cache holds), so that invalidations by those identifiers cost no
+    /// walk: for event receivers, which may invalidate often. It costs about 60–120 bytes per
+    /// identifier of each entry, weighed by [`CacheConfig::max_bytes`].
+    #[cfg_attr(not(feature = "ssf"), allow(dead_code))]
+    pub(crate) fn index_identifiers(&self) {
+        let state = &*self.state;
+        // Verdicts enter the cache only under this lock: none is missed while the index is built.
+        let _flights = state.flights();
+        state.index.get_or_init(|| {
+            let index = SubjectIndex::default();
+            index.rebuild(Self::valid_entries(state));
+            state.indexed.store(true, Ordering::Relaxed);
+            index
+        });
+    }
+
+    /// The positive verdicts held, with their keys.
+    fn valid_entries(state: &State<V>) -> Box<dyn Iterator<Item = (TokenKey, Principal)> + '_> {
+        Box::new(
+            state
+                .cache
+                .iter()
+                .filter_map(|(key, verdict)| match verdict {
+                    Verdict::Valid(principal, _) => Some((*key, principal)),
+                    Verdict::Invalid(_) => None,
+                }),
+        )
     }
 
     /// Entries currently held (approximate until pending maintenance has run; see
@@ -757,17 +832,12 @@ impl<V: TokenVerifier> CachedVerifier<V> {
                 flights.remove(&key);
                 if let Ok(verdict) = &outcome {
                     state.cache.insert(key, verdict.clone());
-                    if let Verdict::Valid(principal, _) = verdict {
-                        state
-                            .index
-                            .enter(key, principal, state.cache.entry_count(), || {
-                                Box::new(state.cache.iter().filter_map(|(key, verdict)| {
-                                    match verdict {
-                                        Verdict::Valid(principal, _) => Some((*key, principal)),
-                                        Verdict::Invalid(_) => None,
-                                    }
-                                }))
-                            });
+                    if let Verdict::Valid(principal, _) = verdict
+                        && let Some(index) = state.index.get()
+                    {
+                        index.enter(key, principal, state.cache.entry_count(), || {
+                            Self::valid_entries(state)
+                        });
                     }
                 }
             }
@@ -788,10 +858,13 @@ impl<V: TokenVerifier> CachedVerifier<V> {
 const ENTRY_OVERHEAD_BYTES: usize = 320;
 
 impl Verdict {
-    /// The entry's approximate memory, for byte-bounded caches.
-    fn weight(&self) -> u32 {
+    /// The entry's approximate memory, for byte-bounded caches, with its slots in the index when
+    /// the cache keeps one.
+    fn weight(&self, indexed: bool) -> u32 {
         let claims = match self {
-            Verdict::Valid(principal, _) => principal.approximate_size(),
+            Verdict::Valid(principal, _) => {
+                principal.approximate_size() + if indexed { index::weight(principal) } else { 0 }
+            }
             Verdict::Invalid(_) => 0,
         };
         u32::try_from(ENTRY_OVERHEAD_BYTES + claims).unwrap_or(u32::MAX)

@@ -105,7 +105,6 @@ impl Revocations {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .and_then(|d| i64::try_from(d.as_secs()).ok());
         Identifier::of(principal)
-            .filter(|identifier| !matches!(identifier, Identifier::Client(_)))
             .filter_map(|identifier| state.entries.get(&IdentifierHash::of(identifier)))
             .any(|(reach, _)| match reach {
                 Reach::Always => true,
