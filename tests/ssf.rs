@@ -884,3 +884,39 @@ async fn a_revoked_jwt_stays_refused_though_its_signature_still_verifies() {
     assert_eq!(status(b1).await, 200);
     assert_eq!(cache.revocations_forgotten_early(), 0);
 }
+
+/// A flood of valid SETs (a transmitter gone wrong, or a stolen stream secret and signing key)
+/// fills the replay store; then new SETs get 503 (the transmitter retries) and no remembered
+/// identifier is forgotten, so none of the flood can be replayed.
+#[tokio::test]
+async fn a_flood_of_sets_fills_the_replay_store_without_forgetting_any() {
+    let (protected, _server) = warmed(&[("t", claims_of("alice", json!({})))]).await;
+    let receiver = receiver(&protected).replay_capacity(32).build().unwrap();
+    let addr = push_endpoint(&receiver).await;
+    let mut accepted = Vec::new();
+    let mut unavailable = 0;
+    for _ in 0..200 {
+        let set = sign_set(&set_claims(event::CREDENTIAL_CHANGE, iss_sub("nobody")));
+        let pushed = push(addr, &set).await;
+        match pushed.status {
+            202 => accepted.push(set),
+            503 => {
+                assert_eq!(pushed.retry_after.as_deref(), Some("5"));
+                unavailable += 1;
+            }
+            other => panic!("unexpected {other}: {}", pushed.body),
+        }
+    }
+    // Never more than its capacity (per shard: a shard that fills refuses even while others have
+    // room, so slightly fewer may be taken).
+    assert!(
+        (16..=32).contains(&accepted.len()),
+        "{} accepted",
+        accepted.len()
+    );
+    assert_eq!(accepted.len() + unavailable, 200);
+    for set in &accepted {
+        assert_eq!(push(addr, set).await.status, 400, "a flooded SET replayed");
+    }
+    assert_eq!(receiver.stats().unavailable, unavailable as u64);
+}

@@ -16,6 +16,7 @@
 #![cfg_attr(not(feature = "ssf"), allow(dead_code))]
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::index::{Identifier, IdentifierHash};
@@ -38,6 +39,8 @@ pub(crate) enum Reach {
 pub(crate) struct Revocations {
     state: Mutex<State>,
     capacity: usize,
+    /// Set by the first record: until then, a miss checks nothing and takes no lock.
+    used: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +56,7 @@ impl Revocations {
         Self {
             state: Mutex::default(),
             capacity: capacity.max(1),
+            used: AtomicBool::new(false),
         }
     }
 
@@ -70,6 +74,7 @@ impl Revocations {
         forget_at: i64,
     ) {
         let mut state = self.state();
+        self.used.store(true, Ordering::Release);
         state.expire(now);
         for hash in identifier.lookups() {
             if state.entries.len() >= self.capacity
@@ -95,6 +100,10 @@ impl Revocations {
 
     /// Whether a revocation remembered at `now` covers `principal`.
     pub(crate) fn covers(&self, principal: &Principal, now: i64) -> bool {
+        // A cache no receiver acts on never records anything: its misses skip the lock.
+        if !self.used.load(Ordering::Acquire) {
+            return false;
+        }
         let mut state = self.state();
         state.expire(now);
         if state.entries.is_empty() {

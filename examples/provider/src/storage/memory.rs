@@ -67,6 +67,27 @@ struct Inner {
 }
 
 impl Inner {
+    /// The unexpired access tokens `of` selects, sorted, for the token-revoked events of
+    /// `announce`: none when it announces no token revocation.
+    fn revoked_access_jtis(
+        &self,
+        announce: &Announcement<'_>,
+        of: impl Fn(&TokenRecord) -> bool,
+    ) -> Vec<String> {
+        if announce.token_revoked_by.is_none() {
+            return Vec::new();
+        }
+        let mut jtis: Vec<String> = self
+            .tokens
+            .values()
+            .map(|t| &t.record)
+            .filter(|t| t.kind == TokenKind::Access && t.expires_at > announce.now && of(t))
+            .map(|t| t.jti.clone())
+            .collect();
+        jtis.sort();
+        jtis
+    }
+
     fn current_key(&self) -> Option<&SigningKey> {
         self.signing_keys
             .iter()
@@ -430,22 +451,7 @@ impl Storage for MemoryStorage {
         announce: &Announcement<'_>,
     ) -> StorageResult<Fanout> {
         let mut inner = self.lock();
-        let mut jtis: Vec<String> = if announce.token_revoked_by.is_some() {
-            inner
-                .tokens
-                .values()
-                .map(|t| &t.record)
-                .filter(|t| {
-                    t.family_id == family_id
-                        && t.kind == TokenKind::Access
-                        && t.expires_at > announce.now
-                })
-                .map(|t| t.jti.clone())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        jtis.sort();
+        let jtis = inner.revoked_access_jtis(announce, |t| t.family_id == family_id);
         inner.revoke(family_id, remember_until);
         Ok(inner.write_announcement(announce, &jtis, None))
     }
@@ -478,21 +484,8 @@ impl Storage for MemoryStorage {
         let mut jtis = Vec::new();
         if *change != UserChange::Enable {
             let mine = |s: &Option<String>| s.as_deref() == Some(username);
-            if announce.token_revoked_by.is_some() {
-                // The unexpired access tokens the change ends, for token-revoked events.
-                jtis = inner
-                    .tokens
-                    .values()
-                    .map(|t| &t.record)
-                    .filter(|t| {
-                        mine(&t.subject)
-                            && t.kind == TokenKind::Access
-                            && t.expires_at > announce.now
-                    })
-                    .map(|t| t.jti.clone())
-                    .collect();
-                jtis.sort();
-            }
+            // The unexpired access tokens the change ends, for token-revoked events.
+            jtis = inner.revoked_access_jtis(announce, |t| mine(&t.subject));
             let mut families: Vec<String> = inner
                 .tokens
                 .values()

@@ -158,6 +158,32 @@ macro_rules! sql_storage {
                     Ok(done.rows_affected() == 1)
                 }
 
+                /// The unexpired access tokens of a grant family (`by_family`) or of a user
+                /// (`value` the subject), for the token-revoked events of `announce`: none when
+                /// it announces no token revocation.
+                async fn revoked_access_jtis(
+                    tx: &mut sqlx::Transaction<'static, Db>,
+                    by_family: bool,
+                    value: &str,
+                    announce: &Announcement<'_>,
+                ) -> StorageResult<Vec<String>> {
+                    if announce.token_revoked_by.is_none() {
+                        return Ok(Vec::new());
+                    }
+                    let sql = if by_family {
+                        "SELECT jti FROM tokens WHERE family_id = $1 AND kind = 'access' \
+                         AND expires_at > $2 ORDER BY jti"
+                    } else {
+                        "SELECT jti FROM tokens WHERE subject = $1 AND kind = 'access' \
+                         AND expires_at > $2 ORDER BY jti"
+                    };
+                    Ok(sqlx::query_scalar(sql)
+                        .bind(value)
+                        .bind(announce.now)
+                        .fetch_all(&mut **tx)
+                        .await?)
+                }
+
                 /// Writes `events` (and, for `token_revoked_by`, the token-revoked events of
                 /// `revoked_jtis`) to the outbox: one row per event and per stream that is not
                 /// disabled and delivers its type (only `only_stream`, whatever its types, when
@@ -651,18 +677,7 @@ macro_rules! sql_storage {
                     .bind(remember_until)
                     .execute(&mut *tx)
                     .await?;
-                    let jtis: Vec<String> = if announce.token_revoked_by.is_some() {
-                        sqlx::query_scalar(
-                            "SELECT jti FROM tokens WHERE family_id = $1 AND kind = 'access' \
-                             AND expires_at > $2 ORDER BY jti",
-                        )
-                        .bind(family_id)
-                        .bind(announce.now)
-                        .fetch_all(&mut *tx)
-                        .await?
-                    } else {
-                        Vec::new()
-                    };
+                    let jtis = Self::revoked_access_jtis(&mut tx, true, family_id, announce).await?;
                     sqlx::query("DELETE FROM tokens WHERE family_id = $1")
                         .bind(family_id)
                         .execute(&mut *tx)
@@ -717,15 +732,8 @@ macro_rules! sql_storage {
                     .await?;
                     // The unexpired access tokens the change ends, for token-revoked events: what
                     // receivers that check JWTs locally need to refuse them.
-                    let jtis: Vec<String> = if revoke && announce.token_revoked_by.is_some() {
-                        sqlx::query_scalar(
-                            "SELECT jti FROM tokens WHERE subject = $1 AND kind = 'access' \
-                             AND expires_at > $2 ORDER BY jti",
-                        )
-                        .bind(username)
-                        .bind(announce.now)
-                        .fetch_all(&mut *tx)
-                        .await?
+                    let jtis = if revoke {
+                        Self::revoked_access_jtis(&mut tx, false, username, announce).await?
                     } else {
                         Vec::new()
                     };
