@@ -262,6 +262,12 @@ struct Cli {
     #[arg(long, env = "OAUTH_SSF_PUSH_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..=256), default_value_t = 8)]
     ssf_push_concurrency: u64,
 
+    /// Seconds a claimed SSF event stays reserved for the instance pushing it. An instance killed
+    /// mid-push leaves its events to the others (or to itself after a restart) once this runs
+    /// out. A push never runs longer than the lease, so no two instances push one event at once.
+    #[arg(long, env = "OAUTH_SSF_LEASE", value_parser = clap::value_parser!(u64).range(1..=3600), default_value_t = 30)]
+    ssf_lease: u64,
+
     /// Do not run an SSF push deliverer in this instance (others sharing the database deliver).
     #[arg(long, env = "OAUTH_SSF_NO_DELIVERER", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     ssf_no_deliverer: bool,
@@ -369,6 +375,7 @@ impl Cli {
                 max_age: Duration::from_secs(self.ssf_max_age),
                 poll_interval: Duration::from_millis(self.ssf_poll_interval_ms),
                 push_concurrency: usize::try_from(self.ssf_push_concurrency).unwrap_or(8),
+                lease: Duration::from_secs(self.ssf_lease),
                 ..oauth_provider::SsfSettings::default()
             },
             ..Config::default()

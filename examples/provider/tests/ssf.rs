@@ -1275,6 +1275,10 @@ async fn an_event_committed_before_kill_9_is_delivered_after_restart() {
         "1",
         "--ssf-poll-interval-ms",
         "100",
+        // The kill may land while the first instance holds the event's lease (between a failed
+        // push and its rescheduling): the second instance takes it once the lease runs out.
+        "--ssf-lease",
+        "1",
     ];
     // The receiver's address is reserved, but nobody listens there yet: pushes fail.
     let reserved = TcpListener::bind("127.0.0.1:0").await.unwrap();

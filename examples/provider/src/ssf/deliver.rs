@@ -39,7 +39,8 @@ pub fn spawn(state: AppState) -> Result<JoinHandle<()>, reqwest::Error> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(settings.connect_timeout)
-        .timeout(settings.request_timeout)
+        // A push outliving its lease could overlap another instance's push of the same event.
+        .timeout(settings.request_timeout.min(settings.lease))
         .build()?;
     Ok(tokio::spawn(run(state, client, settings)))
 }

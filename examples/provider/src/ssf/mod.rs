@@ -38,9 +38,9 @@ pub struct SsfSettings {
     pub connect_timeout: Duration,
     /// Whole-request timeout of a push (default 10 s).
     pub request_timeout: Duration,
-    /// How long a claimed event is reserved for the instance pushing it (default 30 s; longer
-    /// than a push may take). An instance that dies mid-push leaves the event to others after
-    /// this.
+    /// How long a claimed event is reserved for the instance pushing it (default 30 s). An
+    /// instance that dies mid-push leaves the event to others after this. A push's timeout is
+    /// capped at the lease, so an instance never pushes an event another may have claimed.
     pub lease: Duration,
     /// Longest wait of a poll request with `returnImmediately: false` (default 5 s).
     pub long_poll: Duration,
