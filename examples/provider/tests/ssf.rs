@@ -73,6 +73,10 @@ async fn wait_until<F: FnMut() -> bool>(what: &str, mut check: F) {
 const ACCEPT: u8 = 0;
 const UNAVAILABLE: u8 = 1;
 const REFUSE: u8 = 2;
+/// `503` with `Retry-After: 1`.
+const BACK_IN_A_SECOND: u8 = 3;
+/// `503` with `Retry-After: 3600`.
+const BACK_IN_AN_HOUR: u8 = 4;
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
@@ -83,6 +87,8 @@ struct Push {
     authorization: Option<String>,
     /// Whether it was answered 202.
     accepted: bool,
+    /// When it arrived.
+    at: Instant,
 }
 
 #[derive(Clone, Default)]
@@ -147,10 +153,17 @@ async fn receive(
         accept: header("accept"),
         authorization: header("authorization"),
         accepted: mode == ACCEPT,
+        at: Instant::now(),
     });
     match mode {
         ACCEPT => AxumStatus::ACCEPTED.into_response(),
         UNAVAILABLE => AxumStatus::SERVICE_UNAVAILABLE.into_response(),
+        BACK_IN_A_SECOND => {
+            (AxumStatus::SERVICE_UNAVAILABLE, [("retry-after", "1")]).into_response()
+        }
+        BACK_IN_AN_HOUR => {
+            (AxumStatus::SERVICE_UNAVAILABLE, [("retry-after", "3600")]).into_response()
+        }
         _ => (
             AxumStatus::BAD_REQUEST,
             axum::Json(json!({"err": "invalid_audience", "description": "not for us"})),
@@ -1160,6 +1173,38 @@ async fn paused_streams_queue_within_their_bound(backend: Backend) {
 
 // ---------------------------------------------------------------------------------------------
 // Retries.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receivers_retry_after_is_honoured_up_to_retry_max() {
+    let mut config = ssf_config();
+    // The backoff alone would retry after 50–100 ms, then 100–200 ms, 200–400 ms.
+    config.ssf.retry_max = Duration::from_secs(2);
+    let env = Env::start_with(Backend::Memory, config).await;
+    let (receiver, endpoint) = Receiver::start().await;
+    receiver.set_mode(BACK_IN_A_SECOND);
+    let token = ssf_token(&env).await;
+    let stream_id = push_stream(&env, &token, &endpoint, &[]).await;
+    verify_stream(&env, &token, &stream_id, "patience").await;
+    wait_until("a retry", || receiver.requests() == 2).await;
+    // "Retry-After: 1" is longer than the backoff: the retry waited for it.
+    let pushes = receiver.pushes();
+    let waited = pushes[1].at - pushes[0].at;
+    assert!(waited >= Duration::from_secs(1), "{waited:?}");
+    // "Retry-After: 3600" is beyond retry_max: the retry comes after retry_max, not an hour.
+    receiver.set_mode(BACK_IN_AN_HOUR);
+    wait_until("two more attempts", || receiver.requests() == 4).await;
+    let pushes = receiver.pushes();
+    let waited = pushes[3].at - pushes[2].at;
+    assert!(waited >= Duration::from_secs(2), "{waited:?}");
+    receiver.set_mode(ACCEPT);
+    let claims = accepted_claims(&env, &receiver, 1, DEMO_SSF_RECEIVER_ID).await;
+    assert_eq!(
+        claims[0]["events"][VERIFICATION]["state"],
+        json!("patience")
+    );
+    // Every attempt carried the same SET.
+    assert!(receiver.pushes().iter().all(|p| p.set == pushes[0].set));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unavailable_receiver_gets_every_event_once_it_recovers() {

@@ -18,7 +18,7 @@
 //!   stop with the server (their rows are claimed again when the lease ends).
 //! - **Secrecy.** Neither a SET nor a stream's `Authorization` header is ever logged.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderValue, header};
 use tokio::task::{JoinHandle, JoinSet};
@@ -95,7 +95,20 @@ async fn run(state: AppState, client: reqwest::Client, settings: SsfSettings) {
 enum Outcome {
     Delivered,
     Refused(String),
-    Retry(String),
+    /// Try again later; `after` is the receiver's own `Retry-After`, if it sent one.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+impl Outcome {
+    fn retry(reason: impl Into<String>) -> Self {
+        Self::Retry {
+            reason: reason.into(),
+            after: None,
+        }
+    }
 }
 
 async fn push(
@@ -116,14 +129,14 @@ async fn push(
             tracing::warn!(stream_id = %row.stream_id, jti = %row.jti, reason = %reason, "SET refused by the receiver (400); not retried");
             storage.finish_outbox(row.id, now, Some(&reason)).await
         }
-        Outcome::Retry(reason) => {
+        Outcome::Retry { reason, after } => {
             if now - row.created_at_ms >= millis(settings.max_age) {
                 tracing::warn!(stream_id = %row.stream_id, jti = %row.jti, attempts = row.attempts, reason = %reason, "SET undeliverable: given up");
                 storage
                     .finish_outbox(row.id, now, Some(&format!("gave up: {reason}")))
                     .await
             } else {
-                let delay = backoff(settings, row.attempts);
+                let delay = retry_delay(settings, row.attempts, after);
                 tracing::info!(stream_id = %row.stream_id, jti = %row.jti, attempts = row.attempts, retry_in_ms = delay, reason = %reason, "SET push failed; will retry");
                 storage.retry_outbox(row.id, now + delay, &reason).await
             }
@@ -146,25 +159,45 @@ pub fn backoff(settings: &SsfSettings, attempts: i64) -> i64 {
     base / 2 + rand::random_range(0..=base - base / 2)
 }
 
+/// The delay before the next attempt: the backoff, or longer when the receiver asked for more
+/// with `Retry-After` — never beyond `retry_max`, so a receiver cannot park its events for longer
+/// than the operator's bound.
+fn retry_delay(settings: &SsfSettings, attempts: i64, after: Option<Duration>) -> i64 {
+    let asked = after.map_or(0, |after| millis(after.min(settings.retry_max)));
+    backoff(settings, attempts).max(asked)
+}
+
+/// A `Retry-After` header (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, as a delay from
+/// `now`. A date in the past is no delay; anything else unreadable is ignored.
+pub fn retry_after(headers: &header::HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Saturating: a 30-digit delay is simply "very long" (capped by the caller).
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 async fn attempt(state: &AppState, client: &reqwest::Client, row: &OutboxEntry) -> Outcome {
     let stream = match state.storage().get_stream(&row.stream_id).await {
         Ok(Some(stream)) => stream,
         Ok(None) => return Outcome::Refused("the stream was deleted".to_owned()),
-        Err(e) => return Outcome::Retry(format!("storage: {e}")),
+        Err(e) => return Outcome::retry(format!("storage: {e}")),
     };
     let Delivery::Push {
         endpoint_url,
         authorization_header,
     } = &stream.delivery
     else {
-        return Outcome::Retry("the stream is no longer a push stream".to_owned());
+        return Outcome::retry("the stream is no longer a push stream");
     };
     if stream.status != StreamStatus::Enabled {
-        return Outcome::Retry("the stream is not enabled".to_owned());
+        return Outcome::retry("the stream is not enabled");
     }
     let key = match crate::keys::current(state.storage().as_ref(), state.now()).await {
         Ok(key) => key,
-        Err(e) => return Outcome::Retry(format!("signing key: {e}")),
+        Err(e) => return Outcome::retry(format!("signing key: {e}")),
     };
     let set = match crate::ssf::set::sign(&key, row, &stream.client_id) {
         Ok(set) => set,
@@ -184,7 +217,7 @@ async fn attempt(state: &AppState, client: &reqwest::Client, row: &OutboxEntry) 
     let response = match request.send().await {
         Ok(response) => response,
         // reqwest errors name the URL, never headers or the body.
-        Err(e) => return Outcome::Retry(network_reason(&e)),
+        Err(e) => return Outcome::retry(network_reason(&e)),
     };
     let status = response.status();
     if status.is_success() {
@@ -197,7 +230,13 @@ async fn attempt(state: &AppState, client: &reqwest::Client, row: &OutboxEntry) 
         let description = parsed["description"].as_str().unwrap_or("");
         return Outcome::Refused(crate::ssf::endpoints::receiver_error(err, description));
     }
-    Outcome::Retry(format!("HTTP {}", status.as_u16()))
+    let after = matches!(status.as_u16(), 429 | 503)
+        .then(|| retry_after(response.headers(), SystemTime::now()))
+        .flatten();
+    Outcome::Retry {
+        reason: format!("HTTP {}", status.as_u16()),
+        after,
+    }
 }
 
 fn network_reason(e: &reqwest::Error) -> String {
@@ -228,6 +267,44 @@ async fn bounded_body(mut response: reqwest::Response) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date_and_bounded_by_retry_max() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let read = |value: &str| {
+            let mut headers = header::HeaderMap::new();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+            retry_after(&headers, now)
+        };
+        assert_eq!(read("120"), Some(Duration::from_secs(120)));
+        assert_eq!(read(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            read("999999999999999999999999999999"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        let in_90_s = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(read(&in_90_s), Some(Duration::from_secs(90)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(read(&past), Some(Duration::ZERO));
+        for garbage in ["", "-5", "1.5", "soon", "0x10"] {
+            assert_eq!(read(garbage), None, "{garbage:?}");
+        }
+        assert_eq!(retry_after(&header::HeaderMap::new(), now), None);
+
+        let settings = SsfSettings::default();
+        for _ in 0..100 {
+            // Longer than the backoff: honoured.
+            assert_eq!(
+                retry_delay(&settings, 1, Some(Duration::from_secs(20))),
+                20_000
+            );
+            // Beyond retry_max: capped at it.
+            assert_eq!(retry_delay(&settings, 1, Some(Duration::MAX)), 60_000);
+            // Shorter than the backoff: the backoff stands.
+            let d = retry_delay(&settings, 3, Some(Duration::from_millis(1)));
+            assert!((2000..=4000).contains(&d), "{d}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {
