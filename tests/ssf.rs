@@ -882,6 +882,39 @@ async fn a_revoked_jwt_stays_refused_though_its_signature_still_verifies() {
     let later = jwt("alice", "a3", now() + 2);
     assert_eq!(status(later).await, 200);
     assert_eq!(status(b1).await, 200);
+
+    // One of carol's sessions revoked: that session's tokens and hers that name no session (they
+    // may belong to it) stay refused once verified again; her other session's token is spared.
+    let in_session = |jti: &str, sid: &str| {
+        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": key.kid});
+        sign_raw(
+            &key,
+            &header,
+            &json!({"iss": ISSUER, "sub": "carol", "aud": RESOURCE, "iat": earlier,
+                    "exp": now() + 3600, "jti": jti, "sid": sid, "client_id": "app",
+                    "scope": "read"}),
+        )
+    };
+    let (c1, c2, c3) = (
+        jwt("carol", "c1", earlier),
+        in_session("c2", "s1"),
+        in_session("c3", "s2"),
+    );
+    for token in [&c1, &c2, &c3] {
+        assert_eq!(status(token.clone()).await, 200);
+    }
+    receiver
+        .receive(&event(
+            event::SESSION_REVOKED,
+            json!({"format": "complex", "user": iss_sub("carol"),
+                   "session": {"format": "opaque", "id": "s1"}}),
+        ))
+        .await
+        .unwrap();
+    cache.invalidate_all();
+    assert_eq!(status(c1).await, 401, "names no session");
+    assert_eq!(status(c2).await, 401, "the revoked session");
+    assert_eq!(status(c3).await, 200, "another session");
     assert_eq!(cache.revocations_forgotten_early(), 0);
 }
 

@@ -20,7 +20,7 @@ pub(crate) use self::index::Identifier;
 use self::index::SubjectIndex;
 pub use self::revoked::DEFAULT_REVOCATION_CAPACITY;
 pub(crate) use self::revoked::Reach;
-use self::revoked::Revocations;
+use self::revoked::{Revocations, Sessions};
 use crate::metrics::{self, Lookup};
 use crate::{InvalidToken, Principal, TokenVerifier, VerifyError};
 
@@ -567,11 +567,14 @@ impl<V> CachedVerifier<V> {
         let forget_at = now.saturating_add(i64::try_from(remember.as_secs()).unwrap_or(i64::MAX));
         // Before the verdicts go: a call that ends in between is refused by this, or started
         // before it and is cancelled below.
-        if !only_without_session {
-            self.state
-                .revocations
-                .record(identifier, reach, now, forget_at);
-        }
+        let sessions = if only_without_session {
+            Sessions::OnlyUnnamed
+        } else {
+            Sessions::All
+        };
+        self.state
+            .revocations
+            .record(identifier, sessions, reach, now, forget_at);
         self.invalidate_identified(identifier, only_without_session)
     }
 

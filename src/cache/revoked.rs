@@ -6,7 +6,9 @@
 //! at once. The cache therefore remembers, for a bounded time, each revoked token (`iss` + `jti`)
 //! and each revoked subject or session with the time of its revocation, and refuses a freshly
 //! verified principal that one of them names: a revoked token always, a token of a revoked
-//! subject or session when it was issued at or before the revocation (or names no `iat`).
+//! subject or session when it was issued at or before the revocation (or names no `iat`). A
+//! revocation may reach only the tokens that name no session (`sid`): the user part of a revoked
+//! session, whose other sessions stay valid, while tokens that name no session may belong to it.
 //!
 //! Bounded in entries; each is kept for the configured memory (it only matters while a token
 //! issued before it can still be unexpired). When full, the oldest entry goes first, counted and
@@ -43,11 +45,24 @@ pub(crate) struct Revocations {
     used: AtomicBool,
 }
 
+/// What a remembered revocation is keyed by: the identifier, and whether it reaches only the
+/// tokens that name no session.
+type Key = (IdentifierHash, Sessions);
+
+/// Which of the tokens an identifier names a revocation reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Sessions {
+    /// Every one.
+    All,
+    /// Only those that name no session (`sid`).
+    OnlyUnnamed,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    entries: HashMap<IdentifierHash, (Reach, i64)>,
-    /// (forget at, identifier), in the order they were recorded.
-    order: VecDeque<(i64, IdentifierHash)>,
+    entries: HashMap<Key, (Reach, i64)>,
+    /// (forget at, key), in the order they were recorded.
+    order: VecDeque<(i64, Key)>,
     evicted_early: u64,
 }
 
@@ -65,10 +80,12 @@ impl Revocations {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Remembers that `identifier` was revoked with `reach`, until the Unix second `forget_at`.
+    /// Remembers that the tokens of `identifier` (of them, those `sessions` says) were revoked
+    /// with `reach`, until the Unix second `forget_at`.
     pub(crate) fn record(
         &self,
         identifier: Identifier<'_>,
+        sessions: Sessions,
         reach: Reach,
         now: i64,
         forget_at: i64,
@@ -76,7 +93,7 @@ impl Revocations {
         let mut state = self.state();
         self.used.store(true, Ordering::Release);
         state.expire(now);
-        for hash in identifier.lookups() {
+        for hash in identifier.lookups().map(|hash| (hash, sessions)) {
             if state.entries.len() >= self.capacity
                 && !state.entries.contains_key(&hash)
                 && let Some((_, oldest)) = state.order.pop_front()
@@ -113,8 +130,15 @@ impl Revocations {
             .issued_at()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .and_then(|d| i64::try_from(d.as_secs()).ok());
+        let names_a_session = principal.claim("sid").is_some();
         Identifier::of(principal)
-            .filter_map(|identifier| state.entries.get(&IdentifierHash::of(identifier)))
+            .map(IdentifierHash::of)
+            .flat_map(|hash| {
+                let unnamed = (!names_a_session).then_some((hash, Sessions::OnlyUnnamed));
+                [Some((hash, Sessions::All)), unnamed]
+            })
+            .flatten()
+            .filter_map(|key| state.entries.get(&key))
             .any(|(reach, _)| match reach {
                 Reach::Always => true,
                 Reach::IssuedBy(at) => issued_at.is_none_or(|iat| iat <= *at),
@@ -134,7 +158,7 @@ impl Revocations {
 
 impl State {
     fn expire(&mut self, now: i64) {
-        while let Some(&(forget_at, hash)) = self.order.front() {
+        while let Some(&(forget_at, key)) = self.order.front() {
             if forget_at > now {
                 break;
             }
@@ -142,10 +166,10 @@ impl State {
             // A later record of the same identifier extends it.
             if self
                 .entries
-                .get(&hash)
+                .get(&key)
                 .is_some_and(|(_, until)| *until <= now)
             {
-                self.entries.remove(&hash);
+                self.entries.remove(&key);
             }
         }
     }
@@ -178,12 +202,14 @@ mod tests {
         let revoked = Revocations::new(100);
         revoked.record(
             Identifier::TokenId(Some("https://as"), "t1"),
+            Sessions::All,
             Reach::Always,
             1000,
             2000,
         );
         revoked.record(
             Identifier::Subject(Some("https://as"), "bob"),
+            Sessions::All,
             Reach::IssuedBy(1000),
             1000,
             2000,
@@ -200,6 +226,59 @@ mod tests {
         assert_eq!(revoked.len(), 0);
     }
 
+    fn in_session(sub: &str, jti: &str, iat: i64, sid: &str) -> Principal {
+        let mut claims = TokenClaims {
+            issuer: Some("https://as".into()),
+            subject: Some(sub.into()),
+            token_id: Some(jti.into()),
+            issued_at: Some(iat),
+            ..TokenClaims::default()
+        };
+        claims.extra.insert("sid".into(), sid.into());
+        Principal::new(claims)
+    }
+
+    #[test]
+    fn a_revocation_of_the_sessionless_tokens_spares_the_tokens_of_other_sessions() {
+        let revoked = Revocations::new(100);
+        // A revoked session of carol's: session s1, and her tokens that name no session.
+        revoked.record(
+            Identifier::Session(Some("https://as"), "s1"),
+            Sessions::All,
+            Reach::IssuedBy(1000),
+            1000,
+            2000,
+        );
+        revoked.record(
+            Identifier::Subject(Some("https://as"), "carol"),
+            Sessions::OnlyUnnamed,
+            Reach::IssuedBy(1000),
+            1000,
+            2000,
+        );
+        let no_session = principal("carol", "t1", 900);
+        assert!(revoked.covers(&no_session, 1001), "may belong to s1");
+        assert!(revoked.covers(&in_session("carol", "t2", 900, "s1"), 1001));
+        assert!(
+            !revoked.covers(&in_session("carol", "t3", 900, "s2"), 1001),
+            "another session of carol's"
+        );
+        assert!(
+            !revoked.covers(&principal("carol", "t4", 1001), 1002),
+            "a later login"
+        );
+        assert!(!revoked.covers(&principal("dave", "t5", 900), 1001));
+        // The whole subject revoked as well: every session goes.
+        revoked.record(
+            Identifier::Subject(Some("https://as"), "carol"),
+            Sessions::All,
+            Reach::IssuedBy(1000),
+            1000,
+            2000,
+        );
+        assert!(revoked.covers(&in_session("carol", "t3", 900, "s2"), 1001));
+    }
+
     #[test]
     fn the_memory_is_bounded_and_forgets_the_oldest_first() {
         let revoked = Revocations::new(10);
@@ -207,6 +286,7 @@ mod tests {
             let jti = format!("t{n}");
             revoked.record(
                 Identifier::TokenId(Some("https://as"), &jti),
+                Sessions::All,
                 Reach::Always,
                 0,
                 100,
