@@ -29,8 +29,8 @@
 //! Flags fall back to `GRPC_BIND`, `GRPC_RESOURCE`, `OAUTH_ISSUER`, `OAUTH_INTROSPECTION_URL`,
 //! `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET`, `HEADER_READ_TIMEOUT_SECS`, `IDLE_TIMEOUT_SECS`,
 //! `MAX_CONNECTIONS`, `MCP_DPOP` (`--dpop disabled|allowed|required`, default `allowed`: DPoP-bound
-//! tokens, RFC 9449, checked against the resource's origin). Tokens must carry the resource as
-//! audience.
+//! tokens, RFC 9449, checked against the resource's origin), `MCP_DPOP_NONCE_SECRET`
+//! (`--dpop-nonce-secret`: server nonces). Tokens must carry the resource as audience.
 //!
 //! The server speaks HTTP/2 (gRPC) through `tower_introspect_demo::serve`: `TCP_NODELAY`, a bound
 //! on concurrent connections (1,024), and connections silent for 60 s closed (an idle gRPC
@@ -93,7 +93,7 @@ async fn serve(listener: tokio::net::TcpListener, args: &Args) -> anyhow::Result
     );
     // `--dpop`: proofs' `htu` are checked against the resource's origin and the request path.
     let service = BearerAuthLayer::new(CachedVerifier::new(verifier, CacheConfig::default()))
-        .dpop(args.auth.dpop.settings(&resource)?)
+        .dpop(args.auth.dpop_options()?.settings(&resource)?)
         .layer(Routes::new(per_method.layer(health)));
     serve::serve(
         listener,

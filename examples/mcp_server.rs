@@ -140,16 +140,17 @@ async fn main() -> anyhow::Result<()> {
     let auth = args
         .auth
         .settings(CacheConfig::default().max_ttl(Duration::from_secs(args.cache_max_ttl)));
-    let server = McpServer::start_with_dpop(
-        listener,
-        Some(resource),
-        &auth,
-        args.serve.options(),
-        args.auth.dpop,
-    )
-    .await?;
+    let dpop = args.auth.dpop_options()?;
+    let nonces = if dpop.nonces.is_some() {
+        ", server nonces"
+    } else {
+        ""
+    };
+    let server =
+        McpServer::start_with_dpop(listener, Some(resource), &auth, args.serve.options(), dpop)
+            .await?;
     println!(
-        "MCP server at {} (authorization server {}, DPoP {:?})",
+        "MCP server at {} (authorization server {}, DPoP {:?}{nonces})",
         server.url, auth.issuer, args.auth.dpop
     );
     tokio::select! {

@@ -14,7 +14,7 @@ use oauth_provider::{
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower_introspect_demo::confirmation::RequestStates;
-use tower_introspect_demo::mcp_server::{AuthSettings, DpopMode, app_full};
+use tower_introspect_demo::mcp_server::{AuthSettings, DpopOptions, app_full};
 use tower_introspect_demo::oauth_client;
 use tower_introspect_demo::ssf_stream::{self, PUSH_PATH, SsfClient};
 
@@ -59,7 +59,7 @@ async fn events_queued_while_the_receiver_is_unreachable_arrive_when_it_is_back(
         &resource,
         &auth,
         RequestStates::random(),
-        DpopMode::default(),
+        &DpopOptions::default(),
     )
     .await
     .unwrap();

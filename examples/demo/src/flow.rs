@@ -23,13 +23,13 @@ use oauth_provider::{
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_introspect::cache::CacheConfig;
-use tower_introspect::dpop::DpopKey;
+use tower_introspect::dpop::{DEFAULT_NONCE_ROTATION, DpopKey, NonceSource};
 use tower_introspect::error::InvalidToken;
 use tower_introspect::jwt::JwsAlgorithm;
 use tower_introspect::{Scopes, TokenVerifier, VerifyError};
 
 use crate::mcp_client::{self, McpSession, Outcome};
-use crate::mcp_server::{Access, AuthSettings, DpopMode, McpServer, TOOLS, TokenMode};
+use crate::mcp_server::{Access, AuthSettings, DpopMode, DpopOptions, McpServer, TOOLS, TokenMode};
 use crate::metadata_document::MetadataDocumentServer;
 use crate::oauth_client::{self, Discovery, REDIRECT_URI, Tokens, challenge_param};
 use crate::serve::ServeOptions;
@@ -842,9 +842,10 @@ async fn jwt_run(report: &mut Report) -> anyhow::Result<()> {
 }
 
 /// A provider binding tokens to the client's key (and asking for a server nonce at its token
-/// endpoint), an MCP server with `--dpop required`: alice's token works only with a fresh proof
-/// of her client's key on every request; the same token as a bearer token, with another key's
-/// proof, or with a replayed proof is refused.
+/// endpoint), an MCP server with `--dpop required` and server nonces: alice's token works only
+/// with a fresh proof of her client's key, carrying the server's nonce, on every request; the
+/// same token as a bearer token, with a proof without the nonce, with another key's proof, or
+/// with a replayed proof is refused.
 async fn dpop_run(report: &mut Report) -> anyhow::Result<()> {
     let mcp_listener = TcpListener::bind("127.0.0.1:0").await?;
     let resource = mcp_url(&mcp_listener)?;
@@ -865,12 +866,22 @@ async fn dpop_run(report: &mut Report) -> anyhow::Result<()> {
         cache: CacheConfig::default(),
         ssf: None,
     };
+    // Server nonces at the MCP server too, from its own secret.
+    let nonces = NonceSource::new(
+        NonceSecret::parse(&random_hex(32))
+            .map_err(|e| anyhow::anyhow!("nonce secret: {e}"))?
+            .expose(),
+        DEFAULT_NONCE_ROTATION,
+    )?;
     let mcp = McpServer::start_with_dpop(
         mcp_listener,
         None,
         &auth,
         ServeOptions::default(),
-        DpopMode::Required,
+        DpopOptions {
+            mode: DpopMode::Required,
+            nonces: Some(nonces),
+        },
     )
     .await?;
     say(&format!(
@@ -878,7 +889,7 @@ async fn dpop_run(report: &mut Report) -> anyhow::Result<()> {
         provider.issuer()
     ));
     say(&format!(
-        "MCP server            {} (--dpop required)",
+        "MCP server            {} (--dpop required, server nonces)",
         mcp.url
     ));
 
@@ -948,6 +959,13 @@ async fn dpop_run(report: &mut Report) -> anyhow::Result<()> {
             Ok(session) => session,
             Err(refused) => anyhow::bail!("initialize with a DPoP proof refused: {refused}"),
         };
+    let nonce = session.dpop_nonce().map(str::to_owned);
+    report.check(
+        "the MCP server asked for its nonce (use_dpop_nonce), and the client retried with it",
+        nonce.is_some(),
+        format!("DPoP-Nonce: {}", nonce.as_deref().unwrap_or("(none)")),
+    );
+    let nonce = nonce.as_deref();
     let mut outcomes = Vec::new();
     for tool in [
         "get_user_profile",
@@ -962,7 +980,7 @@ async fn dpop_run(report: &mut Report) -> anyhow::Result<()> {
         outcomes[..3].iter().all(Outcome::is_allowed)
             && matches!(outcomes[3], Outcome::InsufficientScope(_)),
         format!(
-            "{} (6 requests, 6 proofs)",
+            "{} (a fresh proof, with the nonce, per request)",
             outcomes
                 .iter()
                 .map(ToString::to_string)
@@ -984,11 +1002,29 @@ async fn dpop_run(report: &mut Report) -> anyhow::Result<()> {
         format!("{}, WWW-Authenticate: {}", bearer.status, bearer.challenge),
     );
 
+    let without_nonce = mcp_client::raw_call(
+        &mcp.url,
+        &format!("DPoP {}", alice.access_token),
+        Some(&key.proof("POST", &mcp.url, Some(&alice.access_token), None)),
+        "get_user_profile",
+    )
+    .await?;
+    report.check(
+        "a proof without the server's nonce is refused with use_dpop_nonce",
+        without_nonce.status == 401
+            && challenge_param(&without_nonce.challenge, "error").as_deref()
+                == Some("use_dpop_nonce"),
+        format!(
+            "{}, WWW-Authenticate: {}",
+            without_nonce.status, without_nonce.challenge
+        ),
+    );
+
     let thief = DpopKey::generate(JwsAlgorithm::ES256)?;
     let stolen = mcp_client::raw_call(
         &mcp.url,
         &format!("DPoP {}", alice.access_token),
-        Some(&thief.proof("POST", &mcp.url, Some(&alice.access_token), None)),
+        Some(&thief.proof("POST", &mcp.url, Some(&alice.access_token), nonce)),
         "get_user_profile",
     )
     .await?;
@@ -1002,7 +1038,7 @@ async fn dpop_run(report: &mut Report) -> anyhow::Result<()> {
         ),
     );
 
-    let proof = key.proof("POST", &mcp.url, Some(&alice.access_token), None);
+    let proof = key.proof("POST", &mcp.url, Some(&alice.access_token), nonce);
     let authorization = format!("DPoP {}", alice.access_token);
     let first =
         mcp_client::raw_call(&mcp.url, &authorization, Some(&proof), "get_user_profile").await?;

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_introspect::cache::{CacheConfig, CachedVerifier};
-use tower_introspect::dpop::{Dpop, DpopPolicy};
+use tower_introspect::dpop::{Dpop, DpopPolicy, NonceSource, ProofChecker};
 use tower_introspect::jwt::{JwtIssuer, JwtVerifier};
 use tower_introspect::mcp::{McpScopeLayer, McpScopePolicy, McpSessionBindingLayer, OwnerKey};
 use tower_introspect::metadata::ProtectedResourceMetadata;
@@ -455,17 +455,40 @@ impl DpopMode {
             Self::Required => DpopPolicy::Required,
         }
     }
+}
 
+/// DPoP at the server: the policy and, when given, server nonces (RFC 9449 §9) that every
+/// instance sharing the secret agrees on.
+#[derive(Debug, Clone, Default)]
+pub struct DpopOptions {
+    /// Whether DPoP-bound tokens are accepted or required.
+    pub mode: DpopMode,
+    /// Server nonces each proof must carry; `None`: proofs need none.
+    pub nonces: Option<NonceSource>,
+}
+
+impl From<DpopMode> for DpopOptions {
+    fn from(mode: DpopMode) -> Self {
+        Self { mode, nonces: None }
+    }
+}
+
+impl DpopOptions {
     /// The layer's DPoP settings for the server whose public URL is `resource`: proofs' `htu`
-    /// are checked against its origin.
-    pub fn settings(self, resource: &str) -> anyhow::Result<Dpop> {
+    /// are checked against its origin, and carry a nonce of `nonces` when set.
+    pub fn settings(&self, resource: &str) -> anyhow::Result<Dpop> {
         let origin = url::Url::parse(resource)
             .with_context(|| format!("the resource URL {resource}"))?
             .origin()
             .ascii_serialization();
+        let mut checker = ProofChecker::builder();
+        if let Some(nonces) = &self.nonces {
+            checker = checker.nonces(nonces.clone());
+        }
         Ok(Dpop::builder()
             .origin(origin)
-            .policy(self.policy())
+            .policy(self.mode.policy())
+            .checker(checker.build()?)
             .build()?)
     }
 }
@@ -644,6 +667,14 @@ pub struct AuthServerArgs {
     /// proof per request, and bearer tokens) or `required` (DPoP-bound tokens only).
     #[arg(long, env = "MCP_DPOP", value_enum, default_value = "allowed")]
     pub dpop: DpopMode,
+    /// DPoP server nonces (RFC 9449 §9): every proof must carry a nonce this server handed out
+    /// in `DPoP-Nonce`. The secret (hex or base64url, at least 32 random bytes) is shared by
+    /// every instance behind one address, so each accepts the others' nonces.
+    #[arg(long, env = "MCP_DPOP_NONCE_SECRET", hide_env_values = true)]
+    pub dpop_nonce_secret: Option<String>,
+    /// Seconds a DPoP server nonce stays current (the previous one is accepted too).
+    #[arg(long, env = "MCP_DPOP_NONCE_ROTATION", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub dpop_nonce_rotation: u64,
     /// Subscribe to the issuer's security events (OpenID Shared Signals, push to
     /// `/ssf/events` on this server's bind address): revocations then end cached verdicts at once
     /// instead of after `--cache-max-ttl`.
@@ -663,6 +694,25 @@ pub struct AuthServerArgs {
 }
 
 impl AuthServerArgs {
+    /// The DPoP options these flags describe (the nonce secret checked).
+    pub fn dpop_options(&self) -> anyhow::Result<DpopOptions> {
+        let nonces = match &self.dpop_nonce_secret {
+            Some(text) => {
+                let secret = oauth_provider::NonceSecret::parse(text)
+                    .map_err(|e| anyhow::anyhow!("--dpop-nonce-secret: {e}"))?;
+                Some(NonceSource::new(
+                    secret.expose(),
+                    std::time::Duration::from_secs(self.dpop_nonce_rotation),
+                )?)
+            }
+            None => None,
+        };
+        Ok(DpopOptions {
+            mode: self.dpop,
+            nonces,
+        })
+    }
+
     /// The settings these flags describe, with `cache`.
     pub fn settings(&self, cache: CacheConfig) -> AuthSettings {
         AuthSettings {
@@ -697,7 +747,7 @@ pub async fn app_with(
     auth: &AuthSettings,
     request_states: RequestStates,
 ) -> anyhow::Result<(Router, CachedVerifier<HybridVerifier>)> {
-    app_full(resource, auth, request_states, DpopMode::default()).await
+    app_full(resource, auth, request_states, &DpopOptions::default()).await
 }
 
 /// Like [`app_with`], accepting DPoP-bound tokens as `dpop` says (the document advertises it).
@@ -705,7 +755,7 @@ pub async fn app_full(
     resource: &str,
     auth: &AuthSettings,
     request_states: RequestStates,
-    dpop: DpopMode,
+    dpop: &DpopOptions,
 ) -> anyhow::Result<(Router, CachedVerifier<HybridVerifier>)> {
     let verifier = auth.verifier(resource).await?;
     let dpop = dpop.settings(resource)?;
@@ -783,19 +833,19 @@ impl McpServer {
             auth,
             options,
             RequestStates::random(),
-            DpopMode::default(),
+            DpopOptions::default(),
         )
         .await
     }
 
     /// Like [`start_with`](Self::start_with), accepting DPoP-bound tokens as `dpop` says (the
-    /// `mcp_server` example's `--dpop`).
+    /// `mcp_server` example's `--dpop` and `--dpop-nonce-secret`).
     pub async fn start_with_dpop(
         listener: TcpListener,
         resource_url: Option<String>,
         auth: &AuthSettings,
         options: ServeOptions,
-        dpop: DpopMode,
+        dpop: DpopOptions,
     ) -> anyhow::Result<Self> {
         Self::start_full(
             listener,
@@ -821,7 +871,7 @@ impl McpServer {
             auth,
             ServeOptions::default(),
             request_states,
-            DpopMode::default(),
+            DpopOptions::default(),
         )
         .await
     }
@@ -832,12 +882,12 @@ impl McpServer {
         auth: &AuthSettings,
         options: ServeOptions,
         request_states: RequestStates,
-        dpop: DpopMode,
+        dpop: DpopOptions,
     ) -> anyhow::Result<Self> {
         let addr: SocketAddr = listener.local_addr()?;
         let url = resource_url.unwrap_or_else(|| format!("http://{addr}/mcp"));
         let endpoint = format!("http://{addr}{}", url::Url::parse(&url)?.path());
-        let (mut router, cache) = app_full(&url, auth, request_states, dpop)
+        let (mut router, cache) = app_full(&url, auth, request_states, &dpop)
             .await
             .context("building the MCP server")?;
         let ssf = match &auth.ssf {
@@ -891,5 +941,67 @@ impl McpServer {
 impl Drop for McpServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        auth: AuthServerArgs,
+    }
+
+    fn options(args: &[&str]) -> anyhow::Result<DpopOptions> {
+        let cli = Cli::try_parse_from(std::iter::once("mcp_server").chain(args.iter().copied()))?;
+        cli.auth.dpop_options()
+    }
+
+    #[test]
+    fn dpop_nonce_flags_give_nonces_or_a_clear_error() {
+        let none = options(&[]).unwrap();
+        assert_eq!(none.mode, DpopMode::Allowed);
+        assert!(none.nonces.is_none());
+
+        let secret = "ab".repeat(32);
+        let with = options(&[
+            "--dpop",
+            "required",
+            "--dpop-nonce-secret",
+            &secret,
+            "--dpop-nonce-rotation",
+            "60",
+        ])
+        .unwrap();
+        assert_eq!(with.mode, DpopMode::Required);
+        let nonces = with.nonces.expect("nonces");
+        assert_eq!(nonces.rotation(), std::time::Duration::from_secs(60));
+        // The same secret on another instance accepts this one's nonces.
+        let other = options(&[
+            "--dpop-nonce-secret",
+            &secret,
+            "--dpop-nonce-rotation",
+            "60",
+        ])
+        .unwrap()
+        .nonces
+        .unwrap();
+        let now = std::time::SystemTime::now();
+        let nonce = nonces.current_at(now);
+        assert_eq!(
+            other.check_at(&nonce, now),
+            tower_introspect::dpop::NonceStatus::Current
+        );
+
+        let short = options(&["--dpop-nonce-secret", &"ab".repeat(16)]).unwrap_err();
+        assert!(
+            short.to_string().starts_with("--dpop-nonce-secret: ")
+                && short.to_string().contains("at least 32"),
+            "{short}"
+        );
+        assert!(options(&["--dpop-nonce-rotation", "0"]).is_err());
     }
 }
