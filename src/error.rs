@@ -70,6 +70,12 @@ pub enum InvalidToken {
     NotBound,
     /// A bearer token sent to a resource that accepts DPoP-bound tokens only.
     DpopRequired,
+    /// A token bound by a confirmation method this resource cannot check: a `cnf` member other
+    /// than a DPoP `jkt` (mutual-TLS `x5t#S256`, RFC 8705; `jwk`, `kid`, …), or a `cnf` that is
+    /// not an object of strings. Accepting it as a bearer token would drop the binding its
+    /// issuer promised, so it is refused unless
+    /// [`accept_unverifiable_bindings`](crate::BearerAuthLayer::accept_unverifiable_bindings).
+    UnverifiableBinding,
 }
 
 impl InvalidToken {
@@ -92,6 +98,9 @@ impl InvalidToken {
             }
             Self::NotBound => "The access token is not bound to a DPoP key",
             Self::DpopRequired => "This resource accepts DPoP-bound access tokens only",
+            Self::UnverifiableBinding => {
+                "The access token is bound by a confirmation method this resource cannot verify"
+            }
         }
     }
 
@@ -112,6 +121,7 @@ impl InvalidToken {
             Self::BoundToKey => "bound_to_key",
             Self::NotBound => "not_bound",
             Self::DpopRequired => "dpop_required",
+            Self::UnverifiableBinding => "unverifiable_binding",
         }
     }
 }

@@ -206,6 +206,83 @@ async fn the_downgrade_a_bound_token_sent_as_bearer_is_refused_under_every_polic
 }
 
 #[tokio::test]
+async fn a_token_bound_by_a_method_the_layer_cannot_check_is_refused_however_presented() {
+    let server = MockServer::start().await;
+    let key = es256();
+    let certificate = json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"});
+    let with_cnf = |cnf: Value| {
+        let mut body = active("alice", "read");
+        body["cnf"] = cnf;
+        body
+    };
+    // Mutual TLS (RFC 8705), a JWK, a jkt that is not a string, a cnf that is not an object,
+    // and a DPoP key plus a certificate: each introspected once, then refused from the cache.
+    let cases = [
+        ("mtls-1", certificate.clone()),
+        (
+            "jwk-1",
+            json!({"jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}}),
+        ),
+        ("number-1", json!({"jkt": 5})),
+        ("string-1", json!("jkt")),
+        (
+            "both-1",
+            json!({"jkt": key.thumbprint(), "x5t#S256": certificate["x5t#S256"]}),
+        ),
+    ];
+    for (token, cnf) in &cases {
+        expect_introspection(&server, token, with_cnf(cnf.clone()), 1).await;
+    }
+    let description =
+        "The access token is bound by a confirmation method this resource cannot verify";
+    let (origin, seen) = app(&server, allowed).await;
+    let url = format!("{origin}/mcp");
+    for (token, _) in &cases {
+        for _ in 0..2 {
+            let reply = send("GET", &url, Some(&format!("Bearer {token}")), &[]).await;
+            assert_eq!(reply.status, 401, "{token}");
+            assert_eq!(
+                reply.challenge.as_deref(),
+                Some(format!(r#"Bearer error="invalid_token", error_description="{description}", DPoP {ALGS}"#).as_str()),
+                "{token}"
+            );
+        }
+    }
+    // With the DPoP scheme and a valid proof of the jkt key: the certificate binding still
+    // cannot be checked.
+    let reply = get_with_proof(&origin, "both-1", &key).await;
+    assert_eq!(reply.status, 401);
+    assert!(
+        reply.challenge.unwrap().contains(description),
+        "refused for the binding"
+    );
+    assert_eq!(seen.calls(), 0);
+
+    // Opted in (something else enforces the certificate binding): the certificate-bound token
+    // passes as a bearer token; the DPoP key of the other one is still enforced.
+    let opted_in = MockServer::start().await;
+    expect_introspection(&opted_in, "mtls-1", with_cnf(certificate.clone()), 1).await;
+    expect_introspection(&opted_in, "both-1", with_cnf(cases[4].1.clone()), 1).await;
+    let (listener, origin) = listen().await;
+    let seen = Seen::default();
+    let layer = BearerAuthLayer::introspect(introspector_for(&opted_in).build().unwrap())
+        .dpop(allowed(&origin).unwrap())
+        .accept_unverifiable_bindings(true);
+    start(listener, recording_app(&seen).layer(layer));
+    let url = format!("{origin}/mcp");
+    assert_eq!(
+        send("GET", &url, Some("Bearer mtls-1"), &[]).await.status,
+        200
+    );
+    assert_eq!(
+        send("GET", &url, Some("Bearer both-1"), &[]).await.status,
+        401
+    );
+    assert_eq!(get_with_proof(&origin, "both-1", &key).await.status, 200);
+    assert_eq!(seen.calls(), 2);
+}
+
+#[tokio::test]
 async fn an_unbound_token_sent_with_the_dpop_scheme_is_refused_and_works_as_bearer() {
     let server = MockServer::start().await;
     expect_introspection(&server, "plain-1", active("bob", "read"), 1).await;

@@ -61,6 +61,19 @@ pub(crate) fn check_proof<B>(
     }
 }
 
+/// Whether `principal`'s token carries a binding this layer cannot check: a `cnf` that is not
+/// an object, a member other than `jkt`, or a `jkt` that is not a string (which would otherwise
+/// read as no binding at all).
+fn binds_beyond_dpop(principal: &Principal) -> bool {
+    match principal.claim("cnf") {
+        None => false,
+        Some(serde_json::Value::Object(members)) => members
+            .iter()
+            .any(|(name, value)| name != "jkt" || !value.is_string()),
+        Some(_) => true,
+    }
+}
+
 /// The one `DPoP` header (RFC 9449 §4.3: exactly one).
 fn proof_header<B>(request: &Request<B>) -> Result<&str, ProofError> {
     let mut values = request.headers().get_all(DPOP).iter();
@@ -77,6 +90,10 @@ pub(crate) fn confirm(
     presented: &Presented,
     settings: &Settings,
 ) -> Result<Confirmed, Rejection> {
+    if !settings.accept_unverifiable_bindings && binds_beyond_dpop(&principal) {
+        tracing::debug!("token bound by a confirmation method other than DPoP: refused");
+        return Err(Rejection::InvalidToken(InvalidToken::UnverifiableBinding));
+    }
     let bound_to = principal.confirmation_thumbprint();
     let proof = match presented {
         Presented::Bearer if bound_to.is_some() => {

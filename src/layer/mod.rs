@@ -254,6 +254,18 @@ impl<V> BearerAuthLayer<V> {
             .reword(|c| c.dpop = Some(challenge))
     }
 
+    /// Accepts tokens bound by a confirmation method this layer cannot check as if that binding
+    /// were not there (default: refused, `invalid_token`). Such a token carries a `cnf` member
+    /// other than DPoP's `jkt`, most often mutual TLS (`x5t#S256`, RFC 8705): its issuer promised
+    /// that only the holder of a certificate can use it, and a layer that waves it through as a
+    /// bearer token breaks that promise for whoever stole it. Turn this on only when something
+    /// else enforces the binding for every request that reaches this layer; a DPoP `jkt` is
+    /// still checked.
+    #[must_use]
+    pub fn accept_unverifiable_bindings(self, accept: bool) -> Self {
+        self.configure(|s| s.accept_unverifiable_bindings = accept)
+    }
+
     /// Longest token accepted, in bytes (default 4096); longer ones are `invalid_request`.
     #[must_use]
     pub fn max_token_length(self, bytes: usize) -> Self {

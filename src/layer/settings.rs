@@ -17,6 +17,8 @@ pub(crate) struct Settings {
     pub(crate) misses: Option<MissTracker>,
     /// DPoP settings; `None` when not configured (bearer tokens only).
     pub(crate) dpop: Option<Dpop>,
+    /// Whether a token bound by a method this layer cannot check passes as if unbound.
+    pub(crate) accept_unverifiable_bindings: bool,
 }
 
 impl Default for Settings {
@@ -27,6 +29,7 @@ impl Default for Settings {
             max_token_length: DEFAULT_MAX_TOKEN_LENGTH,
             misses: Some(MissBudget::default().tracker()),
             dpop: None,
+            accept_unverifiable_bindings: false,
         }
     }
 }
