@@ -553,11 +553,18 @@ async fn the_push_endpoint_authenticates_the_transmitter_before_anything_else() 
     assert_eq!(get.status(), 405);
     assert_eq!(header(&get, "allow").as_deref(), Some("POST"));
 
-    // Nothing above acted; the SET itself is still good.
+    // Nothing above acted, and no SET was read: four unauthenticated pushes, a JSON body, a GET.
+    let stats = receiver.stats();
+    assert_eq!(
+        (stats.pushes_refused, stats.refused, stats.accepted),
+        (6, 0, 0)
+    );
+    // The SET itself is still good.
     assert_eq!(protected.send("t").await.0, 200);
     assert_eq!(push(addr, &set).await.status, 202);
     assert_eq!(protected.send("t").await.0, 401);
     assert_eq!(introspections(&server).await, 2);
+    assert_eq!(receiver.stats().accepted, 1);
 }
 
 #[tokio::test]
@@ -592,6 +599,8 @@ async fn an_oversized_body_is_refused_unread_whether_declared_or_streamed() {
             )
         )
     );
+    let stats = receiver.stats();
+    assert_eq!((stats.pushes_refused, stats.refused), (2, 0));
     assert_eq!(protected.send("t").await.0, 200);
 }
 

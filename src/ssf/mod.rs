@@ -192,6 +192,9 @@ pub struct SsfStats {
     pub unmatched_subjects: u64,
     /// Cached verdicts forgotten because of events, over every cache.
     pub verdicts_forgotten: u64,
+    /// Pushes refused before a SET was read (not in `refused`): without the stream's
+    /// `Authorization`, not `POST`, another content type, a body too large or not text.
+    pub pushes_refused: u64,
 }
 
 #[derive(Default)]
@@ -203,6 +206,7 @@ struct Counters {
     unknown_events: AtomicU64,
     unmatched_subjects: AtomicU64,
     verdicts_forgotten: AtomicU64,
+    pushes_refused: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -380,12 +384,18 @@ impl SsfReceiver {
             unknown_events: read(&c.unknown_events),
             unmatched_subjects: read(&c.unmatched_subjects),
             verdicts_forgotten: read(&c.verdicts_forgotten),
+            pushes_refused: read(&c.pushes_refused),
         }
     }
 
     /// The transmitter's `iss`.
     pub fn issuer(&self) -> &str {
         &self.inner.checks.issuer
+    }
+
+    /// Counts a push refused before its SET was read.
+    fn push_refused(&self) {
+        add(&self.inner.counters.pushes_refused, 1);
     }
 
     fn inner(&self) -> &Receiver {

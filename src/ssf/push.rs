@@ -68,6 +68,13 @@ impl PushEndpoint {
         })
     }
 
+    /// A refusal before the SET was read, counted here (the receiver counts the others).
+    fn refused(&self, error: SetError) -> Response<Full<Bytes>> {
+        crate::metrics::ssf_event("none", error.label());
+        self.receiver.push_refused();
+        error_response(StatusCode::BAD_REQUEST, &error)
+    }
+
     async fn handle<B>(self, request: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body + Send,
@@ -87,6 +94,7 @@ impl PushEndpoint {
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             crate::metrics::ssf_event("none", "authentication_failed");
+            self.receiver.push_refused();
             return response;
         }
         if request.method() != Method::POST {
@@ -94,10 +102,11 @@ impl PushEndpoint {
             response
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
+            self.receiver.push_refused();
             return response;
         }
         if !is_secevent_content_type(request.headers().get(CONTENT_TYPE)) {
-            return refused(SetError::InvalidRequest(
+            return self.refused(SetError::InvalidRequest(
                 "the content type is not application/secevent+jwt",
             ));
         }
@@ -108,20 +117,20 @@ impl PushEndpoint {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > max as u64) {
-            return refused(SetError::InvalidRequest(
+            return self.refused(SetError::InvalidRequest(
                 "the body is larger than this receiver accepts",
             ));
         }
         let body = match Limited::new(request.into_body(), max).collect().await {
             Ok(body) => body.to_bytes(),
             Err(_) => {
-                return refused(SetError::InvalidRequest(
+                return self.refused(SetError::InvalidRequest(
                     "the body is larger than this receiver accepts, or could not be read",
                 ));
             }
         };
         let Ok(set) = std::str::from_utf8(&body) else {
-            return refused(SetError::InvalidRequest("the body is not a compact JWS"));
+            return self.refused(SetError::InvalidRequest("the body is not a compact JWS"));
         };
         match self.receiver.receive(set).await {
             Ok(_) => empty(StatusCode::ACCEPTED),
@@ -163,12 +172,6 @@ fn is_secevent_content_type(value: Option<&HeaderValue>) -> bool {
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or_default().trim())
         .is_some_and(|media| media.eq_ignore_ascii_case("application/secevent+jwt"))
-}
-
-/// A refusal counted before the SET was read (the receiver counts the others).
-fn refused(error: SetError) -> Response<Full<Bytes>> {
-    crate::metrics::ssf_event("none", error.label());
-    error_response(StatusCode::BAD_REQUEST, &error)
 }
 
 fn error_response(status: StatusCode, error: &SetError) -> Response<Full<Bytes>> {
