@@ -40,6 +40,7 @@ backend_tests!(
     poll_delivery_offers_unacknowledged_sets_again,
     paused_streams_queue_within_their_bound,
     the_outbox_leases_retries_settles_and_purges,
+    concurrent_announcements_never_exceed_a_streams_pending_cap,
 );
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -1701,4 +1702,62 @@ async fn the_outbox_leases_retries_settles_and_purges(backend: Backend) {
     );
     assert_eq!(storage.count_pending_outbox("stream-1").await.unwrap(), 0);
     storage.close().await;
+}
+
+/// Twenty transactions queue an event for one stream at once: the stream's cap of pending rows
+/// holds exactly (on PostgreSQL the transactions run on several connections and would each see
+/// room without the stream's lock).
+async fn concurrent_announcements_never_exceed_a_streams_pending_cap(backend: Backend) {
+    use oauth_provider::model::{Announcement, Delivery, Stream, StreamStatus};
+    use oauth_provider::ssf::events::verification;
+    const CAP: u64 = 5;
+    const WRITERS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _database) = open_storage(backend, &dir).await;
+    oauth_provider::seed::seed_demo_clients(storage.as_ref(), 0)
+        .await
+        .unwrap();
+    let stream = Stream {
+        stream_id: "capped".to_owned(),
+        client_id: DEMO_SSF_RECEIVER_ID.to_owned(),
+        delivery: Delivery::Poll,
+        events_requested: Vec::new(),
+        events_delivered: Vec::new(),
+        description: None,
+        status: StreamStatus::Enabled,
+        created_at: 0,
+    };
+    assert!(storage.create_stream(&stream, 1).await.unwrap());
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let events = [verification(
+                    "https://as.example",
+                    "capped",
+                    Some(&format!("s{i}")),
+                    1_700_000_000,
+                )];
+                let announce = Announcement {
+                    events: &events,
+                    token_revoked_by: None,
+                    now: 1_700_000_000,
+                    now_ms: 1_700_000_000_000,
+                    max_pending_per_stream: CAP,
+                };
+                storage
+                    .announce_to_stream("capped", &announce)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let (mut queued, mut dropped) = (0, 0);
+    for writer in writers {
+        let fanout = writer.await.unwrap();
+        queued += fanout.queued;
+        dropped += fanout.dropped;
+    }
+    assert_eq!((queued, dropped), (CAP, WRITERS as u64 - CAP));
+    assert_eq!(storage.count_pending_outbox("capped").await.unwrap(), CAP);
 }

@@ -57,6 +57,8 @@ pub const STREAMS_LOCK: i32 = 5;
 /// The first key of a grant family's lock; the second is `hashtext(family_id)` (a collision
 /// only makes two families wait for each other).
 pub const FAMILY_LOCK_CLASS: i32 = 0x4f46;
+/// The first key of a stream's outbox lock; the second is `hashtext(stream_id)`.
+pub const STREAM_OUTBOX_LOCK_CLASS: i32 = 0x4f53;
 
 /// Durable storage in a PostgreSQL database shared by any number of instances.
 pub struct PostgresStorage {
@@ -127,10 +129,14 @@ impl Dialect for PostgresStorage {
     /// only tried.
     async fn lock(tx: &mut Transaction<'static, Postgres>, lock: Lock<'_>) -> StorageResult<bool> {
         let which = match lock {
-            Lock::Family(family_id) => {
+            Lock::Family(key) | Lock::StreamOutbox(key) => {
+                let class = match lock {
+                    Lock::Family(_) => FAMILY_LOCK_CLASS,
+                    _ => STREAM_OUTBOX_LOCK_CLASS,
+                };
                 sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-                    .bind(FAMILY_LOCK_CLASS)
-                    .bind(family_id)
+                    .bind(class)
+                    .bind(key)
                     .execute(&mut **tx)
                     .await?;
                 return Ok(true);

@@ -41,6 +41,9 @@ pub(super) enum Lock<'a> {
     Cleanup,
     /// The cap on streams per client.
     Streams,
+    /// One stream's cap on pending outbox rows, while events are queued for it. Taken in
+    /// `stream_id` order when several streams get an event.
+    StreamOutbox(&'a str),
 }
 
 /// What differs between the SQL backends (see the module docs).
@@ -231,6 +234,9 @@ macro_rules! sql_storage {
                         if wanted.is_empty() {
                             continue;
                         }
+                        // Concurrent announcements to this stream count and fill its cap one
+                        // after the other, or both could see room for their events.
+                        <$backend as Dialect>::lock(tx, Lock::StreamOutbox(&stream_id)).await?;
                         let pending: i64 = sqlx::query_scalar(
                             "SELECT count(*) FROM ssf_outbox \
                              WHERE stream_id = $1 AND state = 'pending'",
