@@ -41,6 +41,7 @@ pub mod html;
 pub mod keys;
 pub mod limits;
 pub mod model;
+pub mod outbound;
 pub mod params;
 pub mod pkce;
 pub mod redirect;

@@ -232,6 +232,14 @@ struct Cli {
     #[arg(long, env = "OAUTH_SSF_ALLOW_HTTP_LOOPBACK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     ssf_allow_http_loopback: bool,
 
+    /// SSF push endpoints may be at private, link-local or other non-public addresses (receivers
+    /// on an internal network); proxies from the environment are then used. Otherwise pushes go
+    /// to public addresses only (loopback too with --ssf-allow-http-loopback), checked when the
+    /// endpoint's name is resolved, so a stream's owner cannot make this server POST into its
+    /// own network.
+    #[arg(long, env = "OAUTH_SSF_ALLOW_PRIVATE_ENDPOINTS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    ssf_allow_private_endpoints: bool,
+
     /// SSF streams one client may own.
     #[arg(long, env = "OAUTH_SSF_MAX_STREAMS_PER_CLIENT", value_parser = clap::value_parser!(u64).range(1..=1000), default_value_t = 10)]
     ssf_max_streams_per_client: u64,
@@ -367,6 +375,7 @@ impl Cli {
             },
             ssf: oauth_provider::SsfSettings {
                 allow_http_loopback: self.ssf_allow_http_loopback,
+                allow_private_endpoints: self.ssf_allow_private_endpoints,
                 max_streams_per_client: self.ssf_max_streams_per_client,
                 max_pending_per_stream: self.ssf_max_pending_per_stream,
                 deliver: !self.ssf_no_deliverer,

@@ -1173,6 +1173,97 @@ async fn paused_streams_queue_within_their_bound(backend: Backend) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Where pushes may go: a stream's owner chooses the endpoint, so it must not reach the
+// provider's own network.
+
+/// Asks for a push stream to `endpoint`; the status and body of the answer.
+async fn create(env: &Env, token: &str, endpoint: &str) -> (StatusCode, Value) {
+    let (status, body, _) = call(
+        env,
+        reqwest::Method::POST,
+        "/ssf/stream",
+        Some(token),
+        Some(json!({"delivery": {"method": "urn:ietf:rfc:8935", "endpoint_url": endpoint}})),
+    )
+    .await;
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_endpoints_at_private_addresses_are_refused_unless_allowed() {
+    let mut config = ssf_config();
+    config.ssf.allow_http_loopback = false;
+    let env = Env::start_with(Backend::Memory, config.clone()).await;
+    let token = ssf_token(&env).await;
+    for endpoint in [
+        "https://10.0.0.1/ssf",
+        "https://192.168.1.10:8443/ssf",
+        "https://169.254.169.254/latest/meta-data",
+        "https://127.0.0.1/ssf",
+        "https://[::1]/ssf",
+        "https://[fd00::1]/ssf",
+        "https://[::ffff:10.0.0.1]/ssf",
+        "https://0.0.0.0/ssf",
+    ] {
+        let (status, body) = create(&env, &token, endpoint).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{endpoint}: {body}");
+        assert_eq!(
+            body,
+            json!({"error": "invalid_request", "error_description":
+                   "endpoint_url is a private, loopback, link-local or reserved address"}),
+            "{endpoint}"
+        );
+    }
+    // A public literal, and names (checked when resolved, at each push), are accepted.
+    for endpoint in ["https://93.184.216.34/ssf", "https://receiver.example/ssf"] {
+        let (status, body) = create(&env, &token, endpoint).await;
+        assert_eq!(status, StatusCode::CREATED, "{endpoint}: {body}");
+    }
+
+    // A name that resolves to a refused address: the push is never attempted (no connection
+    // reaches the listener) and the event is failed, not retried.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stream_id = push_stream(
+        &env,
+        &token,
+        &format!("https://localhost:{port}/events"),
+        &[],
+    )
+    .await;
+    verify_stream(&env, &token, &stream_id, "inside").await;
+    let start = Instant::now();
+    while env
+        .storage()
+        .count_pending_outbox(&stream_id)
+        .await
+        .unwrap()
+        != 0
+    {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for the event to be failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "no connection was made"
+    );
+
+    // Allowed (receivers on an internal network): the same endpoints are accepted.
+    config.ssf.allow_private_endpoints = true;
+    let env = Env::start_with(Backend::Memory, config).await;
+    let token = ssf_token(&env).await;
+    for endpoint in ["https://10.0.0.1/ssf", "https://[fd00::1]/ssf"] {
+        let (status, body) = create(&env, &token, endpoint).await;
+        assert_eq!(status, StatusCode::CREATED, "{endpoint}: {body}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Retries.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,17 +18,23 @@
 //!   stop with the server (their rows are claimed again when the lease ends).
 //! - **Secrecy.** Neither a SET nor a stream's `Authorization` header is ever logged.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderValue, header};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::model::{Delivery, OutboxEntry, StreamStatus};
+use crate::outbound::{CheckedResolver, literal_allowed, refused_by_address_policy};
 use crate::ssf::{SsfSettings, millis, now_ms};
 use crate::state::AppState;
 
 /// The media type of a pushed SET (RFC 8935 §2).
 pub const SET_MEDIA_TYPE: &str = "application/secevent+jwt";
+/// Why a push to a private, loopback (unless allowed), link-local or reserved address is not
+/// made, and not retried.
+const ADDRESS_REFUSED: &str =
+    "the endpoint is at an address this server does not push to (--ssf-allow-private-endpoints)";
 /// The most bytes of a receiver's answer read (its error JSON).
 pub const MAX_ANSWER_BYTES: usize = 4096;
 
@@ -36,7 +42,14 @@ pub const MAX_ANSWER_BYTES: usize = 4096;
 pub fn spawn(state: AppState) -> Result<JoinHandle<()>, reqwest::Error> {
     let settings = state.ssf().clone();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if !settings.allow_private_endpoints {
+        // Connect to public addresses only (a proxy would resolve names out of our sight).
+        builder = builder
+            .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver::new(settings.allow_http_loopback)));
+    }
+    let client = builder
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(settings.connect_timeout)
         // A push outliving its lease could overlap another instance's push of the same event.
@@ -195,6 +208,14 @@ async fn attempt(state: &AppState, client: &reqwest::Client, row: &OutboxEntry) 
     if stream.status != StreamStatus::Enabled {
         return Outcome::retry("the stream is not enabled");
     }
+    let settings = state.ssf();
+    // Streams created before private endpoints were disallowed are judged now.
+    if !settings.allow_private_endpoints
+        && !url::Url::parse(endpoint_url)
+            .is_ok_and(|url| literal_allowed(&url, settings.allow_http_loopback))
+    {
+        return Outcome::Refused(ADDRESS_REFUSED.to_owned());
+    }
     let key = match crate::keys::current(state.storage().as_ref(), state.now()).await {
         Ok(key) => key,
         Err(e) => return Outcome::retry(format!("signing key: {e}")),
@@ -216,6 +237,9 @@ async fn attempt(state: &AppState, client: &reqwest::Client, row: &OutboxEntry) 
     }
     let response = match request.send().await {
         Ok(response) => response,
+        Err(e) if refused_by_address_policy(&e) => {
+            return Outcome::Refused(ADDRESS_REFUSED.to_owned());
+        }
         // reqwest errors name the URL, never headers or the body.
         Err(e) => return Outcome::retry(network_reason(&e)),
     };

@@ -405,7 +405,9 @@ fn parse_delivery(state: &AppState, d: &Map<String, Value>) -> ApiResult<Deliver
 }
 
 /// A push endpoint must be an `https` URL (or, with the development switch, an `http` URL of
-/// a loopback host) with a host, without credentials or fragment.
+/// a loopback host) with a host, without credentials or fragment; an IP literal must be a public
+/// address unless private endpoints are allowed (a name is checked when it is resolved, at each
+/// push).
 fn check_endpoint(state: &AppState, endpoint: &str) -> ApiResult<()> {
     let bad = || {
         ApiError::invalid_request(
@@ -429,11 +431,20 @@ fn check_endpoint(state: &AppState, endpoint: &str) -> ApiResult<()> {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     };
+    let settings = state.ssf();
     match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback && state.ssf().allow_http_loopback => Ok(()),
-        _ => Err(bad()),
+        "https" => {}
+        "http" if loopback && settings.allow_http_loopback => {}
+        _ => return Err(bad()),
     }
+    if !settings.allow_private_endpoints
+        && !crate::outbound::literal_allowed(&url, settings.allow_http_loopback)
+    {
+        return Err(ApiError::invalid_request(
+            "endpoint_url is a private, loopback, link-local or reserved address",
+        ));
+    }
+    Ok(())
 }
 
 fn delivered(requested: &[String]) -> Vec<String> {

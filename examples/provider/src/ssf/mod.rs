@@ -15,6 +15,11 @@ pub struct SsfSettings {
     /// Development only: push endpoints may be `http://` URLs of a loopback host
     /// (127.0.0.1, ::1, localhost). Otherwise only `https://`.
     pub allow_http_loopback: bool,
+    /// Push endpoints may be at any address (default: public addresses only, loopback too with
+    /// `allow_http_loopback`; see [`crate::outbound`]). A stream's owner chooses its endpoint, so
+    /// without this the provider cannot be made to POST into its own network. Turn it on when
+    /// receivers live on a private network; proxies from the environment are then honoured.
+    pub allow_private_endpoints: bool,
     /// Streams one client may own (default 10).
     pub max_streams_per_client: u64,
     /// Pending events one stream may hold (default 10 000); events beyond are dropped, logged
@@ -50,6 +55,7 @@ impl Default for SsfSettings {
     fn default() -> Self {
         Self {
             allow_http_loopback: false,
+            allow_private_endpoints: false,
             max_streams_per_client: 10,
             max_pending_per_stream: 10_000,
             deliver: true,
