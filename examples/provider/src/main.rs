@@ -227,8 +227,8 @@ struct Cli {
     #[arg(long, env = "OAUTH_CIMD_MAX_FETCHES_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..=1024), default_value_t = 16)]
     cimd_max_fetches_in_flight: u64,
 
-    /// Development only: SSF push endpoints may be http:// URLs of a loopback host
-    /// (127.0.0.1, ::1, localhost); otherwise only https://.
+    /// Development only: SSF push endpoints may be at a loopback host (127.0.0.0/8, ::1,
+    /// localhost), over http:// too; otherwise only https:// to public addresses.
     #[arg(long, env = "OAUTH_SSF_ALLOW_HTTP_LOOPBACK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     ssf_allow_http_loopback: bool,
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 /// The transmitter's bounds and timings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SsfSettings {
-    /// Development only: push endpoints may be `http://` URLs of a loopback host
-    /// (127.0.0.1, ::1, localhost). Otherwise only `https://`.
+    /// Development only: push endpoints may be at a loopback host (127.0.0.0/8, ::1,
+    /// localhost), over `http://` too. Otherwise only `https://`, to public addresses.
     pub allow_http_loopback: bool,
     /// Push endpoints may be at any address (default: public addresses only, loopback too with
     /// `allow_http_loopback`; see [`crate::outbound`]). A stream's owner chooses its endpoint, so
