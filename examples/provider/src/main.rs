@@ -276,6 +276,11 @@ struct Cli {
     #[arg(long, env = "OAUTH_SSF_LEASE", value_parser = clap::value_parser!(u64).range(1..=3600), default_value_t = 30)]
     ssf_lease: u64,
 
+    /// Seconds a stream's owner must wait between two SSF verification requests (each makes this
+    /// server push a SET to the stream's endpoint); 0 for no bound. Per instance.
+    #[arg(long, env = "OAUTH_SSF_MIN_VERIFICATION_INTERVAL", value_parser = clap::value_parser!(u64).range(0..=3600), default_value_t = 5)]
+    ssf_min_verification_interval: u64,
+
     /// Do not run an SSF push deliverer in this instance (others sharing the database deliver).
     #[arg(long, env = "OAUTH_SSF_NO_DELIVERER", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     ssf_no_deliverer: bool,
@@ -385,6 +390,7 @@ impl Cli {
                 poll_interval: Duration::from_millis(self.ssf_poll_interval_ms),
                 push_concurrency: usize::try_from(self.ssf_push_concurrency).unwrap_or(8),
                 lease: Duration::from_secs(self.ssf_lease),
+                min_verification_interval: Duration::from_secs(self.ssf_min_verification_interval),
                 ..oauth_provider::SsfSettings::default()
             },
             ..Config::default()

@@ -53,6 +53,8 @@ struct Inner {
     ssf_wake: Arc<tokio::sync::Notify>,
     /// SSF events dropped because their stream's queue was full.
     ssf_dropped: std::sync::atomic::AtomicU64,
+    /// When each stream was last verified (its `min_verification_interval`).
+    ssf_verifications: crate::ssf::pacing::VerificationPacing,
 }
 
 impl AppState {
@@ -120,6 +122,9 @@ impl AppState {
                 ssf: config.ssf.clone(),
                 ssf_wake: Arc::new(tokio::sync::Notify::new()),
                 ssf_dropped: std::sync::atomic::AtomicU64::new(0),
+                ssf_verifications: crate::ssf::pacing::VerificationPacing::new(
+                    config.ssf.min_verification_interval,
+                ),
             }),
         }
     }
@@ -277,6 +282,11 @@ impl AppState {
     /// The SSF transmitter's settings.
     pub fn ssf(&self) -> &crate::ssf::SsfSettings {
         &self.inner.ssf
+    }
+
+    /// The pacing of verification requests per stream.
+    pub fn ssf_verifications(&self) -> &crate::ssf::pacing::VerificationPacing {
+        &self.inner.ssf_verifications
     }
 
     /// What wakes this instance's SSF deliverer.

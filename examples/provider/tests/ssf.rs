@@ -54,6 +54,8 @@ fn ssf_config() -> Config {
     config.ssf.poll_interval = Duration::from_millis(100);
     config.ssf.long_poll = Duration::from_secs(1);
     config.ssf.max_streams_per_client = 3;
+    // Tests verify streams in quick succession (pacing has its own test).
+    config.ssf.min_verification_interval = Duration::ZERO;
     // Registered client_credentials clients may manage streams too.
     config.registrable_scopes = Some(["read", "write", "ssf"].map(String::from).to_vec());
     config
@@ -1170,6 +1172,53 @@ async fn paused_streams_queue_within_their_bound(backend: Backend) {
             .unwrap(),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_requests_are_paced_per_stream() {
+    let mut config = ssf_config();
+    config.ssf.min_verification_interval = Duration::from_secs(60);
+    let env = Env::start_with(Backend::Memory, config).await;
+    let (receiver, endpoint) = Receiver::start().await;
+    let token = ssf_token(&env).await;
+    let first = push_stream(&env, &token, &endpoint, &[]).await;
+    let second = push_stream(&env, &token, &endpoint, &[]).await;
+    let (_, stream, _) = call(
+        &env,
+        reqwest::Method::GET,
+        &format!("/ssf/stream?stream_id={first}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(stream["min_verification_interval"], json!(60));
+    verify_stream(&env, &token, &first, "one").await;
+    let (status, body, headers) = call(
+        &env,
+        reqwest::Method::POST,
+        "/ssf/verify",
+        Some(&token),
+        Some(json!({"stream_id": first, "state": "two"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(
+        body,
+        json!({"error": "too_many_requests", "error_description":
+               "a verification of this stream was requested less than min_verification_interval ago"})
+    );
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // Another stream has its own pace.
+    verify_stream(&env, &token, &second, "three").await;
+    // Only the admitted verifications were queued and pushed.
+    let claims = accepted_claims(&env, &receiver, 2, DEMO_SSF_RECEIVER_ID).await;
+    let mut states: Vec<&str> = claims
+        .iter()
+        .map(|c| c["events"][VERIFICATION]["state"].as_str().unwrap())
+        .collect();
+    states.sort_unstable();
+    assert_eq!(states, ["one", "three"]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -279,7 +279,7 @@ pub fn configuration(state: &AppState, stream: &Stream) -> Value {
         "events_requested": stream.events_requested,
         "events_delivered": stream.events_delivered,
         "delivery": delivery,
-        "min_verification_interval": 0,
+        "min_verification_interval": state.ssf().min_verification_interval.as_secs(),
     });
     if let Some(description) = &stream.description {
         config["description"] = json!(description);
@@ -654,6 +654,21 @@ pub async fn verify(State(state): State<AppState>, headers: HeaderMap, body: Byt
                 "state must be a string of at most 256 characters",
             )?;
             let stream = owned_stream(&state, &caller, stream_id_of(&map)?).await?;
+            if let Err(wait) = state
+                .ssf_verifications()
+                .admit(&stream.stream_id, std::time::Instant::now())
+            {
+                return Err(ApiError {
+                    // Whole seconds, rounded up: a client that waits that long is admitted.
+                    retry_after: Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_requests",
+                        "a verification of this stream was requested less than \
+                         min_verification_interval ago",
+                    )
+                });
+            }
             let event = [events::verification(
                 state.issuer(),
                 &stream.stream_id,

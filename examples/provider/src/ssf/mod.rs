@@ -5,6 +5,7 @@
 pub mod deliver;
 pub mod endpoints;
 pub mod events;
+pub mod pacing;
 pub mod set;
 
 use std::time::Duration;
@@ -49,6 +50,9 @@ pub struct SsfSettings {
     pub lease: Duration,
     /// Longest wait of a poll request with `returnImmediately: false` (default 5 s).
     pub long_poll: Duration,
+    /// Shortest time between two verification requests for one stream (default 5 s; zero: no
+    /// bound), announced as the stream's `min_verification_interval`; sooner ones get `429`.
+    pub min_verification_interval: Duration,
 }
 
 impl Default for SsfSettings {
@@ -68,6 +72,7 @@ impl Default for SsfSettings {
             request_timeout: Duration::from_secs(10),
             lease: Duration::from_secs(30),
             long_poll: Duration::from_secs(5),
+            min_verification_interval: Duration::from_secs(5),
         }
     }
 }
