@@ -107,6 +107,8 @@ async fn run(state: AppState, client: reqwest::Client, settings: SsfSettings) {
 /// What became of one push.
 enum Outcome {
     Delivered,
+    /// Never to be sent: the receiver answered 400, or the event cannot be delivered (its
+    /// stream was deleted, its endpoint's address is refused).
     Refused(String),
     /// Try again later; `after` is the receiver's own `Retry-After`, if it sent one.
     Retry {
@@ -139,7 +141,7 @@ async fn push(
             storage.finish_outbox(row.id, now, None).await
         }
         Outcome::Refused(reason) => {
-            tracing::warn!(stream_id = %row.stream_id, jti = %row.jti, reason = %reason, "SET refused by the receiver (400); not retried");
+            tracing::warn!(stream_id = %row.stream_id, jti = %row.jti, reason = %reason, "SET not delivered and not retried (refused by the receiver, or undeliverable)");
             storage.finish_outbox(row.id, now, Some(&reason)).await
         }
         Outcome::Retry { reason, after } => {
