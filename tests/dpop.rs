@@ -263,6 +263,8 @@ async fn a_token_bound_by_a_method_the_layer_cannot_check_is_refused_however_pre
     let opted_in = MockServer::start().await;
     expect_introspection(&opted_in, "mtls-1", with_cnf(certificate.clone()), 1).await;
     expect_introspection(&opted_in, "both-1", with_cnf(cases[4].1.clone()), 1).await;
+    expect_introspection(&opted_in, "number-1", with_cnf(cases[2].1.clone()), 1).await;
+    expect_introspection(&opted_in, "string-1", with_cnf(cases[3].1.clone()), 1).await;
     let (listener, origin) = listen().await;
     let seen = Seen::default();
     let layer = BearerAuthLayer::introspect(introspector_for(&opted_in).build().unwrap())
@@ -279,6 +281,12 @@ async fn a_token_bound_by_a_method_the_layer_cannot_check_is_refused_however_pre
         401
     );
     assert_eq!(get_with_proof(&origin, "both-1", &key).await.status, 200);
+    // A malformed binding is no other method: still refused.
+    for token in ["number-1", "string-1"] {
+        let reply = send("GET", &url, Some(&format!("Bearer {token}")), &[]).await;
+        assert_eq!(reply.status, 401, "{token}");
+        assert!(reply.challenge.unwrap().contains(description), "{token}");
+    }
     assert_eq!(seen.calls(), 2);
 }
 

@@ -62,14 +62,17 @@ pub(crate) fn check_proof<B>(
 }
 
 /// Whether `principal`'s token carries a binding this layer cannot check: a `cnf` that is not
-/// an object, a member other than `jkt`, or a `jkt` that is not a string (which would otherwise
-/// read as no binding at all).
-fn binds_beyond_dpop(principal: &Principal) -> bool {
+/// an object or a `jkt` that is not a string (malformed: either would otherwise read as no
+/// binding at all), or, unless `accept_other_methods`, a member other than `jkt`.
+fn unverifiable_binding(principal: &Principal, accept_other_methods: bool) -> bool {
     match principal.claim("cnf") {
         None => false,
-        Some(serde_json::Value::Object(members)) => members
-            .iter()
-            .any(|(name, value)| name != "jkt" || !value.is_string()),
+        Some(serde_json::Value::Object(members)) => {
+            members.iter().any(|(name, value)| match name.as_str() {
+                "jkt" => !value.is_string(),
+                _ => !accept_other_methods,
+            })
+        }
         Some(_) => true,
     }
 }
@@ -90,8 +93,8 @@ pub(crate) fn confirm(
     presented: &Presented,
     settings: &Settings,
 ) -> Result<Confirmed, Rejection> {
-    if !settings.accept_unverifiable_bindings && binds_beyond_dpop(&principal) {
-        tracing::debug!("token bound by a confirmation method other than DPoP: refused");
+    if unverifiable_binding(&principal, settings.accept_unverifiable_bindings) {
+        tracing::debug!("token bound by a confirmation method this layer cannot check: refused");
         return Err(Rejection::InvalidToken(InvalidToken::UnverifiableBinding));
     }
     let bound_to = principal.confirmation_thumbprint();

@@ -260,7 +260,8 @@ impl<V> BearerAuthLayer<V> {
     /// that only the holder of a certificate can use it, and a layer that waves it through as a
     /// bearer token breaks that promise for whoever stole it. Turn this on only when something
     /// else enforces the binding for every request that reaches this layer; a DPoP `jkt` is
-    /// still checked.
+    /// still checked, and a malformed `cnf` (not an object, a `jkt` that is not a string) still
+    /// refused.
     #[must_use]
     pub fn accept_unverifiable_bindings(self, accept: bool) -> Self {
         self.configure(|s| s.accept_unverifiable_bindings = accept)
