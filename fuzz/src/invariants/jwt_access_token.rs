@@ -429,7 +429,8 @@ fn token_defects(token: &str, now: i64) -> Defects {
         d.add(InvalidToken::Malformed);
         return d;
     };
-    let known = ["alg", "typ", "kid", "crit", "b64", "enc", "zip"];
+    // `jwk` is read too (for DPoP proofs, by the same parser): two of it are refused alike.
+    let known = ["alg", "typ", "kid", "jwk", "crit", "b64", "enc", "zip"];
     if known.iter().any(|name| header.count(name) > 1) {
         d.add(InvalidToken::Malformed);
     }
@@ -532,7 +533,7 @@ fn check_parse(token: &str, parsed: &Result<ParsedJwt, InvalidToken>) {
         .unwrap_or_else(|| panic!("parsed a header that is not a JSON object: {token:?}"));
     let claims = Members::read(&payload)
         .unwrap_or_else(|| panic!("parsed claims that are not a JSON object: {token:?}"));
-    for name in ["alg", "typ", "kid", "crit", "b64", "enc", "zip"] {
+    for name in ["alg", "typ", "kid", "jwk", "crit", "b64", "enc", "zip"] {
         assert!(
             header.count(name) <= 1,
             "parsed a header with two {name:?}: {token:?}"
