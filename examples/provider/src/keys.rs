@@ -155,14 +155,7 @@ pub struct AccessTokenClaims<'a> {
 
 /// Signs `claims` as an RFC 9068 JWT access token: `typ: at+jwt`, `alg: ES256`, `kid`.
 pub fn sign(key: &SigningKey, claims: &AccessTokenClaims<'_>) -> Result<String, KeyError> {
-    let mut header = Header::new(Algorithm::ES256);
-    header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
-    header.kid = Some(key.public.kid.clone());
-    Ok(jsonwebtoken::encode(
-        &header,
-        claims,
-        &encoding_key(&key.private)?,
-    )?)
+    sign_typed(key, ACCESS_TOKEN_TYPE, claims)
 }
 
 /// The JOSE `typ` of a Security Event Token (RFC 8417 §2.3).
@@ -170,8 +163,17 @@ pub const SET_TYPE: &str = "secevent+jwt";
 
 /// Signs SET claims (RFC 8417) with the signing key: `typ: secevent+jwt`, `alg: ES256`, `kid`.
 pub fn sign_set(key: &SigningKey, claims: &Value) -> Result<String, KeyError> {
+    sign_typed(key, SET_TYPE, claims)
+}
+
+/// Signs `claims` as a JWS with `alg: ES256`, the key's `kid` and `typ`.
+fn sign_typed(
+    key: &SigningKey,
+    typ: &str,
+    claims: &impl serde::Serialize,
+) -> Result<String, KeyError> {
     let mut header = Header::new(Algorithm::ES256);
-    header.typ = Some(SET_TYPE.to_owned());
+    header.typ = Some(typ.to_owned());
     header.kid = Some(key.public.kid.clone());
     Ok(jsonwebtoken::encode(
         &header,

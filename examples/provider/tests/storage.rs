@@ -8,8 +8,8 @@ use std::sync::Arc;
 use common::*;
 use oauth_provider::cleanup;
 use oauth_provider::model::{
-    AuthMethod, AuthorizationCode, Client, InteractionStage, PendingAuthorization, StorageStats,
-    TokenKind, TokenRecord,
+    Announcement, AuthMethod, AuthorizationCode, Client, InteractionStage, PendingAuthorization,
+    StorageStats, TokenKind, TokenRecord,
 };
 use oauth_provider::storage::{Admission, PendingCaps, Rotation, Storage};
 use oauth_provider::tokens::{hash_secret, random_id};
@@ -236,7 +236,9 @@ async fn expired_rows_are_never_returned_and_are_purged(backend: Backend) {
     .await
     .unwrap();
     put_pending(s.as_ref(), &pending("p", exp)).await;
-    s.revoke_family("f-other", exp).await.unwrap();
+    s.revoke_family("f-other", exp, &Announcement::NOTHING)
+        .await
+        .unwrap();
 
     // Before expiry everything is visible.
     assert!(s.get_code("code", exp - 1).await.unwrap().is_some());
@@ -311,7 +313,9 @@ async fn revoked_family_hides_tokens_stored_later(backend: Backend) {
     s.put_tokens(&[token("other", TokenKind::Access, "fam2", NOW + 60)])
         .await
         .unwrap();
-    s.revoke_family("fam", NOW + 1000).await.unwrap();
+    s.revoke_family("fam", NOW + 1000, &Announcement::NOTHING)
+        .await
+        .unwrap();
     assert!(s.get_token("a1", NOW).await.unwrap().is_none());
     assert!(s.get_token("r1", NOW).await.unwrap().is_none());
     assert!(s.get_token("other", NOW).await.unwrap().is_some());
@@ -327,7 +331,9 @@ async fn revoked_family_hides_tokens_stored_later(backend: Backend) {
         Rotation::Refused
     );
     // Revoking twice is harmless and only extends the memory.
-    s.revoke_family("fam", NOW + 10).await.unwrap();
+    s.revoke_family("fam", NOW + 10, &Announcement::NOTHING)
+        .await
+        .unwrap();
     cleanup::run_once(s.as_ref(), NOW + 20).await.unwrap();
     assert_eq!(s.stats().await.unwrap().revoked_families, 1);
 }

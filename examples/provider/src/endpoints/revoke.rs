@@ -44,7 +44,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
     // transaction.
     let fanout = state
         .storage()
-        .revoke_family_announcing(
+        .revoke_family(
             &record.family_id,
             state.revocation_memory(now),
             &state.announcement(&[], true),

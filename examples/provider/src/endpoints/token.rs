@@ -461,7 +461,7 @@ async fn revoke_after_replay(
     let announce = state.announcement(&events, reused_refresh_of.is_none());
     let fanout = state
         .storage()
-        .revoke_family_announcing(family_id, state.revocation_memory(now), &announce)
+        .revoke_family(family_id, state.revocation_memory(now), &announce)
         .await?;
     state.announced(fanout);
     Ok(())

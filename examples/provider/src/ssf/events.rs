@@ -5,20 +5,12 @@ use serde_json::{Value, json};
 
 use crate::model::{SsfEvent, UnixTime};
 
-/// RFC 9493 / OAuth event: an access token was revoked.
-pub const TOKEN_REVOKED: &str =
-    "https://schemas.openid.net/secevent/oauth/event-type/token-revoked";
-/// CAEP: a session (here, a refresh-token family) was revoked.
-pub const SESSION_REVOKED: &str =
-    "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
-/// CAEP: a credential (here, the password) changed.
-pub const CREDENTIAL_CHANGE: &str =
-    "https://schemas.openid.net/secevent/caep/event-type/credential-change";
-/// RISC: an account was disabled.
-pub const ACCOUNT_DISABLED: &str =
-    "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
-/// SSF: stream verification.
-pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
+/// The event types sent: token-revoked (OAuth), session-revoked and credential-change (CAEP:
+/// here a refresh-token family, and the password), account-disabled (RISC), and stream
+/// verification (SSF). The URIs are the receiver's, so both sides name events alike.
+pub use tower_introspect::ssf::event::{
+    ACCOUNT_DISABLED, CREDENTIAL_CHANGE, SESSION_REVOKED, TOKEN_REVOKED, VERIFICATION,
+};
 
 /// The event types a stream may request (`events_supported`). Verification events are not
 /// listed: they are always delivered to the stream they verify.

@@ -439,12 +439,7 @@ impl Storage for MemoryStorage {
         Ok(Rotation::Replaced)
     }
 
-    async fn revoke_family(&self, family_id: &str, remember_until: UnixTime) -> StorageResult<()> {
-        self.lock().revoke(family_id, remember_until);
-        Ok(())
-    }
-
-    async fn revoke_family_announcing(
+    async fn revoke_family(
         &self,
         family_id: &str,
         remember_until: UnixTime,

@@ -274,9 +274,6 @@ pub trait Storage: Send + Sync + 'static {
         retry_since: UnixTime,
         successors: &[TokenRecord],
     ) -> StorageResult<Rotation>;
-    /// Revokes a grant family: deletes its tokens and remembers the family as revoked until
-    /// `remember_until`, so a token of that family stored concurrently is never returned either.
-    async fn revoke_family(&self, family_id: &str, remember_until: UnixTime) -> StorageResult<()>;
 
     /// Stores `candidate` as the current signing key unless one is current already, and returns
     /// the current key. Atomic: of any number of concurrent callers (processes included) exactly
@@ -295,10 +292,12 @@ pub trait Storage: Send + Sync + 'static {
     /// `retire_at` is still ahead, oldest first. Never reads private keys.
     async fn verification_keys(&self, now: UnixTime) -> StorageResult<Vec<VerificationKey>>;
 
-    /// [`revoke_family`](Storage::revoke_family) that also writes `announce` to the SSF outbox
-    /// in the same transaction (with its `token_revoked_by`, one `token-revoked` event per
-    /// access token of the family unexpired at `announce.now`, read before they are deleted).
-    async fn revoke_family_announcing(
+    /// Revokes a grant family: deletes its tokens and remembers the family as revoked until
+    /// `remember_until`, so a token of that family stored concurrently is never returned either.
+    /// In the same transaction, writes `announce` to the SSF outbox (with its
+    /// `token_revoked_by`, one `token-revoked` event per access token of the family unexpired at
+    /// `announce.now`, read before they are deleted); [`Announcement::NOTHING`] writes nothing.
+    async fn revoke_family(
         &self,
         family_id: &str,
         remember_until: UnixTime,

@@ -645,35 +645,11 @@ macro_rules! sql_storage {
                     &self,
                     family_id: &str,
                     remember_until: UnixTime,
-                ) -> StorageResult<()> {
-                    let mut tx = self.begin_write().await?;
-                    Self::lock(&mut tx, Lock::Family(family_id)).await?;
-                    // A family revoked twice is remembered until the later deadline.
-                    sqlx::query(
-                        "INSERT INTO revoked_families (family_id, expires_at) VALUES ($1, $2) \
-                         ON CONFLICT (family_id) DO UPDATE SET expires_at = excluded.expires_at \
-                         WHERE excluded.expires_at > revoked_families.expires_at",
-                    )
-                    .bind(family_id)
-                    .bind(remember_until)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query("DELETE FROM tokens WHERE family_id = $1")
-                        .bind(family_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    Ok(())
-                }
-
-                async fn revoke_family_announcing(
-                    &self,
-                    family_id: &str,
-                    remember_until: UnixTime,
                     announce: &Announcement<'_>,
                 ) -> StorageResult<Fanout> {
                     let mut tx = self.begin_write().await?;
                     Self::lock(&mut tx, Lock::Family(family_id)).await?;
+                    // A family revoked twice is remembered until the later deadline.
                     sqlx::query(
                         "INSERT INTO revoked_families (family_id, expires_at) VALUES ($1, $2) \
                          ON CONFLICT (family_id) DO UPDATE SET expires_at = excluded.expires_at \
